@@ -1,0 +1,161 @@
+//! Command-line arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// offbox: encrypted, hardware-keyed backups that leave the appliance.
+#[derive(Debug, Parser)]
+#[command(name = "offbox", version, about)]
+pub struct Cli {
+    /// Config file [default: $OFFBOX_CONFIG, else /etc/offbox/offbox.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print a machine-readable JSON summary instead of the confirmation line.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the key-encryption key in the HSM or TPM.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Make backups.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Restore a system or video archive into a new directory.
+    Restore(RestoreArgs),
+    /// Read a whole archive and check every byte of it; exit 0 only when all checks pass.
+    Verify {
+        /// The archive file, or - for standard input.
+        archive: PathBuf,
+    },
+    /// Write the decrypted payload (the tar stream, or the secrets export).
+    Decrypt {
+        /// The archive file, or - for standard input.
+        archive: PathBuf,
+        /// Where to write: a new file, or - for standard output.
+        #[arg(long, value_name = "FILE|-")]
+        output: PathBuf,
+        /// Open through the recovery slot with these custodian share files.
+        #[arg(long = "share", value_name = "FILE")]
+        shares: Vec<PathBuf>,
+    },
+    /// Break the glass: open an archive with custodian shares alone (no HSM, TPM or config).
+    Recover(RecoverArgs),
+    /// Recovery key ceremonies.
+    #[command(subcommand)]
+    Recovery(RecoveryCmd),
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create the key-encryption key inside the HSM or TPM.
+    Init {
+        /// Destroy existing key versions first. Archives that depend on them become
+        /// unreadable except through their recovery slot.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Show the module, the token and the key versions.
+    Status,
+}
+
+/// Archive kinds on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    /// Data, settings, software and access records.
+    System,
+    /// The vault's confidential export (break the glass).
+    Secrets,
+    /// Session recordings.
+    Videos,
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Create an archive and stream it out.
+    Create(CreateArgs),
+}
+
+/// `backup create` arguments.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// What to back up.
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// A source path; repeat it to give several. Overrides the config's sources.
+    #[arg(long = "source", value_name = "PATH")]
+    pub sources: Vec<PathBuf>,
+    /// - streams the archive to standard output.
+    #[arg(long, value_name = "-")]
+    pub output: PathBuf,
+}
+
+/// `restore` arguments.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive file, or - for standard input.
+    pub archive: PathBuf,
+    /// The new directory to restore into (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Custodian share files: open through the recovery slot when the device slot cannot be
+    /// opened (disaster restore on a replacement appliance).
+    #[arg(long = "share", value_name = "FILE")]
+    pub shares: Vec<PathBuf>,
+}
+
+/// `recover` arguments.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The archive file, or - for standard input.
+    pub archive: PathBuf,
+    /// Custodian share files. Without any, shares are read from standard input, one per
+    /// line (typed at a prompt with echo off on a terminal).
+    #[arg(long = "share", value_name = "FILE")]
+    pub shares: Vec<PathBuf>,
+    /// Write the payload here (a new file, or - for standard output).
+    #[arg(long, value_name = "FILE|-", conflicts_with = "to", required_unless_present = "to")]
+    pub output: Option<PathBuf>,
+    /// Restore a system or video archive into this new directory.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+}
+
+/// `recovery` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RecoveryCmd {
+    /// Key ceremony: create the recovery key, split it into share files, record the public
+    /// key in the config.
+    Init(CeremonyArgs),
+    /// Drill: check that the given shares rebuild the recovery key, writing nothing.
+    VerifyShares {
+        /// Share files (without any, read typed shares from standard input).
+        #[arg(long = "share", value_name = "FILE")]
+        shares: Vec<PathBuf>,
+    },
+    /// Replace the recovery key with a new one and new shares.
+    Rotate(CeremonyArgs),
+}
+
+/// Ceremony parameters.
+#[derive(Debug, Args)]
+pub struct CeremonyArgs {
+    /// Number of custodians (N).
+    #[arg(long = "shares", value_name = "N")]
+    pub count: u32,
+    /// Shares needed to rebuild the key (M), at least 2.
+    #[arg(long, value_name = "M")]
+    pub threshold: u32,
+    /// A new directory for the share files.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}

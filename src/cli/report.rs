@@ -1,0 +1,169 @@
+//! What commands print: one confirmation line (or JSON with --json) per command, on stderr
+//! when stdout carries data.
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::harden::Hardening;
+use crate::jobs::backup::BackupSummary;
+use crate::jobs::read::ReadSummary;
+use crate::jobs::recovery::CeremonyResult;
+use crate::jobs::restore::RestoreSummary;
+use crate::keys::recovery::RecoveryPublicKey;
+use crate::keys::{DeviceStatus, KeyVersion};
+use crate::progress::human_bytes;
+
+fn json_line<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("summaries serialize")
+}
+
+/// `backup create`: the archive went to stdout, so everything goes to stderr.
+pub fn backed_up(s: &BackupSummary, json: bool) {
+    for n in &s.notices {
+        eprintln!("offbox: warning: {n}");
+    }
+    if json {
+        eprintln!("{}", json_line(s));
+        return;
+    }
+    eprintln!(
+        "offbox: backup complete: kind={} archive={} in={} out={} time={:.2}s rate={}/s entries={} slots={}{}",
+        s.kind,
+        s.archive_id,
+        human_bytes(s.bytes_in),
+        human_bytes(s.bytes_out),
+        s.seconds,
+        human_bytes(s.bytes_per_second as u64),
+        s.entries,
+        s.slots.join(","),
+        if s.notices.is_empty() {
+            String::new()
+        } else {
+            format!(" warnings={}", s.notices.len())
+        }
+    );
+}
+
+/// `verify`.
+pub fn verified(s: &ReadSummary, json: bool) {
+    if json {
+        println!("{}", json_line(s));
+        return;
+    }
+    println!(
+        "offbox: verify OK: kind={} archive={} appliance={} created={} archive_bytes={} payload_bytes={} entries={} slots={}",
+        s.kind, s.archive_id, s.appliance_id, s.created_unix, s.archive_bytes, s.payload_bytes, s.entries, s.slots
+    );
+}
+
+/// `decrypt` and `recover --output`.
+pub fn decrypted(s: &ReadSummary, output: &Path, json: bool) {
+    if json {
+        eprintln!("{}", json_line(s));
+        return;
+    }
+    eprintln!(
+        "offbox: decrypted: kind={} archive={} payload_bytes={} to {}",
+        s.kind,
+        s.archive_id,
+        s.payload_bytes,
+        if output == Path::new("-") {
+            "standard output".to_string()
+        } else {
+            output.display().to_string()
+        }
+    );
+}
+
+/// `restore` and `recover --to`.
+pub fn restored(s: &RestoreSummary, json: bool) {
+    if json {
+        println!("{}", json_line(s));
+        return;
+    }
+    println!(
+        "offbox: restore complete: kind={} archive={} payload_bytes={} to {}",
+        s.read.kind,
+        s.read.archive_id,
+        s.read.payload_bytes,
+        s.restored_to.display()
+    );
+}
+
+/// `keys init`.
+pub fn key_created(v: &KeyVersion, json: bool) {
+    if json {
+        println!("{}", json_line(v));
+        return;
+    }
+    println!(
+        "offbox: key-encryption key version {} created ({}); it never leaves the device",
+        v.version, v.location
+    );
+}
+
+/// `keys status`.
+pub fn status(s: &DeviceStatus, cfg: &Config, json: bool) {
+    let recovery = cfg.recovery.public_key.as_deref().and_then(|p| RecoveryPublicKey::parse(p).ok());
+    if json {
+        let v = serde_json::json!({
+            "status": s,
+            "recovery_key_id": recovery.map(|r| crate::format::header::hex(&r.key_id())),
+        });
+        println!("{v}");
+        return;
+    }
+    println!("backend:  {}", s.backend);
+    println!("module:   {}", s.module);
+    println!("device:   {}", s.device);
+    if s.versions.is_empty() {
+        println!("KEK:      missing (run `offbox keys init`)");
+    }
+    for v in &s.versions {
+        println!(
+            "KEK:      version {}{} at {}",
+            v.version,
+            if v.current { " (current)" } else { "" },
+            v.location
+        );
+    }
+    match recovery {
+        Some(r) => println!("recovery: key {}", crate::format::header::hex(&r.key_id())),
+        None => println!("recovery: none configured (run `offbox recovery init`)"),
+    }
+}
+
+/// `recovery verify-shares`.
+pub fn shares_ok(key_id: &str, indexes: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({"ok": true, "key_id": key_id, "shares": indexes}));
+        return;
+    }
+    println!("offbox: shares {indexes} rebuild recovery key {key_id}: OK (nothing was written)");
+}
+
+/// `recovery init` / `rotate`: what each custodian must do.
+pub fn ceremony(r: &CeremonyResult, old: Option<&RecoveryPublicKey>, h: &Hardening, config: &Path, json: bool) {
+    if json {
+        println!("{}", json_line(r));
+        return;
+    }
+    println!("offbox: recovery key {} created; {} of {} shares open it.", r.key_id, r.threshold, r.share_files.len());
+    println!("checked: {} different {}-share subsets rebuild the key.", r.subsets_checked, r.threshold);
+    println!("memory locked: {}, core dumps off: {}", h.memory_locked, h.no_core_dumps);
+    println!("public key recorded in {}: {}", config.display(), r.public_key);
+    if let Some(old) = old {
+        println!(
+            "ROTATED: archives made before now still need the OLD shares (key {}); keep them until those archives expire.",
+            crate::format::header::hex(&old.key_id())
+        );
+    }
+    println!();
+    println!("Custodians, each of you:");
+    for f in &r.share_files {
+        println!("  - take {} (print it, or copy it to your own offline medium),", f.display());
+    }
+    println!("  - check it at a drill: offbox recovery verify-shares --share FILE ...,");
+    println!("  - keep it sealed and offline; never send it by email or chat.");
+    println!("Security officer: once every custodian holds a copy, securely delete the share files here (shred -u).");
+}

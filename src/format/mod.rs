@@ -1,0 +1,38 @@
+//! The offbox archive format, version 1: pure data types, encodings and the key schedule.
+//!
+//! This module does no I/O. It turns headers into bytes and back, derives the per-archive
+//! keys from a data key, and seals or opens single body segments. The streaming layer
+//! (`crate::stream`) drives it over `Read`/`Write`; `docs/format.md` is the specification.
+
+pub mod error;
+pub mod header;
+pub mod schedule;
+pub mod segment;
+
+pub use error::FormatError;
+pub use header::{ArchiveKind, Compression, Header, KeySlot, SignerInfo};
+pub use schedule::ArchiveKeys;
+
+/// The eight bytes every archive starts with: "OFFBOX" then CR LF, which catches text-mode
+/// transfers that rewrite line endings.
+pub const MAGIC: [u8; 8] = *b"OFFBOX\r\n";
+
+/// The only format version this build writes and reads.
+pub const VERSION: u16 = 1;
+
+/// Length of the header MAC that follows the encoded header.
+pub const HEADER_MAC_LEN: usize = 32;
+
+/// Length of the AEAD tag that ends every body segment.
+pub const TAG_LEN: usize = 16;
+
+/// Largest encoded header accepted (key slots included).
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
+
+/// Smallest and largest segment sizes accepted in a header.
+pub const MIN_SEGMENT_SIZE: u32 = 4 * 1024;
+/// See [`MIN_SEGMENT_SIZE`].
+pub const MAX_SEGMENT_SIZE: u32 = 16 * 1024 * 1024;
+
+/// Segment size used when the configuration does not choose one.
+pub const DEFAULT_SEGMENT_SIZE: u32 = 1024 * 1024;

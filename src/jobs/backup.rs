@@ -1,0 +1,201 @@
+//! `backup create`: packs or streams a payload, compresses it, and encrypts it into an
+//! archive whose data key is wrapped by every given custodian.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::format::{ArchiveKind, Compression, Header, VERSION};
+use crate::keys::{KeyCustodian, SlotContext};
+use crate::payload::exclude::Excludes;
+use crate::payload::pack::pack;
+use crate::payload::Notice;
+use crate::progress::Meter;
+use crate::secret::{random_bytes, Dek};
+use crate::stream::EncryptWriter;
+
+use super::JobError;
+
+/// What goes into the archive.
+pub enum Payload {
+    /// A tar stream of these paths (system and video backups).
+    Tree {
+        /// Files and directories.
+        sources: Vec<PathBuf>,
+        /// Exclude patterns.
+        excludes: Excludes,
+    },
+    /// An opaque byte stream (the secrets export).
+    Stream(Box<dyn Read>),
+}
+
+/// Settings of one backup run.
+pub struct BackupOptions {
+    /// The archive kind.
+    pub kind: ArchiveKind,
+    /// The payload.
+    pub payload: Payload,
+    /// The appliance id recorded in the header.
+    pub appliance_id: String,
+    /// Plaintext bytes per segment.
+    pub segment_size: u32,
+    /// zstd level.
+    pub zstd_level: i32,
+    /// zstd worker threads (0: one per core).
+    pub threads: u32,
+}
+
+/// The result of a backup, for the confirmation line and `--json`.
+#[derive(Debug, serde::Serialize)]
+pub struct BackupSummary {
+    /// The archive kind.
+    pub kind: &'static str,
+    /// The archive id (hex).
+    pub archive_id: String,
+    /// Plaintext bytes read.
+    pub bytes_in: u64,
+    /// Archive bytes written.
+    pub bytes_out: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Plaintext throughput in bytes per second.
+    pub bytes_per_second: f64,
+    /// Entries in the tar payload (0 for a stream payload).
+    pub entries: u64,
+    /// Kinds of the key slots written.
+    pub slots: Vec<&'static str>,
+    /// Things the operator should know (vanished or changed files...).
+    pub notices: Vec<Notice>,
+}
+
+struct Counting<'a, W> {
+    inner: W,
+    meter: &'a Meter,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.meter.add_out(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes one archive to `out`. On error the stream written so far has no final segment,
+/// so no reader accepts it as an archive.
+pub fn create<W: Write>(
+    custodians: &mut [&mut dyn KeyCustodian],
+    opts: BackupOptions,
+    out: W,
+    meter: Arc<Meter>,
+) -> Result<(W, BackupSummary), JobError> {
+    let t0 = Instant::now();
+    if let Payload::Tree { sources, .. } = &opts.payload {
+        if sources.is_empty() {
+            return Err(JobError::NoSources);
+        }
+    }
+    let dek = Dek::random();
+    let archive_id = random_bytes::<16>();
+    let salt = random_bytes::<32>();
+    let ctx = SlotContext {
+        archive_id: &archive_id,
+        salt: &salt,
+        kind: opts.kind,
+    };
+    let mut slots = Vec::with_capacity(custodians.len());
+    for c in custodians.iter_mut() {
+        slots.push(c.wrap(&dek, &ctx)?);
+    }
+    let header = Header {
+        version: VERSION,
+        kind: opts.kind,
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        appliance_id: opts.appliance_id.clone(),
+        archive_id,
+        compression: Compression::Zstd {
+            level: opts.zstd_level,
+        },
+        segment_size: opts.segment_size,
+        salt,
+        nonce_prefix: random_bytes::<7>(),
+        slots,
+        signer: None,
+    };
+    let slot_names = header.slots.iter().map(|s| s.kind_name()).collect();
+    let counting = Counting {
+        inner: out,
+        meter: &meter,
+    };
+    let enc = EncryptWriter::new(counting, &header, &dek)
+        .map_err(|e| JobError::io("writing the archive header", e))?;
+    drop(dek);
+    let mut z = zstd::stream::write::Encoder::new(enc, opts.zstd_level)
+        .map_err(|e| JobError::io("starting zstd", e))?;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    } else {
+        opts.threads
+    };
+    if threads > 1 {
+        z.multithread(threads)
+            .map_err(|e| JobError::io("starting zstd workers", e))?;
+    }
+    let (z, entries, notices) = match opts.payload {
+        Payload::Tree { sources, excludes } => {
+            let (z, stats) = pack(&sources, &excludes, z, &meter)?;
+            (z, stats.entries, stats.notices)
+        }
+        Payload::Stream(mut r) => {
+            let mut z = z;
+            let mut counted = CountingReader {
+                inner: &mut r,
+                meter: &meter,
+            };
+            io::copy(&mut counted, &mut z).map_err(|e| JobError::io("streaming the payload", e))?;
+            (z, 0, Vec::new())
+        }
+    };
+    let enc = z
+        .finish()
+        .map_err(|e| JobError::io("finishing compression", e))?;
+    let done = enc
+        .finish()
+        .map_err(|e| JobError::io("writing the archive", e))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let plain = meter.bytes_in.load(std::sync::atomic::Ordering::Relaxed);
+    Ok((
+        done.inner.inner,
+        BackupSummary {
+            kind: opts.kind.name(),
+            archive_id: header.archive_id_hex(),
+            bytes_in: plain,
+            bytes_out: done.bytes_out,
+            seconds,
+            bytes_per_second: plain as f64 / seconds.max(1e-9),
+            entries,
+            slots: slot_names,
+            notices,
+        },
+    ))
+}
+
+struct CountingReader<'a, R> {
+    inner: R,
+    meter: &'a Meter,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.add_in(n as u64);
+        Ok(n)
+    }
+}

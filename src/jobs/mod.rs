@@ -1,0 +1,12 @@
+//! Jobs: the operations an operator runs, built from the layers below (format, stream,
+//! keys, payload). Each job takes already-opened custodians and streams; the CLI wires them
+//! to files, the config and the terminal.
+
+pub mod backup;
+pub mod error;
+pub mod open;
+pub mod read;
+pub mod recovery;
+pub mod restore;
+
+pub use error::JobError;

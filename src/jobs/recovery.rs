@@ -1,0 +1,287 @@
+//! Recovery key ceremonies and break-the-glass: splitting the recovery key into custodian
+//! share files, checking a quorum, reading shares from files or a prompt, and the audit line
+//! every opening leaves.
+
+use std::fs;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::format::header::hex;
+use crate::keys::recovery::share::{self, Share};
+use crate::keys::recovery::{RecoveryError, RecoveryPublicKey, RecoverySecret};
+use crate::keys::KeyError;
+
+use super::JobError;
+
+/// What a ceremony produced (no secret in it).
+#[derive(Debug, serde::Serialize)]
+pub struct CeremonyResult {
+    /// The public key, as written to the config.
+    pub public_key: String,
+    /// Its key id (hex).
+    pub key_id: String,
+    /// Share files, in index order.
+    pub share_files: Vec<PathBuf>,
+    /// Shares needed.
+    pub threshold: u8,
+    /// Number of M-subsets that were rebuilt and checked before finishing.
+    pub subsets_checked: usize,
+}
+
+/// Generates a recovery key in memory, splits it into `count` share files in `out_dir`,
+/// re-reads them, checks that several `threshold`-subsets rebuild the key, and returns the
+/// public key. The private key is never written anywhere but in the shares.
+pub fn ceremony(out_dir: &Path, count: u32, threshold: u32) -> Result<CeremonyResult, JobError> {
+    let (count, threshold) = share::check_parameters(count, threshold).map_err(KeyError::from)?;
+    let io_err = |what: String| move |err| JobError::Io { what, err };
+    if out_dir.exists() && fs::read_dir(out_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(JobError::Io {
+            what: format!("writing shares to {}", out_dir.display()),
+            err: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the directory is not empty; give a new directory so that no share is overwritten",
+            ),
+        });
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out_dir)
+        .map_err(io_err(format!("creating {}", out_dir.display())))?;
+    let secret = RecoverySecret::generate();
+    let public = secret.public();
+    let shares = share::split(&secret, count, threshold);
+    let mut files = Vec::new();
+    for s in &shares {
+        let path = out_dir.join(format!("share-{}-of-{}.txt", s.index, count));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(format!("creating {}", path.display())))?;
+        f.write_all(s.to_file_text().as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        files.push(path);
+    }
+    drop(shares);
+    // Check from the files as written, so that a bad write is caught now, not at an emergency.
+    let subsets = subsets(count, threshold);
+    for subset in &subsets {
+        let picked = subset
+            .iter()
+            .map(|&i| read_share_file(&files[i]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rebuilt = share::combine(&picked).map_err(KeyError::from)?;
+        if rebuilt.public() != public || rebuilt.expose() != secret.expose() {
+            return Err(KeyError::from(RecoveryError::Mismatch {
+                key_id: hex(&public.key_id()),
+            })
+            .into());
+        }
+    }
+    Ok(CeremonyResult {
+        public_key: public.encode(),
+        key_id: hex(&public.key_id()),
+        share_files: files,
+        threshold,
+        subsets_checked: subsets.len(),
+    })
+}
+
+/// The subsets checked by a ceremony: the first M, the last M, every rotation of a window of
+/// M, and a few random ones; each is a list of 0-based indexes.
+fn subsets(count: u8, threshold: u8) -> Vec<Vec<usize>> {
+    let (n, m) = (count as usize, threshold as usize);
+    let mut out: Vec<Vec<usize>> = (0..n).map(|s| (0..m).map(|k| (s + k) % n).collect()).collect();
+    for _ in 0..4 {
+        let mut idx: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let r = u32::from_le_bytes(crate::secret::random_bytes::<4>()) as usize % (i + 1);
+            idx.swap(i, r);
+        }
+        idx.truncate(m);
+        out.push(idx);
+    }
+    for s in out.iter_mut() {
+        s.sort_unstable();
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads one share file.
+pub fn read_share_file(path: &Path) -> Result<(String, Share), JobError> {
+    let name = path.display().to_string();
+    let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|err| JobError::Io {
+        what: format!("reading share file {name}"),
+        err,
+    })?);
+    let s = Share::parse(&text, &name).map_err(KeyError::from)?;
+    Ok((name, s))
+}
+
+/// Reads shares typed by custodians, one per line, from standard input; echo is turned off
+/// when it is a terminal. Stops when the threshold of the first share is reached or at end
+/// of input.
+pub fn prompt_shares() -> Result<Vec<(String, Share)>, JobError> {
+    let stdin = io::stdin();
+    let tty = stdin.is_terminal();
+    let _echo = if tty { EchoOff::new() } else { None };
+    let mut shares: Vec<(String, Share)> = Vec::new();
+    let mut lines = stdin.lock();
+    loop {
+        let needed = shares.first().map(|(_, s)| s.threshold as usize);
+        if let Some(n) = needed {
+            if shares.len() >= n {
+                break;
+            }
+        }
+        let k = shares.len() + 1;
+        if tty {
+            let of = needed.map(|n| format!(" of {n}")).unwrap_or_default();
+            eprint!("custodian {k}{of}: type your share code and press Enter (input is hidden): ");
+        }
+        let mut line = zeroize::Zeroizing::new(String::new());
+        let n = lines.read_line(&mut line).map_err(|err| JobError::Io {
+            what: "reading a share from standard input".into(),
+            err,
+        })?;
+        if tty {
+            eprintln!();
+        }
+        if n == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let which = format!("typed share {k}");
+        let s = Share::parse(&line, &which).map_err(KeyError::from)?;
+        shares.push((which, s));
+    }
+    Ok(shares)
+}
+
+/// Turns terminal echo off for its lifetime.
+struct EchoOff {
+    saved: nix::sys::termios::Termios,
+}
+
+impl EchoOff {
+    fn new() -> Option<Self> {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        let stdin = io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut t = saved.clone();
+        t.local_flags.remove(LocalFlags::ECHO);
+        t.local_flags.insert(LocalFlags::ECHONL);
+        tcsetattr(&stdin, SetArg::TCSANOW, &t).ok()?;
+        Some(EchoOff { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
+}
+
+/// Rebuilds the recovery key from shares.
+pub fn rebuild(shares: &[(String, Share)]) -> Result<RecoverySecret, JobError> {
+    Ok(share::combine(shares).map_err(KeyError::from)?)
+}
+
+/// "1,3,5": the indexes of the shares used.
+pub fn share_indexes(shares: &[(String, Share)]) -> String {
+    let mut idx: Vec<u8> = shares.iter().map(|(_, s)| s.index).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    idx.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Writes an audit line to stderr and, when a syslog socket exists, to syslog (facility
+/// authpriv, severity notice).
+pub fn audit(message: &str) {
+    eprintln!("offbox: AUDIT: {message}");
+    let line = format!("<85>offbox[{}]: AUDIT: {message}", std::process::id());
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = sock.send_to(line.as_bytes(), "/dev/log");
+    }
+}
+
+/// Records the recovery public key in the config file, replacing `old` when rotating.
+/// Only this line changes; comments and the rest of the file are kept.
+pub fn record_public_key(
+    config: &Path,
+    new: &RecoveryPublicKey,
+    old: Option<&RecoveryPublicKey>,
+) -> Result<(), JobError> {
+    let io_err = |err| JobError::Io {
+        what: format!("updating {}", config.display()),
+        err,
+    };
+    let text = fs::read_to_string(config).map_err(io_err)?;
+    let line = format!("public_key = \"{}\"", new.encode());
+    let updated = if let Some(old) = old {
+        let needle = old.encode();
+        text.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("public_key") && l.contains(&needle) {
+                    line.clone()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    } else if let Some(pos) = text.lines().position(|l| l.trim() == "[recovery]") {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.insert(pos + 1, line);
+        lines.join("\n") + "\n"
+    } else {
+        let sep = if text.ends_with('\n') || text.is_empty() { "" } else { "\n" };
+        format!("{text}{sep}\n[recovery]\n{line}\n")
+    };
+    let tmp = config.with_extension("toml.offbox-tmp");
+    fs::write(&tmp, updated).map_err(io_err)?;
+    fs::rename(&tmp, config).map_err(io_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_cover_every_share() {
+        let s = subsets(5, 3);
+        for i in 0..5 {
+            assert!(s.iter().any(|x| x.contains(&i)));
+        }
+        assert!(s.iter().all(|x| x.len() == 3));
+    }
+
+    #[test]
+    fn public_key_is_added_and_rotated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("offbox.toml");
+        fs::write(&cfg, "# keep me\n[keys]\nbackend = \"pkcs11\"\n").unwrap();
+        let a = RecoverySecret::generate().public();
+        let b = RecoverySecret::generate().public();
+        record_public_key(&cfg, &a, None).unwrap();
+        let t = fs::read_to_string(&cfg).unwrap();
+        assert_eq!(t, format!("# keep me\n[keys]\nbackend = \"pkcs11\"\n\n[recovery]\npublic_key = \"{}\"\n", a.encode()));
+        record_public_key(&cfg, &b, Some(&a)).unwrap();
+        let t = fs::read_to_string(&cfg).unwrap();
+        assert!(t.contains(&b.encode()) && !t.contains(&a.encode()) && t.starts_with("# keep me"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Errors of key custody. Each message says what failed and what the operator should do.
+
+use thiserror::Error;
+
+/// Why a data key could not be wrapped or unwrapped, or a key could not be managed.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    /// A PKCS#11 token problem.
+    #[error(transparent)]
+    Pkcs11(#[from] super::pkcs11::Pkcs11Error),
+    /// A recovery key or share problem.
+    #[error(transparent)]
+    Recovery(#[from] super::recovery::RecoveryError),
+    /// A PIN or password could not be read.
+    #[error(transparent)]
+    Pin(#[from] super::pin::PinError),
+    /// The config does not describe the backend.
+    #[error("keys.backend = \"{0}\" has no usable [keys.{0}] table in the config; add it (see docs/operator-guide.md)")]
+    BackendNotConfigured(&'static str),
+    /// The archive has no slot that any available custodian can open.
+    #[error("no key slot of this archive can be opened here (slots: {slots}); {hint}")]
+    NoUsableSlot {
+        /// The slot kinds the archive has.
+        slots: String,
+        /// What to try instead.
+        hint: &'static str,
+    },
+}

@@ -1,0 +1,341 @@
+//! The PKCS#11 custodian: data keys wrapped by a non-extractable AES-256 key in a token.
+//!
+//! The key-encryption key (KEK) is generated inside the token with Token, Private,
+//! Sensitive, Wrap and Unwrap set and Extractable cleared. Data keys are wrapped with
+//! CKM_AES_KEY_WRAP (RFC 3394): the DEK enters the token as a session object, is wrapped,
+//! and the session object is destroyed. Each KEK version is a separate token object with the
+//! same label and the id `<label>-v<N>`.
+
+mod error;
+mod kek;
+
+pub use error::Pkcs11Error;
+
+use std::path::PathBuf;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use cryptoki::session::{Session, UserType};
+use serde::Deserialize;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::pin::{read_secret, SecretSource};
+use super::{Device, DeviceStatus, KeyCustodian, KeyError, KeyVersion, SlotContext};
+use crate::format::KeySlot;
+use crate::secret::{Dek, Key32};
+use error::call_error;
+
+/// CKM_AES_KEY_WRAP, recorded in every PKCS#11 slot.
+pub const CKM_AES_KEY_WRAP: u64 = 0x2109;
+
+/// The `[keys.pkcs11]` table of the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// Path of the PKCS#11 module (.so).
+    pub module: PathBuf,
+    /// CKA_LABEL of the token.
+    pub token_label: String,
+    /// File holding the user PIN.
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN (used when no pin_file is set).
+    pub pin_env: Option<String>,
+    /// CKA_LABEL of the key-encryption key.
+    #[serde(default = "default_key_label")]
+    pub key_label: String,
+}
+
+fn default_key_label() -> String {
+    "offbox-kek".into()
+}
+
+impl Pkcs11Config {
+    /// Where the PIN comes from: `pin_file`, else `pin_env`, else `$OFFBOX_PKCS11_PIN`.
+    pub fn pin_source(&self) -> SecretSource {
+        match (&self.pin_file, &self.pin_env) {
+            (Some(p), _) => SecretSource::File(p.clone()),
+            (None, Some(v)) => SecretSource::Env(v.clone()),
+            (None, None) => SecretSource::Env("OFFBOX_PKCS11_PIN".into()),
+        }
+    }
+}
+
+/// A logged-in session on the configured token.
+pub struct Pkcs11Custodian {
+    // Field order matters: the session closes before the library is finalized.
+    session: Session,
+    _ctx: Pkcs11,
+    cfg: Pkcs11Config,
+    token_desc: String,
+}
+
+impl Pkcs11Custodian {
+    /// Loads the module, finds the token by label, and logs in with the configured PIN.
+    pub fn open(cfg: &Pkcs11Config) -> Result<Self, KeyError> {
+        let module = cfg.module.display().to_string();
+        if !cfg.module.exists() {
+            return Err(Pkcs11Error::ModuleNotFound {
+                module,
+                detail: "no such file".into(),
+            }
+            .into());
+        }
+        let ctx = Pkcs11::new(&cfg.module).map_err(|e| Pkcs11Error::ModuleNotFound {
+            module: module.clone(),
+            detail: e.to_string(),
+        })?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(|e| call_error(e, "the module failed to start; check its configuration"))?;
+        let slots = ctx
+            .get_slots_with_token()
+            .map_err(|e| call_error(e, "check that the HSM is connected"))?;
+        let mut present = Vec::new();
+        let mut found = None;
+        for slot in slots {
+            let info = ctx
+                .get_token_info(slot)
+                .map_err(|e| call_error(e, "check that the HSM is connected"))?;
+            let label = info.label().trim_end().to_string();
+            if label == cfg.token_label && found.is_none() {
+                found = Some((slot, info));
+            }
+            present.push(format!("\"{label}\""));
+        }
+        let Some((slot, info)) = found else {
+            return Err(Pkcs11Error::TokenNotFound {
+                label: cfg.token_label.clone(),
+                module,
+                present: if present.is_empty() {
+                    "none".into()
+                } else {
+                    present.join(", ")
+                },
+            }
+            .into());
+        };
+        let token_desc = format!(
+            "\"{}\" ({} {}, serial {})",
+            cfg.token_label,
+            info.manufacturer_id().trim_end(),
+            info.model().trim_end(),
+            info.serial_number().trim_end()
+        );
+        let session = ctx
+            .open_rw_session(slot)
+            .map_err(|e| call_error(e, "check that the token is writable and not busy"))?;
+        let source = cfg.pin_source();
+        let pin = read_secret(&source, "PKCS#11 user PIN")?;
+        match session.login(UserType::User, Some(&pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                return Err(Pkcs11Error::WrongPin {
+                    source_desc: source.to_string(),
+                    token: cfg.token_label.clone(),
+                }
+                .into())
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                return Err(Pkcs11Error::PinLocked {
+                    token: cfg.token_label.clone(),
+                }
+                .into())
+            }
+            Err(e) => return Err(call_error(e, "check the PIN and the token state").into()),
+        }
+        Ok(Pkcs11Custodian {
+            session,
+            _ctx: ctx,
+            cfg: cfg.clone(),
+            token_desc,
+        })
+    }
+
+    /// The logged-in session, for tests and lifecycle commands.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn kek_missing(&self) -> Pkcs11Error {
+        Pkcs11Error::KekMissing {
+            label: self.cfg.key_label.clone(),
+            token: self.cfg.token_label.clone(),
+        }
+    }
+}
+
+impl KeyCustodian for Pkcs11Custodian {
+    fn name(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    fn wrap(&mut self, dek: &Dek, _ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
+        let versions = kek::list(&self.session, &self.cfg.key_label)?;
+        let (version, kek) = versions.last().copied().ok_or_else(|| self.kek_missing())?;
+        let mut template = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Value(dek.expose().to_vec()),
+        ];
+        let created = self.session.create_object(&template);
+        for attr in template.iter_mut() {
+            if let Attribute::Value(v) = attr {
+                v.zeroize();
+            }
+        }
+        let dek_obj = created.map_err(|e| call_error(e, "the token refused a session key"))?;
+        let wrapped = self
+            .session
+            .wrap_key(&Mechanism::AesKeyWrap, kek, dek_obj);
+        let destroyed = self.session.destroy_object(dek_obj);
+        let wrapped = wrapped.map_err(|e| call_error(e, "the token could not wrap the data key"))?;
+        destroyed.map_err(|e| call_error(e, "the token could not drop the session key"))?;
+        Ok(KeySlot::Pkcs11 {
+            key_label: self.cfg.key_label.clone(),
+            key_id: kek::id_for(&self.cfg.key_label, version),
+            key_version: version,
+            mechanism: CKM_AES_KEY_WRAP,
+            wrapped,
+        })
+    }
+
+    fn unwrap(&mut self, slot: &KeySlot, _ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
+        let KeySlot::Pkcs11 {
+            key_label,
+            key_version,
+            mechanism,
+            wrapped,
+            ..
+        } = slot
+        else {
+            return Ok(None);
+        };
+        if *mechanism != CKM_AES_KEY_WRAP {
+            return Err(Pkcs11Error::Call {
+                function: "C_UnwrapKey".into(),
+                rv: "CKR_MECHANISM_INVALID".into(),
+                hint: "the slot uses a mechanism this build does not support",
+            }
+            .into());
+        }
+        let versions = kek::list(&self.session, key_label)?;
+        let Some(&(_, kek)) = versions.iter().find(|(v, _)| v == key_version) else {
+            return Err(if versions.is_empty() {
+                self.kek_missing()
+            } else {
+                Pkcs11Error::VersionMissing {
+                    label: key_label.clone(),
+                    version: *key_version,
+                    token: self.cfg.token_label.clone(),
+                }
+            }
+            .into());
+        };
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ];
+        let obj = match self
+            .session
+            .unwrap_key(&Mechanism::AesKeyWrap, kek, wrapped, &template)
+        {
+            Ok(o) => o,
+            Err(CkError::Pkcs11(rv, _))
+                if matches!(
+                    rv,
+                    RvError::WrappedKeyInvalid
+                        | RvError::EncryptedDataInvalid
+                        | RvError::WrappedKeyLenRange
+                        | RvError::GeneralError
+                ) =>
+            {
+                return Err(Pkcs11Error::UnwrapRefused {
+                    rv: error::rv_name(&rv),
+                }
+                .into())
+            }
+            Err(e) => return Err(call_error(e, "the token could not unwrap the data key").into()),
+        };
+        let attrs = self.session.get_attributes(obj, &[AttributeType::Value]);
+        let destroyed = self.session.destroy_object(obj);
+        let attrs = attrs.map_err(|e| call_error(e, "the token did not return the data key"))?;
+        destroyed.map_err(|e| call_error(e, "the token could not drop the session key"))?;
+        for attr in attrs {
+            if let Attribute::Value(v) = attr {
+                let v = Zeroizing::new(v);
+                if let Some(k) = Key32::from_slice(&v) {
+                    return Ok(Some(k));
+                }
+            }
+        }
+        Err(Pkcs11Error::UnwrapRefused {
+            rv: "the unwrapped key is not 32 bytes".into(),
+        }
+        .into())
+    }
+}
+
+impl Device for Pkcs11Custodian {
+    fn init(&mut self, replace: bool) -> Result<KeyVersion, KeyError> {
+        let existing = kek::list(&self.session, &self.cfg.key_label)?;
+        if let Some(&(version, _)) = existing.last() {
+            if !replace {
+                return Err(Pkcs11Error::KekExists {
+                    label: self.cfg.key_label.clone(),
+                    token: self.cfg.token_label.clone(),
+                    version,
+                }
+                .into());
+            }
+            for (_, handle) in existing {
+                self.session
+                    .destroy_object(handle)
+                    .map_err(|e| call_error(e, "the token refused to delete the old key"))?;
+            }
+        }
+        kek::generate(&self.session, &self.cfg.key_label, 1)?;
+        Ok(KeyVersion {
+            version: 1,
+            location: self.location(1),
+            current: true,
+        })
+    }
+
+    fn status(&mut self) -> Result<DeviceStatus, KeyError> {
+        let versions = kek::list(&self.session, &self.cfg.key_label)?;
+        let newest = versions.last().map(|(v, _)| *v);
+        Ok(DeviceStatus {
+            backend: "pkcs11",
+            module: self.cfg.module.display().to_string(),
+            device: format!("token {}", self.token_desc),
+            versions: versions
+                .iter()
+                .map(|(v, _)| KeyVersion {
+                    version: *v,
+                    location: self.location(*v),
+                    current: Some(*v) == newest,
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Pkcs11Custodian {
+    fn location(&self, version: u32) -> String {
+        format!(
+            "token \"{}\", label \"{}\", id \"{}\"",
+            self.cfg.token_label,
+            self.cfg.key_label,
+            String::from_utf8_lossy(&kek::id_for(&self.cfg.key_label, version))
+        )
+    }
+}

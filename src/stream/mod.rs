@@ -1,0 +1,40 @@
+//! Streaming encryption and decryption of whole archives over `std::io`.
+//!
+//! [`EncryptWriter`] implements `Write` and must be `finish()`ed; dropping it unfinished leaves
+//! a stream that every reader rejects as truncated. [`DecryptReader`] implements `Read` and
+//! releases plaintext only after its segment authenticated; it returns end-of-file only after
+//! the final segment did. Memory use is a few segments, whatever the archive size.
+
+pub mod framer;
+pub mod head;
+pub mod reader;
+pub mod writer;
+
+pub use framer::{Framer, SegmentRef};
+pub use head::ArchiveHead;
+pub use reader::DecryptReader;
+pub use writer::{EncryptWriter, Finished};
+
+use crate::format::FormatError;
+
+/// Domain separation prefix of the message an archive signature covers.
+pub const SIGNATURE_CONTEXT: &[u8] = b"offbox v1 archive signature\0";
+
+/// The message an archive signature covers: context, then SHA-256 of every byte before the
+/// trailer (header, header MAC and all segments).
+pub fn signed_message(stream_digest: &[u8; 32]) -> Vec<u8> {
+    let mut m = SIGNATURE_CONTEXT.to_vec();
+    m.extend_from_slice(stream_digest);
+    m
+}
+
+/// Maps a format error into an `io::Error` that keeps it as the source, so that callers
+/// reading through `Read` can still recover the precise cause with [`format_error_of`].
+pub fn io_error(e: FormatError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+/// The format error inside an `io::Error` made by [`io_error`], if any.
+pub fn format_error_of(e: &std::io::Error) -> Option<&FormatError> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<FormatError>())
+}

@@ -1,0 +1,108 @@
+//! The decrypting reader: authenticated plaintext out of an archive stream.
+
+use std::io::{self, Read};
+
+use super::{io_error, ArchiveHead, Framer};
+use crate::format::{segment, ArchiveKeys, FormatError, Header};
+use crate::secret::Dek;
+
+/// Reads the plaintext payload of an archive. Each segment is authenticated before any of its
+/// bytes are returned, and `Ok(0)` (end of file) comes only after the final segment
+/// authenticated, so a reader that reached end of file has seen the whole, untouched payload.
+pub struct DecryptReader<R> {
+    framer: Framer<R>,
+    keys: ArchiveKeys,
+    prefix: [u8; 7],
+    mac: [u8; 32],
+    header: Header,
+    pos: usize,
+    end: usize,
+    plain_total: u64,
+}
+
+impl<R: Read> DecryptReader<R> {
+    /// Checks the header MAC with the data key and prepares to read the body.
+    pub fn new(inner: R, head: ArchiveHead, dek: &Dek) -> Result<Self, FormatError> {
+        let keys = ArchiveKeys::derive(dek, &head.header.salt);
+        keys.check_header_mac(&head.encoded, &head.mac)?;
+        let framer = Framer::new(
+            inner,
+            head.header.segment_size,
+            head.header.trailer_len(),
+            &[&head.encoded, &head.mac],
+        );
+        Ok(DecryptReader {
+            framer,
+            keys,
+            prefix: head.header.nonce_prefix,
+            mac: head.mac,
+            header: head.header,
+            pos: 0,
+            end: 0,
+            plain_total: 0,
+        })
+    }
+
+    /// The authenticated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// True once the final segment authenticated.
+    pub fn is_complete(&self) -> bool {
+        self.framer.is_done() && self.pos == self.end
+    }
+
+    /// Plaintext bytes released so far.
+    pub fn plaintext_len(&self) -> u64 {
+        self.plain_total
+    }
+
+    /// Archive bytes read so far.
+    pub fn archive_len(&self) -> u64 {
+        self.framer.bytes_read()
+    }
+
+    /// The trailer (signature) bytes, once complete.
+    pub fn trailer(&self) -> &[u8] {
+        self.framer.trailer()
+    }
+
+    /// SHA-256 of everything before the trailer, once complete (signed archives only).
+    pub fn stream_digest(&self) -> Option<[u8; 32]> {
+        self.framer.stream_digest()
+    }
+
+    /// Reads to the end, discarding plaintext, so that the final segment is authenticated.
+    pub fn drain(&mut self) -> io::Result<u64> {
+        io::copy(self, &mut io::sink())
+    }
+}
+
+impl<R: Read> Read for DecryptReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.end {
+            let Some(seg) = self.framer.advance()? else {
+                return Ok(0);
+            };
+            let counter = u32::try_from(seg.index).map_err(|_| io_error(FormatError::TooManySegments))?;
+            let buf = self.framer.segment_mut(seg.len);
+            let n = segment::open(
+                self.keys.payload(),
+                &self.prefix,
+                counter,
+                seg.last,
+                &self.mac,
+                buf,
+            )
+            .map_err(io_error)?;
+            self.pos = 0;
+            self.end = n;
+        }
+        let n = out.len().min(self.end - self.pos);
+        out[..n].copy_from_slice(&self.framer.segment(self.end)[self.pos..self.pos + n]);
+        self.pos += n;
+        self.plain_total += n as u64;
+        Ok(n)
+    }
+}

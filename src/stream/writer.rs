@@ -1,0 +1,137 @@
+//! The encrypting writer: an archive stream out of plaintext.
+
+use std::io::{self, Write};
+
+use aws_lc_rs::digest;
+
+use crate::format::{segment, ArchiveKeys, FormatError, Header, HEADER_MAC_LEN, TAG_LEN};
+use crate::secret::Dek;
+
+/// Writes an archive: the header block at creation, then one sealed segment per
+/// `segment_size` plaintext bytes. [`EncryptWriter::finish`] seals the final segment; without
+/// it the stream has no final segment and every reader rejects it as truncated.
+pub struct EncryptWriter<W: Write> {
+    inner: W,
+    keys: ArchiveKeys,
+    prefix: [u8; 7],
+    mac: [u8; HEADER_MAC_LEN],
+    segment_size: usize,
+    buf: Vec<u8>,
+    counter: u64,
+    digest: Option<digest::Context>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// What a finished writer hands back.
+pub struct Finished<W> {
+    /// The underlying writer, flushed. For a signed archive the caller appends the signature.
+    pub inner: W,
+    /// Plaintext bytes written.
+    pub bytes_in: u64,
+    /// Archive bytes written (header block and segments, no trailer).
+    pub bytes_out: u64,
+    /// SHA-256 of all archive bytes written, when the header names a signer.
+    pub stream_digest: Option<[u8; 32]>,
+}
+
+impl<W: Write> EncryptWriter<W> {
+    /// Writes the header block and returns a writer for the payload.
+    pub fn new(mut inner: W, header: &Header, dek: &Dek) -> io::Result<Self> {
+        let encoded = header.encode().map_err(super::io_error)?;
+        let keys = ArchiveKeys::derive(dek, &header.salt);
+        let mac = keys.header_mac(&encoded);
+        inner.write_all(&encoded)?;
+        inner.write_all(&mac)?;
+        let mut digest = header
+            .signer
+            .is_some()
+            .then(|| digest::Context::new(&digest::SHA256));
+        if let Some(d) = digest.as_mut() {
+            d.update(&encoded);
+            d.update(&mac);
+        }
+        let segment_size = header.segment_size as usize;
+        Ok(EncryptWriter {
+            inner,
+            keys,
+            prefix: header.nonce_prefix,
+            mac,
+            segment_size,
+            buf: Vec::with_capacity(segment_size + TAG_LEN),
+            counter: 0,
+            digest,
+            bytes_in: 0,
+            bytes_out: (encoded.len() + HEADER_MAC_LEN) as u64,
+        })
+    }
+
+    fn seal_and_write(&mut self, last: bool) -> io::Result<()> {
+        let counter = u32::try_from(self.counter)
+            .map_err(|_| super::io_error(FormatError::TooManySegments))?;
+        segment::seal(
+            self.keys.payload(),
+            &self.prefix,
+            counter,
+            last,
+            &self.mac,
+            &mut self.buf,
+        );
+        if let Some(d) = self.digest.as_mut() {
+            d.update(&self.buf);
+        }
+        self.inner.write_all(&self.buf)?;
+        self.bytes_out += self.buf.len() as u64;
+        self.buf.clear();
+        self.counter += 1;
+        Ok(())
+    }
+
+    /// Seals the final segment, flushes, and returns the underlying writer.
+    pub fn finish(mut self) -> io::Result<Finished<W>> {
+        self.seal_and_write(true)?;
+        self.inner.flush()?;
+        Ok(Finished {
+            stream_digest: self.digest.take().map(|d| {
+                d.finish()
+                    .as_ref()
+                    .try_into()
+                    .expect("SHA-256 is 32 bytes")
+            }),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            inner: self.inner,
+        })
+    }
+
+    /// Plaintext bytes accepted so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Archive bytes written so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+}
+
+impl<W: Write> Write for EncryptWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        // A full buffer is sealed as non-final only once more data arrives: the final
+        // segment may be full-sized.
+        if self.buf.len() == self.segment_size {
+            self.seal_and_write(false)?;
+        }
+        let n = data.len().min(self.segment_size - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.bytes_in += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
