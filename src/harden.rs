@@ -16,8 +16,8 @@ pub fn harden_process() -> Hardening {
     use nix::sys::mman::{mlockall, MlockAllFlags};
     use nix::sys::resource::{setrlimit, Resource};
     let memory_locked = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).is_ok();
-    let no_core_dumps =
-        setrlimit(Resource::RLIMIT_CORE, 0, 0).is_ok() && nix::sys::prctl::set_dumpable(false).is_ok();
+    let no_core_dumps = setrlimit(Resource::RLIMIT_CORE, 0, 0).is_ok()
+        && nix::sys::prctl::set_dumpable(false).is_ok();
     Hardening {
         memory_locked,
         no_core_dumps,

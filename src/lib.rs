@@ -5,13 +5,13 @@
 //! zstd packing), then [`jobs`] (backup, restore, verify) and the CLI in `main.rs`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
 pub mod format;
-pub mod secret;
-pub mod stream;
+pub mod harden;
+pub mod jobs;
 pub mod keys;
 pub mod payload;
 pub mod progress;
-pub mod config;
-pub mod jobs;
-pub mod harden;
-pub mod cli;
+pub mod secret;
+pub mod stream;

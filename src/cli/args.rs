@@ -123,7 +123,12 @@ pub struct RecoverArgs {
     #[arg(long = "share", value_name = "FILE")]
     pub shares: Vec<PathBuf>,
     /// Write the payload here (a new file, or - for standard output).
-    #[arg(long, value_name = "FILE|-", conflicts_with = "to", required_unless_present = "to")]
+    #[arg(
+        long,
+        value_name = "FILE|-",
+        conflicts_with = "to",
+        required_unless_present = "to"
+    )]
     pub output: Option<PathBuf>,
     /// Restore a system or video archive into this new directory.
     #[arg(long, value_name = "DIR")]

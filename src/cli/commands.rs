@@ -30,7 +30,10 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Verify { archive } => {
             let cfg = Config::load(&config_path)?;
             let mut device = open_device(&cfg)?;
-            let reader = open::open(input(&archive)?, &mut [device.as_mut() as &mut dyn KeyCustodian])?;
+            let reader = open::open(
+                input(&archive)?,
+                &mut [device.as_mut() as &mut dyn KeyCustodian],
+            )?;
             let s = read::verify(reader)?;
             report::verified(&s, json);
             Ok(())
@@ -45,7 +48,9 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
                 recovery = Some(recovery_opener(&shares)?.0);
             }
             let mut device = if recovery.is_some() {
-                Config::load(&config_path).ok().and_then(|c| open_device(&c).ok())
+                Config::load(&config_path)
+                    .ok()
+                    .and_then(|c| open_device(&c).ok())
             } else {
                 Some(open_device(&Config::load(&config_path)?)?)
             };
@@ -156,7 +161,8 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     );
     drop(ticker);
     let (mut out, summary) = result?;
-    out.flush().map_err(|e| JobError::io("writing the archive", e))?;
+    out.flush()
+        .map_err(|e| JobError::io("writing the archive", e))?;
     report::backed_up(&summary, json);
     Ok(())
 }
@@ -230,7 +236,10 @@ fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), Job
         indexes = idx;
     }
     // With shares, a missing token or KEK is expected (replacement appliance): skip the device.
-    let mut device = match (Config::load(config_path).map(|c| open_device(&c)), rec.is_some()) {
+    let mut device = match (
+        Config::load(config_path).map(|c| open_device(&c)),
+        rec.is_some(),
+    ) {
         (Ok(Ok(d)), _) => Some(d),
         (Ok(Err(_)) | Err(_), true) => None,
         (Ok(Err(e)), false) => return Err(e.into()),
@@ -365,13 +374,17 @@ fn write_output<T>(
     if output == Path::new("-") {
         let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
         let v = f(&mut out)?;
-        out.flush().map_err(|e| JobError::io("writing standard output", e))?;
+        out.flush()
+            .map_err(|e| JobError::io("writing standard output", e))?;
         return Ok(v);
     }
     if output.exists() {
         return Err(JobError::Io {
             what: format!("writing {}", output.display()),
-            err: io::Error::new(io::ErrorKind::AlreadyExists, "the file exists; give a new name"),
+            err: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the file exists; give a new name",
+            ),
         });
     }
     let tmp = PathBuf::from(format!("{}.offbox-partial", output.display()));

@@ -104,7 +104,11 @@ pub fn key_created(v: &KeyVersion, json: bool) {
 
 /// `keys status`.
 pub fn status(s: &DeviceStatus, cfg: &Config, json: bool) {
-    let recovery = cfg.recovery.public_key.as_deref().and_then(|p| RecoveryPublicKey::parse(p).ok());
+    let recovery = cfg
+        .recovery
+        .public_key
+        .as_deref()
+        .and_then(|p| RecoveryPublicKey::parse(p).ok());
     if json {
         let v = serde_json::json!({
             "status": s,
@@ -136,22 +140,46 @@ pub fn status(s: &DeviceStatus, cfg: &Config, json: bool) {
 /// `recovery verify-shares`.
 pub fn shares_ok(key_id: &str, indexes: &str, json: bool) {
     if json {
-        println!("{}", serde_json::json!({"ok": true, "key_id": key_id, "shares": indexes}));
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "key_id": key_id, "shares": indexes})
+        );
         return;
     }
     println!("offbox: shares {indexes} rebuild recovery key {key_id}: OK (nothing was written)");
 }
 
 /// `recovery init` / `rotate`: what each custodian must do.
-pub fn ceremony(r: &CeremonyResult, old: Option<&RecoveryPublicKey>, h: &Hardening, config: &Path, json: bool) {
+pub fn ceremony(
+    r: &CeremonyResult,
+    old: Option<&RecoveryPublicKey>,
+    h: &Hardening,
+    config: &Path,
+    json: bool,
+) {
     if json {
         println!("{}", json_line(r));
         return;
     }
-    println!("offbox: recovery key {} created; {} of {} shares open it.", r.key_id, r.threshold, r.share_files.len());
-    println!("checked: {} different {}-share subsets rebuild the key.", r.subsets_checked, r.threshold);
-    println!("memory locked: {}, core dumps off: {}", h.memory_locked, h.no_core_dumps);
-    println!("public key recorded in {}: {}", config.display(), r.public_key);
+    println!(
+        "offbox: recovery key {} created; {} of {} shares open it.",
+        r.key_id,
+        r.threshold,
+        r.share_files.len()
+    );
+    println!(
+        "checked: {} different {}-share subsets rebuild the key.",
+        r.subsets_checked, r.threshold
+    );
+    println!(
+        "memory locked: {}, core dumps off: {}",
+        h.memory_locked, h.no_core_dumps
+    );
+    println!(
+        "public key recorded in {}: {}",
+        config.display(),
+        r.public_key
+    );
     if let Some(old) = old {
         println!(
             "ROTATED: archives made before now still need the OLD shares (key {}); keep them until those archives expire.",
@@ -161,7 +189,10 @@ pub fn ceremony(r: &CeremonyResult, old: Option<&RecoveryPublicKey>, h: &Hardeni
     println!();
     println!("Custodians, each of you:");
     for f in &r.share_files {
-        println!("  - take {} (print it, or copy it to your own offline medium),", f.display());
+        println!(
+            "  - take {} (print it, or copy it to your own offline medium),",
+            f.display()
+        );
     }
     println!("  - check it at a drill: offbox recovery verify-shares --share FILE ...,");
     println!("  - keep it sealed and offline; never send it by email or chat.");

@@ -9,7 +9,9 @@ pub enum FormatError {
     BadMagic,
     #[error("archive format version {0} is not supported by this build (it reads version 1); use a newer offbox")]
     UnsupportedVersion(u16),
-    #[error("the archive header is truncated; the file was cut short, copy it again from the target")]
+    #[error(
+        "the archive header is truncated; the file was cut short, copy it again from the target"
+    )]
     TruncatedHeader,
     #[error("the archive header is {0} bytes, more than the 65536 allowed; the file is corrupt or not an offbox archive")]
     HeaderTooLarge(usize),
@@ -21,7 +23,9 @@ pub enum FormatError {
     HeaderAuth,
     #[error("segment {0} failed authentication: the archive was modified, reordered, truncated or extended; do not trust this file, restore from another copy")]
     SegmentAuth(u64),
-    #[error("the archive ends inside segment {0}: it was truncated; copy it again from the target")]
+    #[error(
+        "the archive ends inside segment {0}: it was truncated; copy it again from the target"
+    )]
     Truncated(u64),
     #[error("the archive has more than 2^32 segments; split the backup")]
     TooManySegments,

@@ -156,7 +156,9 @@ impl Header {
             return Err(FormatError::HeaderInvalid("no key slot"));
         }
         if self.appliance_id.len() > 255 {
-            return Err(FormatError::HeaderInvalid("appliance id longer than 255 bytes"));
+            return Err(FormatError::HeaderInvalid(
+                "appliance id longer than 255 bytes",
+            ));
         }
         Ok(())
     }

@@ -26,7 +26,9 @@ impl hkdf::KeyType for Len {
 /// Derives one 32-byte key with HKDF-SHA256.
 pub fn hkdf32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Key32 {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-    let okm = prk.expand(info, Len(KEY_LEN)).expect("32 bytes is a valid HKDF length");
+    let okm = prk
+        .expand(info, Len(KEY_LEN))
+        .expect("32 bytes is a valid HKDF length");
     let mut out = [0u8; KEY_LEN];
     okm.fill(&mut out).expect("32 bytes is a valid HKDF length");
     Key32::from_bytes(&mut out)

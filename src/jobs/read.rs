@@ -54,7 +54,9 @@ pub fn with_payload<R: Read, T>(
     io::copy(&mut buffered, &mut io::sink()).map_err(|e| JobError::io("reading the archive", e))?;
     let reader = buffered.into_inner();
     if !reader.is_complete() {
-        return Err(JobError::Integrity(crate::format::FormatError::Truncated(0)));
+        return Err(JobError::Integrity(crate::format::FormatError::Truncated(
+            0,
+        )));
     }
     Ok((reader, value))
 }
@@ -78,7 +80,10 @@ fn summary<R: Read>(reader: &DecryptReader<R>, payload_bytes: u64, entries: u64)
 pub fn verify<R: Read>(reader: DecryptReader<R>) -> Result<ReadSummary, JobError> {
     let is_tree = reader.header().kind != ArchiveKind::Secrets;
     let (reader, (bytes, entries)) = with_payload(reader, |payload| {
-        let mut counted = CountRead { inner: payload, n: 0 };
+        let mut counted = CountRead {
+            inner: payload,
+            n: 0,
+        };
         let mut entries = 0;
         if is_tree {
             let mut ar = tar::Archive::new(&mut counted);
@@ -96,9 +101,13 @@ pub fn verify<R: Read>(reader: DecryptReader<R>) -> Result<ReadSummary, JobError
 
 /// Writes the decompressed payload (the tar stream, or the secrets export) to `out`. The
 /// caller must discard what was written when this fails.
-pub fn decrypt<R: Read, W: Write + ?Sized>(reader: DecryptReader<R>, out: &mut W) -> Result<ReadSummary, JobError> {
+pub fn decrypt<R: Read, W: Write + ?Sized>(
+    reader: DecryptReader<R>,
+    out: &mut W,
+) -> Result<ReadSummary, JobError> {
     let (reader, bytes) = with_payload(reader, |payload| io::copy(payload, out))?;
-    out.flush().map_err(|e| JobError::io("writing the output", e))?;
+    out.flush()
+        .map_err(|e| JobError::io("writing the output", e))?;
     Ok(summary(&reader, bytes, 0))
 }
 

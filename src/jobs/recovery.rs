@@ -35,7 +35,11 @@ pub struct CeremonyResult {
 pub fn ceremony(out_dir: &Path, count: u32, threshold: u32) -> Result<CeremonyResult, JobError> {
     let (count, threshold) = share::check_parameters(count, threshold).map_err(KeyError::from)?;
     let io_err = |what: String| move |err| JobError::Io { what, err };
-    if out_dir.exists() && fs::read_dir(out_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if out_dir.exists()
+        && fs::read_dir(out_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         return Err(JobError::Io {
             what: format!("writing shares to {}", out_dir.display()),
             err: io::Error::new(
@@ -95,7 +99,9 @@ pub fn ceremony(out_dir: &Path, count: u32, threshold: u32) -> Result<CeremonyRe
 /// M, and a few random ones; each is a list of 0-based indexes.
 fn subsets(count: u8, threshold: u8) -> Vec<Vec<usize>> {
     let (n, m) = (count as usize, threshold as usize);
-    let mut out: Vec<Vec<usize>> = (0..n).map(|s| (0..m).map(|k| (s + k) % n).collect()).collect();
+    let mut out: Vec<Vec<usize>> = (0..n)
+        .map(|s| (0..m).map(|k| (s + k) % n).collect())
+        .collect();
     for _ in 0..4 {
         let mut idx: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {
@@ -248,7 +254,11 @@ pub fn record_public_key(
         lines.insert(pos + 1, line);
         lines.join("\n") + "\n"
     } else {
-        let sep = if text.ends_with('\n') || text.is_empty() { "" } else { "\n" };
+        let sep = if text.ends_with('\n') || text.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
         format!("{text}{sep}\n[recovery]\n{line}\n")
     };
     let tmp = config.with_extension("toml.offbox-tmp");
@@ -279,7 +289,13 @@ mod tests {
         let b = RecoverySecret::generate().public();
         record_public_key(&cfg, &a, None).unwrap();
         let t = fs::read_to_string(&cfg).unwrap();
-        assert_eq!(t, format!("# keep me\n[keys]\nbackend = \"pkcs11\"\n\n[recovery]\npublic_key = \"{}\"\n", a.encode()));
+        assert_eq!(
+            t,
+            format!(
+                "# keep me\n[keys]\nbackend = \"pkcs11\"\n\n[recovery]\npublic_key = \"{}\"\n",
+                a.encode()
+            )
+        );
         record_public_key(&cfg, &b, Some(&a)).unwrap();
         let t = fs::read_to_string(&cfg).unwrap();
         assert!(t.contains(&b.encode()) && !t.contains(&a.encode()) && t.starts_with("# keep me"));

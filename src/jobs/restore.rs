@@ -25,13 +25,10 @@ pub fn restore<R: Read>(reader: DecryptReader<R>, dest: &Path) -> Result<Restore
     expect_tree(reader.header(), "restore")?;
     let staging = Staging::create(dest)?;
     let (reader, ()) = with_payload(reader, |payload| {
-        staging
-            .extract(payload)
-            .map(|_| ())
-            .map_err(|e| match e {
-                crate::payload::unpack::UnpackError::Extract(io) => io,
-                other => std::io::Error::other(other.to_string()),
-            })
+        staging.extract(payload).map(|_| ()).map_err(|e| match e {
+            crate::payload::unpack::UnpackError::Extract(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        })
     })?;
     let h = reader.header();
     let read = ReadSummary {

@@ -90,7 +90,11 @@ pub trait Device: KeyCustodian {
 pub fn open_device(cfg: &Config) -> Result<Box<dyn Device>, KeyError> {
     match cfg.keys.backend {
         Backend::Pkcs11 => {
-            let p = cfg.keys.pkcs11.as_ref().ok_or(KeyError::BackendNotConfigured("pkcs11"))?;
+            let p = cfg
+                .keys
+                .pkcs11
+                .as_ref()
+                .ok_or(KeyError::BackendNotConfigured("pkcs11"))?;
             Ok(Box::new(pkcs11::Pkcs11Custodian::open(p)?))
         }
         Backend::Tpm => Err(KeyError::BackendNotConfigured("tpm")),

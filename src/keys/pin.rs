@@ -104,8 +104,11 @@ mod tests {
 
     #[test]
     fn missing_env_names_the_variable() {
-        let e = read_secret(&SecretSource::Env("OFFBOX_TEST_UNSET_VAR".into()), "PKCS#11 PIN")
-            .unwrap_err();
+        let e = read_secret(
+            &SecretSource::Env("OFFBOX_TEST_UNSET_VAR".into()),
+            "PKCS#11 PIN",
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "the PKCS#11 PIN is expected in environment variable OFFBOX_TEST_UNSET_VAR, which is not set; set it, or configure a pin_file"

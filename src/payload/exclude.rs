@@ -76,7 +76,11 @@ mod tests {
 
     #[test]
     fn names_and_absolute_prefixes() {
-        let ex = Excludes::new(&["*.tmp".into(), "/var/lib/app/cache/".into(), "/srv/*/tmp".into()]);
+        let ex = Excludes::new(&[
+            "*.tmp".into(),
+            "/var/lib/app/cache/".into(),
+            "/srv/*/tmp".into(),
+        ]);
         assert!(ex.matches(Path::new("/etc/a.tmp")));
         assert!(!ex.matches(Path::new("/etc/a.tmpx")));
         assert!(ex.matches(Path::new("/var/lib/app/cache")));

@@ -32,7 +32,9 @@ pub struct PackStats {
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     /// A configured source does not exist or cannot be read.
-    #[error("source {path} cannot be read: {err}; fix the path in the config or on the command line")]
+    #[error(
+        "source {path} cannot be read: {err}; fix the path in the config or on the command line"
+    )]
     Source {
         /// The source path.
         path: String,
@@ -125,14 +127,18 @@ fn walk<W: Write>(
     let ft = meta.file_type();
     let mut h = Header::new_gnu();
     h.set_metadata_in_mode(&meta, HeaderMode::Complete);
-    meter.files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    meter
+        .files
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if ft.is_dir() {
         h.set_size(0);
         b.append_data(&mut h, name, io::empty())
             .map_err(PackError::Write)?;
         stats.entries += 1;
         let mut children = match fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect::<Vec<_>>(),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect::<Vec<_>>(),
             Err(e) => {
                 notice(stats, path, unreadable(&e));
                 return Ok(());
@@ -215,19 +221,48 @@ fn add_file<W: Write>(
     stats.file_bytes += size;
     meter.add_in(size);
     if let Some(e) = exact.failed.take() {
-        notice(stats, path, format!("read error after {} bytes ({e}); stored padded with zeros", size - exact.short));
+        notice(
+            stats,
+            path,
+            format!(
+                "read error after {} bytes ({e}); stored padded with zeros",
+                size - exact.short
+            ),
+        );
     } else if exact.short > 0 {
-        notice(stats, path, format!("shrank by {} bytes while being read; stored padded with zeros", exact.short));
+        notice(
+            stats,
+            path,
+            format!(
+                "shrank by {} bytes while being read; stored padded with zeros",
+                exact.short
+            ),
+        );
     } else {
         let mut probe = [0u8; 1];
         if matches!(exact.inner.read(&mut probe), Ok(1)) {
-            notice(stats, path, format!("grew while being read; stored its first {size} bytes"));
+            notice(
+                stats,
+                path,
+                format!("grew while being read; stored its first {size} bytes"),
+            );
         } else if let Ok(now) = fs::symlink_metadata(path) {
-            if now.mtime() != meta.mtime() || now.mtime_nsec() != meta.mtime_nsec() || now.len() != size {
-                notice(stats, path, "changed while being read; the stored copy may mix old and new content".into());
+            if now.mtime() != meta.mtime()
+                || now.mtime_nsec() != meta.mtime_nsec()
+                || now.len() != size
+            {
+                notice(
+                    stats,
+                    path,
+                    "changed while being read; the stored copy may mix old and new content".into(),
+                );
             }
         } else {
-            notice(stats, path, "vanished while being read; stored as read".into());
+            notice(
+                stats,
+                path,
+                "vanished while being read; stored as read".into(),
+            );
         }
     }
     Ok(())
@@ -246,7 +281,9 @@ impl Read for ExactSize {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = if self.failed.is_some() || self.short > 0 {
             0
         } else {
@@ -276,7 +313,9 @@ impl Read for ExactSize {
 fn unreadable(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "vanished before it could be read; not stored".into(),
-        io::ErrorKind::PermissionDenied => "permission denied; not stored (run offbox as the service user that may read it)".into(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied; not stored (run offbox as the service user that may read it)".into()
+        }
         _ => format!("unreadable ({e}); not stored"),
     }
 }

@@ -144,7 +144,10 @@ mod tests {
         let dest = dir.path().join("out");
         fs::create_dir(&dest).unwrap();
         fs::write(dest.join("f"), b"x").unwrap();
-        assert!(matches!(Staging::create(&dest), Err(UnpackError::DestNotEmpty(_))));
+        assert!(matches!(
+            Staging::create(&dest),
+            Err(UnpackError::DestNotEmpty(_))
+        ));
         let dest2 = dir.path().join("new");
         let st = Staging::create(&dest2).unwrap();
         let p = st.path().to_path_buf();

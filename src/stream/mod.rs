@@ -36,5 +36,9 @@ pub fn io_error(e: FormatError) -> std::io::Error {
 
 /// The format error inside an `io::Error` made by [`io_error`], if any.
 pub fn format_error_of(e: &std::io::Error) -> Option<&FormatError> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<FormatError>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<FormatError>())
 }
+
+#[cfg(test)]
+mod tests;

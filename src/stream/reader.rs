@@ -85,7 +85,8 @@ impl<R: Read> Read for DecryptReader<R> {
             let Some(seg) = self.framer.advance()? else {
                 return Ok(0);
             };
-            let counter = u32::try_from(seg.index).map_err(|_| io_error(FormatError::TooManySegments))?;
+            let counter =
+                u32::try_from(seg.index).map_err(|_| io_error(FormatError::TooManySegments))?;
             let buf = self.framer.segment_mut(seg.len);
             let n = segment::open(
                 self.keys.payload(),

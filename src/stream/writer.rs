@@ -92,12 +92,10 @@ impl<W: Write> EncryptWriter<W> {
         self.seal_and_write(true)?;
         self.inner.flush()?;
         Ok(Finished {
-            stream_digest: self.digest.take().map(|d| {
-                d.finish()
-                    .as_ref()
-                    .try_into()
-                    .expect("SHA-256 is 32 bytes")
-            }),
+            stream_digest: self
+                .digest
+                .take()
+                .map(|d| d.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             inner: self.inner,

@@ -120,6 +120,9 @@ mod tests {
     #[test]
     fn rv_names_are_spec_spelling() {
         assert_eq!(rv_name(&RvError::PinIncorrect), "CKR_PIN_INCORRECT");
-        assert_eq!(rv_name(&RvError::WrappedKeyInvalid), "CKR_WRAPPED_KEY_INVALID");
+        assert_eq!(
+            rv_name(&RvError::WrappedKeyInvalid),
+            "CKR_WRAPPED_KEY_INVALID"
+        );
     }
 }

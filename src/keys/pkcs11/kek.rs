@@ -42,11 +42,7 @@ pub fn list(session: &Session, label: &str) -> Result<Vec<(u32, ObjectHandle)>, 
 }
 
 /// Generates version `version` of the KEK inside the token: AES-256, non-extractable.
-pub fn generate(
-    session: &Session,
-    label: &str,
-    version: u32,
-) -> Result<ObjectHandle, Pkcs11Error> {
+pub fn generate(session: &Session, label: &str, version: u32) -> Result<ObjectHandle, Pkcs11Error> {
     session
         .generate_key(
             &Mechanism::AesKeyGen,
@@ -66,7 +62,12 @@ pub fn generate(
                 Attribute::Id(id_for(label, version)),
             ],
         )
-        .map_err(|e| call_error(e, "the token could not generate the key; check free token space"))
+        .map_err(|e| {
+            call_error(
+                e,
+                "the token could not generate the key; check free token space",
+            )
+        })
 }
 
 #[cfg(test)]

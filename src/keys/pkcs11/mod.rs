@@ -189,11 +189,10 @@ impl KeyCustodian for Pkcs11Custodian {
             }
         }
         let dek_obj = created.map_err(|e| call_error(e, "the token refused a session key"))?;
-        let wrapped = self
-            .session
-            .wrap_key(&Mechanism::AesKeyWrap, kek, dek_obj);
+        let wrapped = self.session.wrap_key(&Mechanism::AesKeyWrap, kek, dek_obj);
         let destroyed = self.session.destroy_object(dek_obj);
-        let wrapped = wrapped.map_err(|e| call_error(e, "the token could not wrap the data key"))?;
+        let wrapped =
+            wrapped.map_err(|e| call_error(e, "the token could not wrap the data key"))?;
         destroyed.map_err(|e| call_error(e, "the token could not drop the session key"))?;
         Ok(KeySlot::Pkcs11 {
             key_label: self.cfg.key_label.clone(),

@@ -112,7 +112,13 @@ fn wrap_key(ephemeral: &[u8; 32], recipient: &[u8; 32], shared: &[u8], ctx: &[u8
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k.expose()).expect("AES-256 key"))
 }
 
-fn agree(sk: &PrivateKey, peer: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32], ctx: &[u8]) -> Result<LessSafeKey, RecoveryError> {
+fn agree(
+    sk: &PrivateKey,
+    peer: &[u8; 32],
+    ephemeral: &[u8; 32],
+    recipient: &[u8; 32],
+    ctx: &[u8],
+) -> Result<LessSafeKey, RecoveryError> {
     agreement::agree(
         sk,
         UnparsedPublicKey::new(&X25519, peer),
@@ -185,7 +191,9 @@ impl KeyCustodian for RecoveryCustodian {
                 buf.as_mut_slice(),
             )
             .map_err(|_| RecoveryError::BadSlot)?;
-        Ok(Some(Key32::from_slice(plain).ok_or(RecoveryError::BadSlot)?))
+        Ok(Some(
+            Key32::from_slice(plain).ok_or(RecoveryError::BadSlot)?,
+        ))
     }
 }
 
@@ -203,10 +211,19 @@ mod tests {
         let secret = RecoverySecret::generate();
         let public = secret.public();
         let (id, salt) = ctx();
-        let c = SlotContext { archive_id: &id, salt: &salt, kind: ArchiveKind::Secrets };
+        let c = SlotContext {
+            archive_id: &id,
+            salt: &salt,
+            kind: ArchiveKind::Secrets,
+        };
         let dek = Key32::random();
-        let slot = RecoveryCustodian::for_wrapping(public).wrap(&dek, &c).unwrap();
-        let got = RecoveryCustodian::for_opening(secret).unwrap(&slot, &c).unwrap().unwrap();
+        let slot = RecoveryCustodian::for_wrapping(public)
+            .wrap(&dek, &c)
+            .unwrap();
+        let got = RecoveryCustodian::for_opening(secret)
+            .unwrap(&slot, &c)
+            .unwrap()
+            .unwrap();
         assert_eq!(got.expose(), dek.expose());
     }
 
@@ -214,14 +231,30 @@ mod tests {
     fn slot_is_bound_to_its_archive_and_key() {
         let secret = RecoverySecret::generate();
         let (id, salt) = ctx();
-        let c = SlotContext { archive_id: &id, salt: &salt, kind: ArchiveKind::System };
-        let slot = RecoveryCustodian::for_wrapping(secret.public()).wrap(&Key32::random(), &c).unwrap();
+        let c = SlotContext {
+            archive_id: &id,
+            salt: &salt,
+            kind: ArchiveKind::System,
+        };
+        let slot = RecoveryCustodian::for_wrapping(secret.public())
+            .wrap(&Key32::random(), &c)
+            .unwrap();
         let other_id = [8u8; 16];
-        let c2 = SlotContext { archive_id: &other_id, salt: &salt, kind: ArchiveKind::System };
+        let c2 = SlotContext {
+            archive_id: &other_id,
+            salt: &salt,
+            kind: ArchiveKind::System,
+        };
         let mut opener = RecoveryCustodian::for_opening(secret);
-        let e = opener.unwrap(&slot, &c2).unwrap_err();
-        assert!(e.to_string().starts_with("the recovery slot does not open"), "{e}");
-        let e = RecoveryCustodian::for_opening(RecoverySecret::generate()).unwrap(&slot, &c).unwrap_err();
+        let e = opener.unwrap(&slot, &c2).err().unwrap();
+        assert!(
+            e.to_string().starts_with("the recovery slot does not open"),
+            "{e}"
+        );
+        let e = RecoveryCustodian::for_opening(RecoverySecret::generate())
+            .unwrap(&slot, &c)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("another recovery key"), "{e}");
     }
 

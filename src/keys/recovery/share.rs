@@ -96,10 +96,15 @@ impl Share {
         let bin = Zeroizing::new(
             data_encoding::BASE32_NOPAD
                 .decode(code.as_bytes())
-                .map_err(|_| bad("it contains characters that are not base32, or has a wrong length"))?,
+                .map_err(|_| {
+                    bad("it contains characters that are not base32, or has a wrong length")
+                })?,
         );
         if bin.len() != BIN_LEN {
-            return Err(bad(&format!("{} bytes instead of {BIN_LEN}: a group is missing or extra", bin.len())));
+            return Err(bad(&format!(
+                "{} bytes instead of {BIN_LEN}: a group is missing or extra",
+                bin.len()
+            )));
         }
         let (body, sum) = bin.split_at(BIN_LEN - 4);
         if digest::digest(&digest::SHA256, body).as_ref()[..4] != *sum {
@@ -115,7 +120,11 @@ impl Share {
             count: body[11],
             y: Zeroizing::new(body[12..44].to_vec()),
         };
-        if share.index == 0 || share.threshold < 2 || share.threshold > share.count || share.index > share.count {
+        if share.index == 0
+            || share.threshold < 2
+            || share.threshold > share.count
+            || share.index > share.count
+        {
             return Err(bad("its index, threshold or count is impossible"));
         }
         Ok(share)
@@ -180,7 +189,10 @@ pub fn combine(shares: &[(String, Share)]) -> Result<RecoverySecret, RecoveryErr
             if *prev.y != *s.y {
                 return Err(RecoveryError::BadShare {
                     which: which.clone(),
-                    detail: format!("it has index {} like another share, with other content", s.index),
+                    detail: format!(
+                        "it has index {} like another share, with other content",
+                        s.index
+                    ),
                 });
             }
         }
@@ -202,14 +214,12 @@ pub fn combine(shares: &[(String, Share)]) -> Result<RecoverySecret, RecoveryErr
             blahaj::Share::try_from(bytes.as_slice()).expect("a 33-byte share parses")
         })
         .collect();
-    let secret = Zeroizing::new(
-        Sharks(first.threshold)
-            .recover(&parsed)
-            .map_err(|e| RecoveryError::BadShare {
-                which: "set".into(),
-                detail: e.to_string(),
-            })?,
-    );
+    let secret = Zeroizing::new(Sharks(first.threshold).recover(&parsed).map_err(|e| {
+        RecoveryError::BadShare {
+            which: "set".into(),
+            detail: e.to_string(),
+        }
+    })?);
     let key = Key32::from_slice(&secret).ok_or(RecoveryError::Mismatch {
         key_id: hex(&first.key_id),
     })?;
@@ -227,7 +237,10 @@ mod tests {
     use super::*;
 
     fn named(shares: Vec<Share>) -> Vec<(String, Share)> {
-        shares.into_iter().map(|s| (format!("#{}", s.index), s)).collect()
+        shares
+            .into_iter()
+            .map(|s| (format!("#{}", s.index), s))
+            .collect()
     }
 
     #[test]
@@ -248,7 +261,14 @@ mod tests {
     fn two_of_three_needed_is_an_error() {
         let shares = named(split(&RecoverySecret::generate(), 5, 3));
         let two: Vec<_> = shares.into_iter().take(2).collect();
-        assert!(matches!(combine(&two), Err(RecoveryError::TooFewShares { given: 2, threshold: 3, .. })));
+        assert!(matches!(
+            combine(&two),
+            Err(RecoveryError::TooFewShares {
+                given: 2,
+                threshold: 3,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -273,7 +293,10 @@ mod tests {
             ("a1".to_string(), Share::parse(&a[0].code(), "a1").unwrap()),
             ("b2".to_string(), Share::parse(&b[1].code(), "b2").unwrap()),
         ];
-        assert!(matches!(combine(&mixed), Err(RecoveryError::MixedShares { .. })));
+        assert!(matches!(
+            combine(&mixed),
+            Err(RecoveryError::MixedShares { .. })
+        ));
     }
 
     #[test]

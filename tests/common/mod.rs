@@ -1,0 +1,162 @@
+//! Shared test bed: a real SoftHSM2 token made by `hsm-sim/up`, and the `offbox` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The offbox binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_offbox"))
+}
+
+/// A throwaway simulator directory: SoftHSM token, config, PIN, recovery shares.
+pub struct Sim {
+    pub dir: tempfile::TempDir,
+    pub softhsm_conf: PathBuf,
+}
+
+impl Sim {
+    /// `hsm-sim/up` with a recovery key (3 of 5), then `keys init`.
+    pub fn new() -> Sim {
+        Self::with_args(&[], true)
+    }
+
+    /// `hsm-sim/up DIR ARGS...`; `init` runs `keys init` afterwards.
+    pub fn with_args(args: &[&str], init: bool) -> Sim {
+        let dir = tempfile::Builder::new().prefix("offbox-sim").tempdir().unwrap();
+        let sim = dir.path().join("sim");
+        let out = Command::new(repo().join("hsm-sim/up"))
+            .arg(&sim)
+            .args(args)
+            .env("OFFBOX_BIN", bin())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hsm-sim/up failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = Sim {
+            softhsm_conf: sim.join("softhsm2.conf"),
+            dir,
+        };
+        if init {
+            s.ok(&["keys", "init"]);
+        }
+        s
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("sim")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("offbox.toml")
+    }
+
+    pub fn share(&self, i: u32) -> PathBuf {
+        self.path().join(format!("shares/share-{i}-of-5.txt"))
+    }
+
+    /// Edits the config text.
+    pub fn edit_config(&self, f: impl FnOnce(String) -> String) {
+        let t = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(self.config(), f(t)).unwrap();
+    }
+
+    /// Small segments, so that small test trees span many segments.
+    pub fn small_segments(&self) {
+        self.edit_config(|t| t.replace("[backup]\n", "[backup]\nsegment_size = 4096\n"));
+    }
+
+    /// `offbox --config CFG ARGS...` with the simulator's environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .env_remove("OFFBOX_CONFIG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "offbox {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// `backup create --kind KIND --source SRC --output -` into a file; returns stderr.
+    pub fn backup(&self, kind: &str, src: &Path, archive: &Path) -> String {
+        let out = self
+            .cmd(&["backup", "create", "--kind", kind, "--source", src.to_str().unwrap(), "--output", "-"])
+            .stdout(std::fs::File::create(archive).unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "backup failed: {err}");
+        err
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("hsm-sim/down"))
+            .arg(self.path())
+            .output();
+    }
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Lists every file under `dir` (relative paths), for "nothing left behind" checks.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                out.push(path.strip_prefix(base).unwrap().display().to_string());
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    walk(base, &path, out);
+                }
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
