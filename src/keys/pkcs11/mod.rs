@@ -9,7 +9,7 @@
 mod error;
 mod kek;
 
-pub use error::Pkcs11Error;
+pub use error::{rv_name, Pkcs11Error};
 
 use std::path::PathBuf;
 
@@ -101,7 +101,11 @@ impl Pkcs11Custodian {
             if label == cfg.token_label && found.is_none() {
                 found = Some((slot, info));
             }
-            present.push(format!("\"{label}\""));
+            present.push(if label.is_empty() {
+                "(an uninitialized token)".to_string()
+            } else {
+                format!("\"{label}\"")
+            });
         }
         let Some((slot, info)) = found else {
             return Err(Pkcs11Error::TokenNotFound {
