@@ -28,7 +28,10 @@ impl Sim {
 
     /// `hsm-sim/up DIR ARGS...`; `init` runs `keys init` afterwards.
     pub fn with_args(args: &[&str], init: bool) -> Sim {
-        let dir = tempfile::Builder::new().prefix("offbox-sim").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("offbox-sim")
+            .tempdir()
+            .unwrap();
         let sim = dir.path().join("sim");
         let out = Command::new(repo().join("hsm-sim/up"))
             .arg(&sim)
@@ -106,7 +109,16 @@ impl Sim {
     /// `backup create --kind KIND --source SRC --output -` into a file; returns stderr.
     pub fn backup(&self, kind: &str, src: &Path, archive: &Path) -> String {
         let out = self
-            .cmd(&["backup", "create", "--kind", kind, "--source", src.to_str().unwrap(), "--output", "-"])
+            .cmd(&[
+                "backup",
+                "create",
+                "--kind",
+                kind,
+                "--source",
+                src.to_str().unwrap(),
+                "--output",
+                "-",
+            ])
             .stdout(std::fs::File::create(archive).unwrap())
             .output()
             .unwrap();

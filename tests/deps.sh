@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# tests/deps.sh — install the Debian packages that offbox's build, tests and demo need,
+# when they are missing. Safe to run again; does nothing when all are present.
+#
+# Usage: tests/deps.sh
+set -euo pipefail
+
+packages=(
+  softhsm2            # PKCS#11 simulator
+  swtpm swtpm-tools   # TPM 2.0 simulator
+  tpm2-tools          # tpm2_pcrextend and friends, for TPM tests
+  libtss2-dev pkg-config  # tss-esapi build
+  opensc              # pkcs11-tool, for operators and debugging
+  zstd tar            # standard tools the tests pipe archives into
+  util-linux          # script(1), for pseudo-terminal tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "tests/deps.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# tests/run.sh — the test command: installs what the tests need, then runs every test
+# (unit, format vectors, and the integration suites against real SoftHSM2 and swtpm).
+#
+# Usage: tests/run.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/deps.sh
+cargo build --quiet --all-targets
+cargo test --all-targets "$@" 2>&1
