@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# bench/backup.sh — compare offbox backup/restore speed with common peers.
+# This is a performance comparison, not a test: it prints a table and only
+# fails if its own setup fails.
+#
+# Usage:
+#   bench/backup.sh [SIZE_MIB]          (default 1024)
+#
+# Environment:
+#   BENCH_DIR        where the dataset cache and run outputs live
+#                    (default /tmp/offbox-bench); the dataset for a size is
+#                    generated once into BENCH_DIR/data-SIZE and reused
+#   OFFBOX_BIN       use this offbox binary instead of `cargo build --release`
+#                    and target/release/offbox
+#   BENCH_TPM=1      use the swtpm backend (hsm-sim/up --tpm) instead of SoftHSM2
+#   BENCH_KEEP=1     keep the run's outputs (archives, repositories, restores)
+#   RESTIC_PASSWORD  restic repository password (default: offbox-bench)
+#   BORG_PASSPHRASE  borg repository passphrase (default: offbox-bench)
+#
+# What it measures (wall seconds and peak RSS via /usr/bin/time -f '%e %M'):
+#   backup  offbox    offbox backup create --kind system --source DATA --output - > offbox.obx
+#   backup  tar|zstd|age   tar -cf - . | zstd -1 -T0 | age -r RECIPIENT > tzage.age
+#   backup  restic    restic backup (fresh repo; `restic init` not timed)
+#   backup  borg      borg create --compression zstd,1 (fresh repokey repo; init not timed)
+#   restore offbox    offbox restore offbox.obx --to DIR
+#   restore tar|zstd|age   age -d | zstd -d | tar -x
+#   restore restic    restic restore latest
+#   restore borg      borg extract
+# The dataset (~40% log-like text, ~30% random binary, ~15% already-compressed
+# media/archives, ~15% small files of 1-16 KiB in nested dirs) is read once
+# before timing, so every tool starts with a warm page cache.
+#
+# Missing Debian packages (zstd, age, restic, borgbackup, time, python3) are
+# installed with apt-get. The simulator and run outputs are removed at exit;
+# the dataset cache is kept.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+note() { printf 'bench: %s\n' "$*" >&2; }
+
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+esac
+[ $# -le 1 ] || die "usage: bench/backup.sh [SIZE_MIB]"
+SIZE_MIB=${1:-1024}
+[[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || die "SIZE_MIB must be a positive integer (got '$SIZE_MIB')"
+[ "$SIZE_MIB" -ge 8 ] || die "SIZE_MIB must be at least 8"
+
+BENCH_DIR=${BENCH_DIR:-/tmp/offbox-bench}
+export RESTIC_PASSWORD=${RESTIC_PASSWORD:-offbox-bench}
+export BORG_PASSPHRASE=${BORG_PASSPHRASE:-offbox-bench}
+
+# --- packages -----------------------------------------------------------------
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
+APT_UPDATED=0
+apt_install() {
+  note "installing missing packages: $*"
+  if DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@" >&2; then
+    return 0
+  fi
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    APT_UPDATED=1
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@" >&2
+  else
+    return 1
+  fi
+}
+# need CMD PKG : make sure CMD (a name on PATH or an absolute path) exists.
+have() { if [[ $1 == /* ]]; then [ -x "$1" ]; else command -v "$1" >/dev/null 2>&1; fi; }
+need() {
+  have "$1" && return 0
+  apt_install "$2" || die "could not install $2 (needed for $1)"
+  have "$1" || die "$1 still missing after installing $2"
+}
+need zstd zstd
+need age age
+need age-keygen age
+need restic restic
+need borg borgbackup
+need /usr/bin/time time
+need python3 python3
+need tar tar
+
+# --- dataset ------------------------------------------------------------------
+mkdir -p "$BENCH_DIR"
+DATA="$BENCH_DIR/data-$SIZE_MIB"
+if [ ! -f "$DATA.done" ]; then
+  note "generating a ${SIZE_MIB} MiB dataset in $DATA (cached for later runs)"
+  rm -rf "$DATA" "$DATA.partial"
+  python3 - "$DATA.partial" "$SIZE_MIB" <<'PYEOF'
+"""Generate the mixed benchmark dataset quickly (about 100 MB/s of text)."""
+import os, random, sys
+
+root, size_mib = sys.argv[1], int(sys.argv[2])
+total = size_mib << 20
+rng = random.Random()
+ri = rng.randrange
+
+LEVELS = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"]
+COMPONENTS = ["hsm", "kmip", "tls", "audit", "backup", "sched", "api", "raft"]
+MSGS = ["request served", "key unwrapped", "session opened", "session closed",
+        "certificate validated", "slot refreshed", "retrying connection",
+        "audit record appended", "cache miss", "rotated log segment"]
+# Lines are a random head joined to a random body: 2^32 distinct lines, no
+# long repeats for deduplicating tools to exploit, compresses roughly 3.5:1.
+HEADS = [("%d.%06d %s [%s] pid=%d " % (1700000000 + ri(10**7), ri(10**6), LEVELS[ri(6)],
+          COMPONENTS[ri(8)], ri(100, 40000))).encode() for _ in range(65536)]
+BODIES = [("req=%08x user=u%04d %s latency_us=%d bytes=%d\n" % (rng.getrandbits(32), ri(10000),
+           MSGS[ri(10)], ri(50, 250000), ri(1 << 20))).encode() for _ in range(65536)]
+
+def text(nbytes):
+    """About nbytes of log lines (whole lines, trimmed to nbytes)."""
+    out, n = [], 0
+    while n < nbytes:
+        k = max(16, min(16384, (nbytes - n) // 90 + 1))
+        ia = memoryview(os.urandom(2 * k)).cast("H")
+        ib = memoryview(os.urandom(2 * k)).cast("H")
+        parts = [b""] * (2 * k)
+        parts[0::2] = [HEADS[i] for i in ia]
+        parts[1::2] = [BODIES[i] for i in ib]
+        chunk = b"".join(parts)
+        out.append(chunk)
+        n += len(chunk)
+    return b"".join(out)[:nbytes]
+
+def write_big(path, nbytes, gen, piece=8 << 20):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        left = nbytes
+        while left > 0:
+            n = min(piece, left)
+            f.write(gen(n))
+            left -= n
+
+def fill(budget, dirname, stem, ext, file_size, gen):
+    i = 0
+    while budget > 0:
+        n = min(file_size(), budget)
+        write_big(os.path.join(root, dirname, "%s-%03d.%s" % (stem, i, ext(i))), n, gen)
+        budget -= n
+        i += 1
+
+text_b = total * 40 // 100
+rand_b = total * 30 // 100
+comp_b = total * 15 // 100
+small_b = total - text_b - rand_b - comp_b
+
+fill(text_b, "var/log", "app", lambda i: "log", lambda: 32 << 20, text)
+fill(rand_b, "srv/blobs", "blob", lambda i: "bin", lambda: 64 << 20, os.urandom)
+fill(comp_b, "srv/media", "item", lambda i: ("jpg", "gz", "zst", "png")[i % 4],
+     lambda: ri(1 << 20, 8 << 20), os.urandom)
+
+# Small files: 1-16 KiB, 60% text / 40% random, 64 per leaf dir, 2 levels deep.
+i = 0
+while small_b > 0:
+    n = min(ri(1024, 16 * 1024 + 1), small_b)
+    d = os.path.join(root, "etc/appliance", "d%02d" % (i // 4096), "e%02d" % ((i // 64) % 64))
+    if i % 64 == 0:
+        os.makedirs(d, exist_ok=True)
+    is_text = ri(10) < 6
+    with open(os.path.join(d, "f%05d.%s" % (i, "conf" if is_text else "dat")), "wb") as f:
+        f.write(text(n) if is_text else os.urandom(n))
+    small_b -= n
+    i += 1
+print("generated %d small files" % i, file=sys.stderr)
+PYEOF
+  mv "$DATA.partial" "$DATA"
+  touch "$DATA.done"
+fi
+DATA_FILES=$(find "$DATA" -type f | wc -l)
+DATA_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+
+# --- offbox binary ------------------------------------------------------------
+if [ -n "${OFFBOX_BIN:-}" ]; then
+  OFFBOX=$OFFBOX_BIN
+else
+  command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust or set OFFBOX_BIN"
+  note "building offbox (cargo build --release)"
+  (cd "$REPO_ROOT" && cargo build --release) >&2 || die "cargo build --release failed"
+  OFFBOX="$REPO_ROOT/target/release/offbox"
+fi
+[ -x "$OFFBOX" ] || die "offbox binary not found at $OFFBOX"
+
+# --- run directory, simulator, cleanup ----------------------------------------
+WORK=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+OUT="$WORK/out"
+SIM="$WORK/sim"
+mkdir -p "$OUT"
+export RESTIC_CACHE_DIR="$WORK/restic-cache"
+export BORG_BASE_DIR="$WORK/borg-base"
+export BORG_DISPLAY_PASSPHRASE=no
+
+cleanup() {
+  if [ -e "$SIM" ]; then "$REPO_ROOT/hsm-sim/down" "$SIM" >/dev/null 2>&1 || true; fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    note "kept run outputs in $WORK"
+  else
+    rm -rf -- "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The simulator gets a recovery key (offbox refuses archives without a recovery
+# slot unless told otherwise), so offbox archives carry both slots, as in production.
+sim_args=()
+[ "${BENCH_TPM:-0}" = 1 ] && sim_args+=(--tpm)
+OFFBOX_BIN="$OFFBOX" "$REPO_ROOT/hsm-sim/up" "$SIM" ${sim_args[@]+"${sim_args[@]}"} >"$WORK/sim-up.log" 2>&1 \
+  || { cat "$WORK/sim-up.log" >&2; die "hsm-sim/up failed"; }
+# shellcheck source=/dev/null
+source "$SIM/env"
+CFG="$SIM/offbox.toml"
+
+OFFBOX_OK=1
+if ! "$OFFBOX" --config "$CFG" keys init </dev/null >"$WORK/keys-init.log" 2>&1; then
+  OFFBOX_OK=0
+  note "offbox keys init failed; offbox rows will be skipped. Its output:"
+  tail -n 20 "$WORK/keys-init.log" >&2
+fi
+
+age-keygen -o "$WORK/age.key" 2>/dev/null
+AGE_RECIPIENT=$(age-keygen -y "$WORK/age.key")
+
+# Warm the page cache so the first tool is not penalised. (tar to a pipe:
+# GNU tar skips reading file data when writing straight to /dev/null.)
+tar -C "$DATA" -cf - . | cat >/dev/null
+
+# --- measuring ----------------------------------------------------------------
+ROWS=()   # "phase;tool;seconds;peak_rss_kib;output_bytes;status"
+
+# size_of PATH : bytes of a file, or total bytes of the files under a directory.
+size_of() {
+  if [ -f "$1" ]; then stat -c %s "$1"
+  elif [ -d "$1" ]; then find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}'
+  else echo 0
+  fi
+}
+
+# timed PHASE TOOL OUTPUT STDOUT_FILE CMD... : run CMD under /usr/bin/time with
+# stdout to STDOUT_FILE and stderr to a log, and record a table row.
+timed() {
+  local phase=$1 tool=$2 output=$3 stdout_file=$4
+  shift 4
+  local tag="${phase}-${tool//[^a-z]/_}"
+  local tf="$WORK/time.$tag" log="$WORK/log.$tag"
+  note "$phase: $tool"
+  if /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$stdout_file" 2>"$log" </dev/null; then
+    local secs rss
+    read -r secs rss < <(tail -n 1 "$tf")
+    ROWS+=("$phase;$tool;$secs;$rss;$(size_of "$output");ok")
+  else
+    ROWS+=("$phase;$tool;;;0;FAILED")
+    note "$phase with $tool failed; last lines of its output:"
+    tail -n 20 "$log" >&2
+  fi
+}
+
+# check_restore TOOL DIR : compare file count and byte total with the dataset.
+CHECKS=()
+check_restore() {
+  local n b
+  n=$(find "$2" -type f 2>/dev/null | wc -l)
+  b=$(size_of "$2")
+  if [ "$n" -eq "$DATA_FILES" ] && [ "$b" -eq "$DATA_BYTES" ]; then
+    CHECKS+=("$1: restored $n files, $b bytes: matches")
+  else
+    CHECKS+=("$1: restored $n files, $b bytes: MISMATCH (dataset has $DATA_FILES files, $DATA_BYTES bytes)")
+  fi
+}
+
+# Backups.
+if [ "$OFFBOX_OK" -eq 1 ]; then
+  timed backup offbox "$OUT/offbox.obx" "$OUT/offbox.obx" \
+    "$OFFBOX" --config "$CFG" backup create --kind system --source "$DATA" --output -
+fi
+# shellcheck disable=SC2016  # the pipeline expands its own positional args
+timed backup "tar|zstd|age" "$OUT/tzage.age" /dev/null \
+  bash -c 'set -o pipefail; tar -C "$1" -cf - . | zstd -1 -T0 -q | age -r "$2" >"$3"' \
+  _ "$DATA" "$AGE_RECIPIENT" "$OUT/tzage.age"
+restic --repo "$OUT/restic-repo" init >"$WORK/restic-init.log" 2>&1 \
+  || { cat "$WORK/restic-init.log" >&2; die "restic init failed"; }
+timed backup restic "$OUT/restic-repo" /dev/null \
+  env -C "$DATA" restic --repo "$OUT/restic-repo" backup --quiet --host bench .
+borg init --encryption=repokey "$OUT/borg-repo" >"$WORK/borg-init.log" 2>&1 \
+  || { cat "$WORK/borg-init.log" >&2; die "borg init failed"; }
+timed backup borg "$OUT/borg-repo" /dev/null \
+  env -C "$DATA" borg create --compression zstd,1 "$OUT/borg-repo::bench" .
+
+# Restores.
+if [ "$OFFBOX_OK" -eq 1 ] && [ -s "$OUT/offbox.obx" ]; then
+  timed restore offbox "$OUT/restore-offbox" /dev/null \
+    "$OFFBOX" --config "$CFG" restore "$OUT/offbox.obx" --to "$OUT/restore-offbox"
+  check_restore offbox "$OUT/restore-offbox"
+fi
+mkdir -p "$OUT/restore-tzage"
+# shellcheck disable=SC2016  # the pipeline expands its own positional args
+timed restore "tar|zstd|age" "$OUT/restore-tzage" /dev/null \
+  bash -c 'set -o pipefail; age -d -i "$1" "$2" | zstd -d -q | tar -C "$3" -xf -' \
+  _ "$WORK/age.key" "$OUT/tzage.age" "$OUT/restore-tzage"
+check_restore "tar|zstd|age" "$OUT/restore-tzage"
+timed restore restic "$OUT/restore-restic" /dev/null \
+  restic --repo "$OUT/restic-repo" restore latest --target "$OUT/restore-restic"
+check_restore restic "$OUT/restore-restic"
+mkdir -p "$OUT/restore-borg"
+timed restore borg "$OUT/restore-borg" /dev/null \
+  env -C "$OUT/restore-borg" borg extract "$OUT/borg-repo::bench"
+check_restore borg "$OUT/restore-borg"
+
+# --- report -------------------------------------------------------------------
+backend=pkcs11/SoftHSM2
+[ "${BENCH_TPM:-0}" = 1 ] && backend=tpm/swtpm
+printf '\noffbox backup benchmark\n'
+printf '  dataset : %s (%d files, %.1f MiB; ~40%% text, 30%% random, 15%% compressed, 15%% small files)\n' \
+  "$DATA" "$DATA_FILES" "$(awk -v b="$DATA_BYTES" 'BEGIN {print b / 1048576}')"
+printf '  machine : %s cores, %s\n' "$(nproc)" "$(uname -sr)"
+printf '  offbox  : %s (keys: %s)\n' "$OFFBOX" "$backend"
+printf '  peers   : %s; %s; age %s; %s\n' "$(restic version | cut -d' ' -f1-2)" "$(borg --version)" \
+  "$(age --version)" "$(zstd --version | sed 's/^\*\*\* //; s/,.*//')"
+printf '\n'
+printf '%s\n' "${ROWS[@]}" | awk -F';' -v data_bytes="$DATA_BYTES" '
+  {
+    n++; phase[n] = $1; tool[n] = $2; secs[n] = $3; rss[n] = $4; out[n] = $5; status[n] = $6
+    if ($6 == "ok" && $3 > 0) mibs[n] = data_bytes / 1048576 / $3; else mibs[n] = 0
+    if ($2 == "offbox" && mibs[n] > 0) offbox[$1] = mibs[n]
+  }
+  END {
+    fmt = "%-8s %-14s %9s %9s %13s %12s %16s\n"
+    printf fmt, "phase", "tool", "seconds", "MiB/s", "peak RSS MiB", "output MiB", "offbox/tool x"
+    printf fmt, "-------", "-------------", "-------", "-----", "------------", "----------", "-------------"
+    for (i = 1; i <= n; i++) {
+      if (status[i] != "ok") { printf fmt, phase[i], tool[i], "FAILED", "-", "-", "-", "-"; continue }
+      ratio = "-"
+      if ((phase[i] in offbox) && mibs[i] > 0) ratio = sprintf("%.2f", offbox[phase[i]] / mibs[i])
+      printf fmt, phase[i], tool[i], sprintf("%.2f", secs[i]), sprintf("%.1f", mibs[i]),
+        sprintf("%.1f", rss[i] / 1024), sprintf("%.1f", out[i] / 1048576), ratio
+    }
+  }'
+cat <<'EOF'
+
+Notes:
+  - MiB/s is dataset size / wall seconds, for backup and restore alike.
+  - "offbox/tool x" is offbox MiB/s divided by that tool's MiB/s in the same
+    phase (above 1 means offbox is faster).
+  - For the tar|zstd|age pipeline, time runs `bash -c PIPELINE`; GNU time
+    reports the largest peak RSS among the pipeline's processes, not their sum.
+  - Output MiB: archive file size for offbox and tar|zstd|age, repository
+    size for restic and borg, restored bytes for restores.
+  - The page cache is warm for every tool; restic/borg repos start empty, so
+    deduplication only helps within the dataset.
+EOF
+if [ "${#CHECKS[@]}" -gt 0 ]; then
+  printf '\nRestore checks (file count and byte total vs the dataset):\n'
+  printf '  %s\n' "${CHECKS[@]}"
+fi
