@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::keys::pkcs11::Pkcs11Config;
+use crate::keys::tpm::TpmConfig;
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
@@ -92,7 +93,7 @@ pub struct KeysConfig {
     /// `[keys.pkcs11]`.
     pub pkcs11: Option<Pkcs11Config>,
     /// `[keys.tpm]`.
-    pub tpm: Option<toml::Table>,
+    pub tpm: Option<TpmConfig>,
 }
 
 /// `[recovery]`: the public half of the offline recovery key.

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod format;
+pub mod guard;
 pub mod harden;
 pub mod jobs;
 pub mod keys;
@@ -15,3 +16,4 @@ pub mod payload;
 pub mod progress;
 pub mod secret;
 pub mod stream;
+pub mod targets;

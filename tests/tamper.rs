@@ -99,6 +99,7 @@ const CLEAR_ERRORS: &[&str] = &[
     "does not open with this token's key-encryption key",
     "header is ",
     "is not supported by this build",
+    "the archive signature does not match its content",
 ];
 
 #[test]
@@ -113,6 +114,20 @@ fn every_tamper_case_fails_and_restores_nothing() {
     let good = work.path().join("good.obx");
     sim.backup("system", &src, &good);
     sim.ok(&["verify", good.to_str().unwrap()]);
+    let pem = work.path().join("signing.pem");
+    sim.ok(&["keys", "export-public", "--output", pem.to_str().unwrap()]);
+    let keyless = |archive: &Path| {
+        std::process::Command::new(common::bin())
+            .args(["verify", "--keyless", "--public-key"])
+            .arg(&pem)
+            .arg(archive)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let ok = keyless(&good);
+    assert!(ok.status.success(), "{}", common::stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("signature verified (key "));
     let a = fs::read(&good).unwrap();
     assert!(
         a.len() > header_end(&a) + 32 + 10 * 4112,
@@ -135,6 +150,20 @@ fn every_tamper_case_fails_and_restores_nothing() {
             CLEAR_ERRORS.iter().any(|e| err.contains(e)),
             "{}: unclear error: {err}",
             case.name
+        );
+
+        let k = keyless(&path);
+        assert!(
+            !k.status.success(),
+            "{}: keyless verify accepted it",
+            case.name
+        );
+        assert!(
+            matches!(k.status.code(), Some(3)),
+            "{}: keyless exit {:?}: {}",
+            case.name,
+            k.status.code(),
+            common::stderr(&k)
         );
 
         let restore_parent = work.path().join(format!("r{i}"));
@@ -167,6 +196,20 @@ fn decrypt_of_a_truncated_archive_writes_no_file() {
     fs::write(src.join("data"), pattern(50_000, 2)).unwrap();
     let good = work.path().join("good.obx");
     sim.backup("system", &src, &good);
+    let pem = work.path().join("signing.pem");
+    sim.ok(&["keys", "export-public", "--output", pem.to_str().unwrap()]);
+    let keyless = |archive: &Path| {
+        std::process::Command::new(common::bin())
+            .args(["verify", "--keyless", "--public-key"])
+            .arg(&pem)
+            .arg(archive)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let ok = keyless(&good);
+    assert!(ok.status.success(), "{}", common::stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("signature verified (key "));
     let a = fs::read(&good).unwrap();
     let bad = work.path().join("bad.obx");
     fs::write(&bad, &a[..a.len() - 100]).unwrap();

@@ -34,6 +34,13 @@ pub enum Command {
     Verify {
         /// The archive file, or - for standard input.
         archive: PathBuf,
+        /// Check structure and signature only, with no HSM, TPM, config or decryption key
+        /// (what a backup server runs). Needs --public-key.
+        #[arg(long, requires = "public_key")]
+        keyless: bool,
+        /// The appliance's signing key (PEM), from `offbox keys export-public`.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
     },
     /// Write the decrypted payload (the tar stream, or the secrets export).
     Decrypt {
@@ -45,6 +52,9 @@ pub enum Command {
         /// Open through the recovery slot with these custodian share files.
         #[arg(long = "share", value_name = "FILE")]
         shares: Vec<PathBuf>,
+        /// Check the signature with this public key (PEM) instead of the device's.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
     },
     /// Break the glass: open an archive with custodian shares alone (no HSM, TPM or config).
     Recover(RecoverArgs),
@@ -65,6 +75,23 @@ pub enum KeysCmd {
     },
     /// Show the module, the token and the key versions.
     Status,
+    /// Create a new key-encryption key version; new archives use it, old ones still open.
+    Rotate,
+    /// Destroy an old key-encryption key version. Without --yes, only says what it would
+    /// make unreadable.
+    Retire {
+        /// The version to retire.
+        version: u32,
+        /// Really destroy it.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Write the archive signing key's public half (PEM SubjectPublicKeyInfo).
+    ExportPublic {
+        /// A new file, or - for standard output.
+        #[arg(long, value_name = "FILE|-")]
+        output: PathBuf,
+    },
 }
 
 /// Archive kinds on the command line.
@@ -111,6 +138,9 @@ pub struct RestoreArgs {
     /// opened (disaster restore on a replacement appliance).
     #[arg(long = "share", value_name = "FILE")]
     pub shares: Vec<PathBuf>,
+    /// Check the signature with this public key (PEM) instead of the device's.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// `recover` arguments.
@@ -133,6 +163,9 @@ pub struct RecoverArgs {
     /// Restore a system or video archive into this new directory.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// Also check the archive signature with this public key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// `recovery` subcommands.

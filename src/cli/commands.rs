@@ -10,10 +10,12 @@ use std::sync::Arc;
 use super::args::*;
 use super::report;
 use crate::config::Config;
+use crate::format::signature::PublicKey;
 use crate::format::ArchiveKind;
 use crate::harden::harden_process;
 use crate::jobs::backup::{self, BackupOptions, Payload};
-use crate::jobs::{open, read, recovery, restore, JobError};
+use crate::jobs::signature::Expected;
+use crate::jobs::{open, read, recovery, restore, signature, JobError};
 use crate::keys::recovery::{RecoveryCustodian, RecoveryPublicKey};
 use crate::keys::{open_device, Device, KeyCustodian, KeyError};
 use crate::payload::exclude::Excludes;
@@ -27,14 +29,35 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Keys(k) => keys(&config_path, k, json),
         Command::Backup(BackupCmd::Create(a)) => backup_create(&config_path, a, json),
         Command::Restore(a) => restore_cmd(&config_path, a, json),
-        Command::Verify { archive } => {
+        Command::Verify {
+            archive,
+            keyless,
+            public_key,
+        } => {
+            let given = public_key.as_deref().map(load_public_key).transpose()?;
+            if keyless {
+                let key = given.expect("clap requires --public-key with --keyless");
+                let s = signature::verify_keyless(input(&archive)?, &key)?;
+                report::verified_keyless(&s, json);
+                return Ok(());
+            }
             let cfg = Config::load(&config_path)?;
             let mut device = open_device(&cfg)?;
+            let key = match given {
+                Some(key) => Expected {
+                    key,
+                    explicit: true,
+                },
+                None => Expected {
+                    key: device.signing_key()?,
+                    explicit: false,
+                },
+            };
             let reader = open::open(
                 input(&archive)?,
                 &mut [device.as_mut() as &mut dyn KeyCustodian],
             )?;
-            let s = read::verify(reader)?;
+            let s = read::verify(reader, Some(&key))?;
             report::verified(&s, json);
             Ok(())
         }
@@ -42,6 +65,7 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
             archive,
             output,
             shares,
+            public_key,
         } => {
             let mut recovery = None;
             if !shares.is_empty() {
@@ -54,9 +78,10 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
             } else {
                 Some(open_device(&Config::load(&config_path)?)?)
             };
+            let key = signer_key(public_key.as_deref(), &mut device)?;
             let mut cs = custodians(&mut device, recovery.as_mut());
             let reader = open::open(input(&archive)?, &mut cs)?;
-            let s = write_output(&output, |w| read::decrypt(reader, w))?;
+            let s = write_output(&output, |w| read::decrypt(reader, w, key.as_ref()))?;
             report::decrypted(&s, &output, json);
             Ok(())
         }
@@ -76,6 +101,29 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
         KeysCmd::Status => {
             let s = device.status()?;
             report::status(&s, &cfg, json);
+        }
+        KeysCmd::Rotate => {
+            let v = device.rotate()?;
+            report::key_created(&v, json);
+        }
+        KeysCmd::Retire { version, yes } => {
+            if !yes {
+                return Err(JobError::Io {
+                    what: format!("retiring key-encryption key version {version}"),
+                    err: io::Error::other(format!(
+                        "not done: every archive whose device slot uses version {version} could then be opened ONLY through its recovery slot, with the custodians' shares. Check which archives still need it (their `verify` output names the slot), then run again with --yes"
+                    )),
+                });
+            }
+            device.retire(version)?;
+            report::retired(version, json);
+        }
+        KeysCmd::ExportPublic { output } => {
+            let pem = device.signing_key()?.to_pem();
+            write_output(&output, |w| {
+                w.write_all(pem.as_bytes())
+                    .map_err(|e| JobError::io("writing the public key", e))
+            })?;
         }
     }
     Ok(())
@@ -139,15 +187,16 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     };
     let mut device = open_device(&cfg)?;
     let mut rec = recovery_pk.map(RecoveryCustodian::for_wrapping);
-    let mut cs: Vec<&mut dyn KeyCustodian> = vec![device.as_mut()];
+    let mut others: Vec<&mut dyn KeyCustodian> = Vec::new();
     if let Some(r) = rec.as_mut() {
-        cs.push(r);
+        others.push(r);
     }
     let meter = Arc::new(Meter::default());
     let ticker = Ticker::start("backup", meter.clone());
     let out = BufWriter::with_capacity(1 << 20, stdout.lock());
     let result = backup::create(
-        &mut cs,
+        device.as_mut(),
+        &mut others,
         BackupOptions {
             kind,
             payload,
@@ -245,6 +294,7 @@ fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), Job
         (Ok(Err(e)), false) => return Err(e.into()),
         (Err(e), false) => return Err(e.into()),
     };
+    let key = signer_key(a.public_key.as_deref(), &mut device)?;
     let mut cs = custodians(&mut device, rec.as_mut());
     let reader = open::open(input(&a.archive)?, &mut cs)?;
     if rec.is_some() {
@@ -256,9 +306,37 @@ fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), Job
             a.to.display()
         ));
     }
-    let s = restore::restore(reader, &a.to)?;
+    let s = restore::restore(reader, &a.to, key.as_ref())?;
     report::restored(&s, json);
     Ok(())
+}
+
+/// The key to check signatures with: the given file, else the device's signing key.
+fn signer_key(
+    file: Option<&Path>,
+    device: &mut Option<Box<dyn Device>>,
+) -> Result<Option<Expected>, JobError> {
+    if let Some(f) = file {
+        return Ok(Some(Expected {
+            key: load_public_key(f)?,
+            explicit: true,
+        }));
+    }
+    Ok(device
+        .as_mut()
+        .and_then(|d| d.signing_key().ok())
+        .map(|key| Expected {
+            key,
+            explicit: false,
+        }))
+}
+
+fn load_public_key(path: &Path) -> Result<PublicKey, JobError> {
+    let bytes = fs::read(path).map_err(|err| JobError::Io {
+        what: format!("reading public key {}", path.display()),
+        err,
+    })?;
+    PublicKey::from_pem_or_der(&bytes).map_err(|e| JobError::Signature(e.to_string()))
 }
 
 fn recovery_opener(files: &[PathBuf]) -> Result<(RecoveryCustodian, String), JobError> {
@@ -292,11 +370,20 @@ fn recover(a: RecoverArgs, json: bool) -> Result<(), JobError> {
         header.appliance_id,
         header.created_unix
     ));
+    let key = a
+        .public_key
+        .as_deref()
+        .map(load_public_key)
+        .transpose()?
+        .map(|key| Expected {
+            key,
+            explicit: true,
+        });
     if let Some(dir) = a.to {
-        let s = restore::restore(reader, &dir)?;
+        let s = restore::restore(reader, &dir, key.as_ref())?;
         report::restored(&s, json);
     } else if let Some(output) = a.output {
-        let s = write_output(&output, |w| read::decrypt(reader, w))?;
+        let s = write_output(&output, |w| read::decrypt(reader, w, key.as_ref()))?;
         report::decrypted(&s, &output, json);
     }
     Ok(())

@@ -51,9 +51,38 @@ pub fn verified(s: &ReadSummary, json: bool) {
         return;
     }
     println!(
-        "offbox: verify OK: kind={} archive={} appliance={} created={} archive_bytes={} payload_bytes={} entries={} slots={}",
-        s.kind, s.archive_id, s.appliance_id, s.created_unix, s.archive_bytes, s.payload_bytes, s.entries, s.slots
+        "offbox: verify OK: kind={} archive={} appliance={} created={} archive_bytes={} payload_bytes={} entries={} slots={} signature {}",
+        s.kind,
+        s.archive_id,
+        s.appliance_id,
+        s.created_unix,
+        s.archive_bytes,
+        s.payload_bytes,
+        s.entries,
+        s.slots,
+        s.signature.as_ref().map_or("not checked".to_string(), |x| x.to_string())
     );
+}
+
+/// `verify --keyless`.
+pub fn verified_keyless(s: &crate::jobs::signature::KeylessSummary, json: bool) {
+    if json {
+        println!("{}", json_line(s));
+        return;
+    }
+    println!(
+        "offbox: keyless verify OK: kind={} archive={} appliance={} created={} segments={} archive_bytes={} signature {}",
+        s.kind, s.archive_id, s.appliance_id, s.created_unix, s.segments, s.archive_bytes, s.signature
+    );
+}
+
+/// `keys retire`.
+pub fn retired(version: u32, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({"retired": version}));
+        return;
+    }
+    println!("offbox: key-encryption key version {version} retired; archives that used it open only through their recovery slot now");
 }
 
 /// `decrypt` and `recover --output`.
@@ -82,10 +111,11 @@ pub fn restored(s: &RestoreSummary, json: bool) {
         return;
     }
     println!(
-        "offbox: restore complete: kind={} archive={} payload_bytes={} to {}",
+        "offbox: restore complete: kind={} archive={} payload_bytes={} signature {} to {}",
         s.read.kind,
         s.read.archive_id,
         s.read.payload_bytes,
+        s.signature,
         s.restored_to.display()
     );
 }

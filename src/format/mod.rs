@@ -8,6 +8,7 @@ pub mod error;
 pub mod header;
 pub mod schedule;
 pub mod segment;
+pub mod signature;
 
 pub use error::FormatError;
 pub use header::{ArchiveKind, Compression, Header, KeySlot, SignerInfo};

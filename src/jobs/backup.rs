@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::format::signature::prehash;
+use crate::format::SignerInfo;
 use crate::format::{ArchiveKind, Compression, Header, VERSION};
-use crate::keys::{KeyCustodian, SlotContext};
+use crate::keys::{Device, KeyCustodian, SlotContext};
 use crate::payload::exclude::Excludes;
 use crate::payload::pack::pack;
 use crate::payload::Notice;
 use crate::progress::Meter;
 use crate::secret::{random_bytes, Dek};
-use crate::stream::EncryptWriter;
+use crate::stream::{signed_message, EncryptWriter};
 
 use super::JobError;
 
@@ -85,10 +87,13 @@ impl<W: Write> Write for Counting<'_, W> {
     }
 }
 
-/// Writes one archive to `out`. On error the stream written so far has no final segment,
-/// so no reader accepts it as an archive.
+/// Writes one archive to `out`: the data key is wrapped by `device` and by every custodian
+/// in `others` (the recovery key), and the archive is signed by `device`'s signing key. On
+/// error the stream written so far has no final segment or no signature, so no reader
+/// accepts it as an archive.
 pub fn create<W: Write>(
-    custodians: &mut [&mut dyn KeyCustodian],
+    device: &mut dyn Device,
+    others: &mut [&mut dyn KeyCustodian],
     opts: BackupOptions,
     out: W,
     meter: Arc<Meter>,
@@ -107,8 +112,10 @@ pub fn create<W: Write>(
         salt: &salt,
         kind: opts.kind,
     };
-    let mut slots = Vec::with_capacity(custodians.len());
-    for c in custodians.iter_mut() {
+    let mut slots = Vec::with_capacity(1 + others.len());
+    slots.push(device.wrap(&dek, &ctx)?);
+    let signing_key = device.signing_key()?;
+    for c in others.iter_mut() {
         slots.push(c.wrap(&dek, &ctx)?);
     }
     let header = Header {
@@ -127,7 +134,9 @@ pub fn create<W: Write>(
         salt,
         nonce_prefix: random_bytes::<7>(),
         slots,
-        signer: None,
+        signer: Some(SignerInfo {
+            key_id: signing_key.key_id(),
+        }),
     };
     let slot_names = header.slots.iter().map(|s| s.kind_name()).collect();
     let counting = Counting {
@@ -166,9 +175,20 @@ pub fn create<W: Write>(
     let enc = z
         .finish()
         .map_err(|e| JobError::io("finishing compression", e))?;
-    let done = enc
+    let mut done = enc
         .finish()
         .map_err(|e| JobError::io("writing the archive", e))?;
+    let message = signed_message(&done.stream_digest.expect("signed archives keep a digest"));
+    let signature = device.sign_digest(&prehash(&message))?;
+    // A signature the public key does not accept would make a useless archive: check now.
+    signing_key
+        .verify(&message, &signature)
+        .map_err(|e| JobError::Signature(format!("the device produced a bad signature: {e}")))?;
+    done.inner
+        .write_all(&signature)
+        .and_then(|_| done.inner.flush())
+        .map_err(|e| JobError::io("writing the archive signature", e))?;
+    let bytes_out = done.bytes_out + signature.len() as u64;
     let seconds = t0.elapsed().as_secs_f64();
     let plain = meter.bytes_in.load(std::sync::atomic::Ordering::Relaxed);
     Ok((
@@ -177,7 +197,7 @@ pub fn create<W: Write>(
             kind: opts.kind.name(),
             archive_id: header.archive_id_hex(),
             bytes_in: plain,
-            bytes_out: done.bytes_out,
+            bytes_out,
             seconds,
             bytes_per_second: plain as f64 / seconds.max(1e-9),
             entries,

@@ -8,5 +8,6 @@ pub mod open;
 pub mod read;
 pub mod recovery;
 pub mod restore;
+pub mod signature;
 
 pub use error::JobError;

@@ -26,6 +26,8 @@ pub struct ReadSummary {
     pub entries: u64,
     /// The slot kinds.
     pub slots: String,
+    /// The signature check, when one was made.
+    pub signature: Option<super::signature::SignatureStatus>,
 }
 
 /// Runs `consume` over the decompressed payload, then reads the archive to its end so that
@@ -72,12 +74,16 @@ fn summary<R: Read>(reader: &DecryptReader<R>, payload_bytes: u64, entries: u64)
         payload_bytes,
         entries,
         slots: super::open::slot_list(h),
+        signature: None,
     }
 }
 
-/// Reads everything and checks it: every segment authenticates and, for tar payloads, the
-/// tar stream is well-formed.
-pub fn verify<R: Read>(reader: DecryptReader<R>) -> Result<ReadSummary, JobError> {
+/// Reads everything and checks it: every segment authenticates, for tar payloads the tar
+/// stream is well-formed, and the signature matches `signer`.
+pub fn verify<R: Read>(
+    reader: DecryptReader<R>,
+    signer: Option<&super::signature::Expected>,
+) -> Result<ReadSummary, JobError> {
     let is_tree = reader.header().kind != ArchiveKind::Secrets;
     let (reader, (bytes, entries)) = with_payload(reader, |payload| {
         let mut counted = CountRead {
@@ -96,7 +102,9 @@ pub fn verify<R: Read>(reader: DecryptReader<R>) -> Result<ReadSummary, JobError
         io::copy(&mut counted, &mut io::sink())?;
         Ok((counted.n, entries))
     })?;
-    Ok(summary(&reader, bytes, entries))
+    let mut s = summary(&reader, bytes, entries);
+    s.signature = Some(super::signature::check_read(&reader, signer)?);
+    Ok(s)
 }
 
 /// Writes the decompressed payload (the tar stream, or the secrets export) to `out`. The
@@ -104,16 +112,32 @@ pub fn verify<R: Read>(reader: DecryptReader<R>) -> Result<ReadSummary, JobError
 pub fn decrypt<R: Read, W: Write + ?Sized>(
     reader: DecryptReader<R>,
     out: &mut W,
+    signer: Option<&super::signature::Expected>,
 ) -> Result<ReadSummary, JobError> {
     let (reader, bytes) = with_payload(reader, |payload| io::copy(payload, out))?;
     out.flush()
         .map_err(|e| JobError::io("writing the output", e))?;
-    Ok(summary(&reader, bytes, 0))
+    let mut s = summary(&reader, bytes, 0);
+    s.signature = Some(super::signature::check_read(&reader, signer)?);
+    Ok(s)
 }
 
-struct CountRead<R> {
+/// Counts the bytes read through it.
+pub struct CountRead<R> {
     inner: R,
     n: u64,
+}
+
+impl<R> CountRead<R> {
+    /// Starts counting at zero.
+    pub fn new(inner: R) -> Self {
+        CountRead { inner, n: 0 }
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
 }
 
 impl<R: Read> Read for CountRead<R> {

@@ -18,14 +18,24 @@ pub struct RestoreSummary {
     /// What was read.
     #[serde(flatten)]
     pub read: ReadSummary,
+    /// The signature check.
+    pub signature: super::signature::SignatureStatus,
 }
 
-/// Extracts an opened archive to `dest`, which must not exist or be empty.
-pub fn restore<R: Read>(reader: DecryptReader<R>, dest: &Path) -> Result<RestoreSummary, JobError> {
+/// Extracts an opened archive to `dest`, which must not exist or be empty. The tree is
+/// published only after every segment authenticated and the signature was checked against
+/// `signer` (when given).
+pub fn restore<R: Read>(
+    reader: DecryptReader<R>,
+    dest: &Path,
+    signer: Option<&super::signature::Expected>,
+) -> Result<RestoreSummary, JobError> {
     expect_tree(reader.header(), "restore")?;
     let staging = Staging::create(dest)?;
-    let (reader, ()) = with_payload(reader, |payload| {
-        staging.extract(payload).map(|_| ()).map_err(|e| match e {
+    let (reader, payload_bytes) = with_payload(reader, |payload| {
+        let mut counted = super::read::CountRead::new(payload);
+        let extracted = staging.extract(&mut counted).map(|_| ());
+        extracted.map(|()| counted.count()).map_err(|e| match e {
             crate::payload::unpack::UnpackError::Extract(io) => io,
             other => std::io::Error::other(other.to_string()),
         })
@@ -37,10 +47,16 @@ pub fn restore<R: Read>(reader: DecryptReader<R>, dest: &Path) -> Result<Restore
         appliance_id: h.appliance_id.clone(),
         created_unix: h.created_unix,
         archive_bytes: reader.archive_len(),
-        payload_bytes: reader.plaintext_len(),
+        payload_bytes,
         entries: 0,
         slots: super::open::slot_list(h),
+        signature: None,
     };
+    let signature = super::signature::check_read(&reader, signer)?;
     let restored_to = staging.commit()?;
-    Ok(RestoreSummary { restored_to, read })
+    Ok(RestoreSummary {
+        restored_to,
+        read,
+        signature,
+    })
 }

@@ -8,6 +8,9 @@ pub enum KeyError {
     /// A PKCS#11 token problem.
     #[error(transparent)]
     Pkcs11(#[from] super::pkcs11::Pkcs11Error),
+    /// A TPM problem.
+    #[error(transparent)]
+    Tpm(#[from] super::tpm::TpmError),
     /// A recovery key or share problem.
     #[error(transparent)]
     Recovery(#[from] super::recovery::RecoveryError),

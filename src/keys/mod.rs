@@ -9,6 +9,7 @@ pub mod error;
 pub mod pin;
 pub mod pkcs11;
 pub mod recovery;
+pub mod tpm;
 
 pub use error::KeyError;
 
@@ -76,14 +77,26 @@ pub struct DeviceStatus {
     pub versions: Vec<KeyVersion>,
 }
 
-/// Lifecycle operations of a hardware custodian (HSM or TPM).
+/// Lifecycle and signing operations of a hardware custodian (HSM or TPM).
 pub trait Device: KeyCustodian {
-    /// Creates the first key-encryption key. Refuses to replace an existing one unless
-    /// `replace` is true.
+    /// Creates the first key-encryption key and the signing key pair. Refuses to replace an
+    /// existing KEK unless `replace` is true.
     fn init(&mut self, replace: bool) -> Result<KeyVersion, KeyError>;
 
     /// Reports the device and its key versions.
     fn status(&mut self) -> Result<DeviceStatus, KeyError>;
+
+    /// Creates the next KEK version; new archives use it. Old versions stay.
+    fn rotate(&mut self) -> Result<KeyVersion, KeyError>;
+
+    /// Destroys an old KEK version. Refuses the current one.
+    fn retire(&mut self, version: u32) -> Result<(), KeyError>;
+
+    /// The archive signing key's public half.
+    fn signing_key(&mut self) -> Result<crate::format::signature::PublicKey, KeyError>;
+
+    /// Signs a SHA-256 digest with the hardware-held signing key: raw `r || s`.
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<[u8; 64], KeyError>;
 }
 
 /// Opens the hardware custodian the config names.
@@ -97,6 +110,13 @@ pub fn open_device(cfg: &Config) -> Result<Box<dyn Device>, KeyError> {
                 .ok_or(KeyError::BackendNotConfigured("pkcs11"))?;
             Ok(Box::new(pkcs11::Pkcs11Custodian::open(p)?))
         }
-        Backend::Tpm => Err(KeyError::BackendNotConfigured("tpm")),
+        Backend::Tpm => {
+            let t = cfg
+                .keys
+                .tpm
+                .as_ref()
+                .ok_or(KeyError::BackendNotConfigured("tpm"))?;
+            Ok(Box::new(tpm::TpmCustodian::open(t)?))
+        }
     }
 }

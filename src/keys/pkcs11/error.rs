@@ -65,6 +65,12 @@ pub enum Pkcs11Error {
         /// The token label.
         token: String,
     },
+    /// Retiring the version in use is refused.
+    #[error("key-encryption key version {version} is the current one, used by new archives; rotate first (`offbox keys rotate`), then retire it")]
+    RetireCurrent {
+        /// The version.
+        version: u32,
+    },
     /// The wrapped key did not unwrap: another key wrapped it, or it was altered.
     #[error("C_UnwrapKey failed: {rv}: the device slot does not open with this token's key-encryption key (the archive comes from another HSM, or its slot was altered); open it with the recovery shares")]
     UnwrapRefused {

@@ -8,6 +8,7 @@
 
 mod error;
 mod kek;
+mod sign;
 
 pub use error::{rv_name, Pkcs11Error};
 
@@ -304,13 +305,57 @@ impl Device for Pkcs11Custodian {
                     .destroy_object(handle)
                     .map_err(|e| call_error(e, "the token refused to delete the old key"))?;
             }
+            sign::destroy(&self.session, &self.cfg.key_label)?;
         }
         kek::generate(&self.session, &self.cfg.key_label, 1)?;
+        sign::ensure(&self.session, &self.cfg.key_label)?;
         Ok(KeyVersion {
             version: 1,
             location: self.location(1),
             current: true,
         })
+    }
+
+    fn rotate(&mut self) -> Result<KeyVersion, KeyError> {
+        let next = self.current_version()? + 1;
+        kek::generate(&self.session, &self.cfg.key_label, next)?;
+        Ok(KeyVersion {
+            version: next,
+            location: self.location(next),
+            current: true,
+        })
+    }
+
+    fn retire(&mut self, version: u32) -> Result<(), KeyError> {
+        let versions = kek::list(&self.session, &self.cfg.key_label)?;
+        let current = versions.last().ok_or_else(|| self.kek_missing())?.0;
+        if version == current {
+            return Err(Pkcs11Error::RetireCurrent { version }.into());
+        }
+        let Some(&(_, handle)) = versions.iter().find(|(v, _)| *v == version) else {
+            return Err(Pkcs11Error::VersionMissing {
+                label: self.cfg.key_label.clone(),
+                version,
+                token: self.cfg.token_label.clone(),
+            }
+            .into());
+        };
+        self.session
+            .destroy_object(handle)
+            .map_err(|e| call_error(e, "the token refused to delete the key version"))?;
+        Ok(())
+    }
+
+    fn signing_key(&mut self) -> Result<crate::format::signature::PublicKey, KeyError> {
+        Ok(sign::public_key(&self.session, &self.cfg.key_label)?)
+    }
+
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<[u8; 64], KeyError> {
+        Ok(sign::sign_digest(
+            &self.session,
+            &self.cfg.key_label,
+            digest,
+        )?)
     }
 
     fn status(&mut self) -> Result<DeviceStatus, KeyError> {
@@ -333,6 +378,11 @@ impl Device for Pkcs11Custodian {
 }
 
 impl Pkcs11Custodian {
+    fn current_version(&self) -> Result<u32, KeyError> {
+        let versions = kek::list(&self.session, &self.cfg.key_label)?;
+        Ok(versions.last().ok_or_else(|| self.kek_missing())?.0)
+    }
+
     fn location(&self, version: u32) -> String {
         format!(
             "token \"{}\", label \"{}\", id \"{}\"",

@@ -1,0 +1,151 @@
+//! Off-box targets: where archives go. One trait, [`Target`], and one implementation per
+//! transport, each behind a cargo feature: `file://` (`path`), `ssh://` (`ssh`).
+//!
+//! Contract of every implementation:
+//! - the self-target guard ([`crate::guard`]) runs before connecting and again on the
+//!   connected socket's peer address (or on the mount, for `file://`);
+//! - an upload streams under a temporary name (`.offbox-tmp.<appliance>.<random>`), and is
+//!   published under its final name by [`Upload::commit`] only after the stream was
+//!   complete and flushed; a final name is never overwritten; a dropped upload removes its
+//!   temporary file;
+//! - [`Target::cleanup_temporaries`] removes this appliance's leftovers of killed uploads,
+//!   and runs at the start of every upload;
+//! - errors are [`TargetError`]s that say what to do and whether a retry helps.
+//!
+//! No async runtime leaks out of a target module: a client that needs one keeps its own.
+
+pub mod config;
+pub mod error;
+pub mod name;
+#[cfg(feature = "target-path")]
+pub mod path;
+#[cfg(feature = "target-ssh")]
+pub mod ssh;
+pub mod url;
+
+use std::io::{Read, Write};
+
+pub use config::{TargetSpec, TargetsConfig};
+pub use error::{Retry, TargetError};
+pub use name::ArchiveName;
+pub use url::TargetUrl;
+
+use crate::guard::SelfIdentity;
+
+/// Prefix of temporary upload names.
+pub const TMP_PREFIX: &str = ".offbox-tmp.";
+
+/// A file on a target.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    /// The file name.
+    pub name: String,
+    /// Its size in bytes, when known.
+    pub size: Option<u64>,
+}
+
+/// An upload in progress. Write the archive, then [`Upload::commit`]; dropping it without
+/// committing aborts it and removes the temporary file.
+pub trait Upload: Write {
+    /// Flushes, syncs where the protocol can, and renames the temporary file to `name`,
+    /// which must not exist yet.
+    fn commit(self: Box<Self>, name: &str) -> Result<(), TargetError>;
+    /// The temporary name in use.
+    fn temp_name(&self) -> &str;
+}
+
+/// A connected, guarded target directory.
+pub trait Target {
+    /// The URL (no secrets), for messages.
+    fn url(&self) -> String;
+    /// Starts an upload under a fresh temporary name belonging to `appliance`.
+    fn begin(&mut self, appliance: &str) -> Result<Box<dyn Upload>, TargetError>;
+    /// The files in the target directory (not recursive, temporaries included).
+    fn list(&mut self) -> Result<Vec<Entry>, TargetError>;
+    /// Reads a file.
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read>, TargetError>;
+    /// Deletes a file.
+    fn delete(&mut self, name: &str) -> Result<(), TargetError>;
+    /// Free bytes for this user, when the protocol tells it.
+    fn free_space(&mut self) -> Result<Option<u64>, TargetError>;
+
+    /// Removes the temporaries that `appliance`'s killed uploads left behind; returns their
+    /// names.
+    fn cleanup_temporaries(&mut self, appliance: &str) -> Result<Vec<String>, TargetError> {
+        let mut removed = Vec::new();
+        for e in self.list()? {
+            if is_temp_of(&e.name, appliance) {
+                self.delete(&e.name)?;
+                removed.push(e.name);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A fresh temporary name for `appliance`.
+pub fn temp_name(appliance: &str) -> String {
+    let r = crate::secret::random_bytes::<8>();
+    format!(
+        "{TMP_PREFIX}{}.{}",
+        name::sanitize(appliance),
+        data_encoding::HEXLOWER.encode(&r)
+    )
+}
+
+/// Whether `name` is a temporary of `appliance` (not of another appliance sharing the
+/// target directory).
+pub fn is_temp_of(name: &str, appliance: &str) -> bool {
+    name.strip_prefix(TMP_PREFIX)
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(app, _)| app == name::sanitize(appliance))
+}
+
+/// Refuses names that would leave the target directory.
+pub fn check_plain(target: &str, name: &str) -> Result<(), TargetError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(TargetError::Invalid {
+            target: target.to_string(),
+            why: format!("{name:?} is not a plain file name"),
+        });
+    }
+    Ok(())
+}
+
+/// Opens the target `spec`: guard, connect, guard the peer, authenticate, enter the
+/// directory.
+pub fn connect(spec: &TargetSpec, me: &SelfIdentity) -> Result<Box<dyn Target>, TargetError> {
+    let target = spec.url.to_string();
+    match &spec.url {
+        TargetUrl::File { .. } => {
+            #[cfg(feature = "target-path")]
+            return Ok(Box::new(path::PathTarget::connect(spec, me)?));
+            #[cfg(not(feature = "target-path"))]
+            return Err(TargetError::NotBuilt {
+                target,
+                scheme: "file".into(),
+                feature: "target-path",
+            });
+        }
+        TargetUrl::Ssh { .. } => {
+            #[cfg(feature = "target-ssh")]
+            return Ok(Box::new(ssh::SshTarget::connect(spec, me)?));
+            #[cfg(not(feature = "target-ssh"))]
+            return Err(TargetError::NotBuilt {
+                target,
+                scheme: "ssh".into(),
+                feature: "target-ssh",
+            });
+        }
+        TargetUrl::Smb { .. } => Err(TargetError::NotBuilt {
+            target,
+            scheme: "smb".into(),
+            feature: "target-smb",
+        }),
+        TargetUrl::Nfs { .. } => Err(TargetError::NotBuilt {
+            target,
+            scheme: "nfs".into(),
+            feature: "target-nfs",
+        }),
+    }
+}
