@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{pattern, Sim};
+use common::{pattern, Backend, Sim};
 
 const MARKER: &[u8] = b"OFFBOX-PLAINTEXT-MARKER-7f3a9c";
 
@@ -99,9 +99,8 @@ fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
-#[test]
-fn system_backup_restores_byte_for_byte() {
-    let sim = Sim::new();
+fn system_backup_restores_byte_for_byte(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     sim.small_segments();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -112,7 +111,10 @@ fn system_backup_restores_byte_for_byte() {
         err.contains("offbox: backup complete: kind=system archive="),
         "{err}"
     );
-    assert!(err.contains(" slots=pkcs11,recovery"), "{err}");
+    assert!(
+        err.contains(&format!(" slots={},recovery", backend.slot())),
+        "{err}"
+    );
 
     // No plaintext in the archive.
     let bytes = fs::read(&archive).unwrap();
@@ -137,9 +139,8 @@ fn system_backup_restores_byte_for_byte() {
     assert!(dest.join(rel).join("var/empty/deeper").is_dir());
 }
 
-#[test]
-fn decrypt_pipes_into_standard_tar() {
-    let sim = Sim::new();
+fn decrypt_pipes_into_standard_tar(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(src.join("d")).unwrap();
@@ -168,9 +169,8 @@ fn decrypt_pipes_into_standard_tar() {
     );
 }
 
-#[test]
-fn excludes_and_json_summary() {
-    let sim = Sim::new();
+fn excludes_and_json_summary(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(src.join("cache")).unwrap();
@@ -204,7 +204,7 @@ fn excludes_and_json_summary() {
     let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(v["kind"], "system");
     assert_eq!(v["bytes_in"], 1);
-    assert_eq!(v["slots"], serde_json::json!(["pkcs11", "recovery"]));
+    assert_eq!(v["slots"], serde_json::json!([backend.slot(), "recovery"]));
     let dest = work.path().join("r");
     sim.ok(&[
         "restore",
@@ -218,9 +218,8 @@ fn excludes_and_json_summary() {
     assert!(!r.join("cache").exists());
 }
 
-#[test]
-fn restore_refuses_a_non_empty_destination() {
-    let sim = Sim::new();
+fn restore_refuses_a_non_empty_destination(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
@@ -241,9 +240,8 @@ fn restore_refuses_a_non_empty_destination() {
     assert_eq!(common::tree(&dest), vec!["mine".to_string()]);
 }
 
-#[test]
-fn vanished_sources_are_reported_not_fatal() {
-    let sim = Sim::new();
+fn vanished_sources_are_reported_not_fatal(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
@@ -279,3 +277,11 @@ fn vanished_sources_are_reported_not_fatal() {
     assert!(err.contains(" warnings=1"), "{err}");
     sim.ok(&["verify", archive.to_str().unwrap()]);
 }
+
+on_both_backends!(
+    system_backup_restores_byte_for_byte,
+    decrypt_pipes_into_standard_tar,
+    excludes_and_json_summary,
+    restore_refuses_a_non_empty_destination,
+    vanished_sources_are_reported_not_fatal,
+);

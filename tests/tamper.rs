@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{pattern, Sim};
+use common::{pattern, Backend, Sim};
 
 struct Case {
     name: String,
@@ -102,9 +102,8 @@ const CLEAR_ERRORS: &[&str] = &[
     "the archive signature does not match its content",
 ];
 
-#[test]
-fn every_tamper_case_fails_and_restores_nothing() {
-    let sim = Sim::new();
+fn every_tamper_case_fails_and_restores_nothing(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     sim.small_segments();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -186,9 +185,8 @@ fn every_tamper_case_fails_and_restores_nothing() {
     }
 }
 
-#[test]
-fn decrypt_of_a_truncated_archive_writes_no_file() {
-    let sim = Sim::new();
+fn decrypt_of_a_truncated_archive_writes_no_file(backend: Backend) {
+    let sim = Sim::for_backend(backend);
     sim.small_segments();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -224,3 +222,8 @@ fn decrypt_of_a_truncated_archive_writes_no_file() {
     assert!(!out_file.exists());
     assert!(!work.path().join("out.tar.offbox-partial").exists());
 }
+
+on_both_backends!(
+    every_tamper_case_fails_and_restores_nothing,
+    decrypt_of_a_truncated_archive_writes_no_file,
+);

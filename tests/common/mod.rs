@@ -14,6 +14,39 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_offbox"))
 }
 
+/// The key backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SoftHSM2 through PKCS#11.
+    Pkcs11,
+    /// swtpm through tss-esapi.
+    Tpm,
+}
+
+impl Backend {
+    /// The device slot's name in reports.
+    pub fn slot(self) -> &'static str {
+        match self {
+            Backend::Pkcs11 => "pkcs11",
+            Backend::Tpm => "tpm",
+        }
+    }
+}
+
+/// Runs the listed `fn name(Backend)` test bodies once per backend, as
+/// `pkcs11::name` and `tpm::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod pkcs11 {
+            $( #[test] fn $name() { super::$name(super::common::Backend::Pkcs11) } )*
+        }
+        mod tpm {
+            $( #[test] fn $name() { super::$name(super::common::Backend::Tpm) } )*
+        }
+    };
+}
+
 /// A throwaway simulator directory: SoftHSM token, config, PIN, recovery shares.
 pub struct Sim {
     pub dir: tempfile::TempDir,
@@ -24,6 +57,14 @@ impl Sim {
     /// `hsm-sim/up` with a recovery key (3 of 5), then `keys init`.
     pub fn new() -> Sim {
         Self::with_args(&[], true)
+    }
+
+    /// A simulator for `backend`, with a recovery key and an initialized KEK.
+    pub fn for_backend(backend: Backend) -> Sim {
+        match backend {
+            Backend::Pkcs11 => Self::with_args(&[], true),
+            Backend::Tpm => Self::with_args(&["--tpm"], true),
+        }
     }
 
     /// `hsm-sim/up DIR ARGS...`; `init` runs `keys init` afterwards.
@@ -86,6 +127,7 @@ impl Sim {
             .arg(self.config())
             .args(args)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .env("TSS2_LOG", "all+none")
             .env_remove("OFFBOX_CONFIG")
             .stdin(Stdio::null());
         c
