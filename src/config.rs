@@ -31,6 +31,9 @@ pub struct Config {
     /// Where the secrets backup reads the vault's export.
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Off-box targets (`[targets]`, `[targets.NAME]`); see docs/targets.md.
+    #[serde(default)]
+    pub targets: crate::targets::TargetsConfig,
 }
 
 /// `[backup]`.

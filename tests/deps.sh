@@ -13,6 +13,9 @@ packages=(
   opensc              # pkcs11-tool, for operators and debugging
   zstd tar            # standard tools the tests pipe archives into
   util-linux          # script(1), for pseudo-terminal tests
+  openssh-server openssh-client  # off-box SSH target: test bed sshd, ssh-keygen
+  iproute2            # test bed network namespaces (tests/testbed)
+  sshfs               # file:// target test on a FUSE sshfs mount
 )
 
 missing=()

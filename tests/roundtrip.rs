@@ -149,7 +149,7 @@ fn decrypt_pipes_into_standard_tar(backend: Backend) {
     sim.backup("system", &src, &archive);
     let x = work.path().join("x");
     fs::create_dir(&x).unwrap();
-    let decrypt = sim
+    let mut decrypt = sim
         .cmd(&["decrypt", archive.to_str().unwrap(), "--output", "-"])
         .stdout(Stdio::piped())
         .spawn()
@@ -158,10 +158,11 @@ fn decrypt_pipes_into_standard_tar(backend: Backend) {
         .arg("-x")
         .arg("-C")
         .arg(&x)
-        .stdin(decrypt.stdout.unwrap())
+        .stdin(decrypt.stdout.take().unwrap())
         .status()
         .unwrap();
     assert!(tar.success());
+    assert!(decrypt.wait().unwrap().success());
     let rel = src.strip_prefix("/").unwrap();
     assert_eq!(
         fs::read(x.join(rel).join("d/hello.txt")).unwrap(),

@@ -32,8 +32,11 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Read a whole archive and check every byte of it; exit 0 only when all checks pass.
     Verify {
-        /// The archive file, or - for standard input.
+        /// The archive file, or - for standard input; with --from, the archive name.
         archive: PathBuf,
+        /// Read the archive from this target (configured name or URL).
+        #[arg(long, value_name = "NAME|URL", conflicts_with = "keyless")]
+        from: Option<String>,
         /// Check structure and signature only, with no HSM, TPM, config or decryption key
         /// (what a backup server runs). Needs --public-key.
         #[arg(long, requires = "public_key")]
@@ -61,6 +64,11 @@ pub enum Command {
     /// Recovery key ceremonies.
     #[command(subcommand)]
     Recovery(RecoveryCmd),
+    /// Off-box targets: check one, the appliance's SSH key, SSH host key pinning.
+    #[command(subcommand)]
+    Target(super::targets::TargetCmd),
+    /// Delete old archives of this appliance on a target (retention; try --dry-run first).
+    Prune(super::targets::PruneArgs),
 }
 
 /// `keys` subcommands.
@@ -110,6 +118,8 @@ pub enum KindArg {
 pub enum BackupCmd {
     /// Create an archive and stream it out.
     Create(CreateArgs),
+    /// List the archives on a target.
+    List(super::targets::ListArgs),
 }
 
 /// `backup create` arguments.
@@ -122,15 +132,27 @@ pub struct CreateArgs {
     #[arg(long = "source", value_name = "PATH")]
     pub sources: Vec<PathBuf>,
     /// - streams the archive to standard output.
-    #[arg(long, value_name = "-")]
-    pub output: PathBuf,
+    #[arg(
+        long,
+        value_name = "-",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    pub output: Option<PathBuf>,
+    /// Stream the archive to this off-box target (configured name or URL); it is published
+    /// under its final name only when complete.
+    #[arg(long, value_name = "NAME|URL")]
+    pub to: Option<String>,
 }
 
 /// `restore` arguments.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive file, or - for standard input.
+    /// The archive file, or - for standard input; with --from, the archive name.
     pub archive: PathBuf,
+    /// Read the archive from this target (configured name or URL).
+    #[arg(long, value_name = "NAME|URL")]
+    pub from: Option<String>,
     /// The new directory to restore into (must not exist, or be empty).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,

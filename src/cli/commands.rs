@@ -29,8 +29,12 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Keys(k) => keys(&config_path, k, json),
         Command::Backup(BackupCmd::Create(a)) => backup_create(&config_path, a, json),
         Command::Restore(a) => restore_cmd(&config_path, a, json),
+        Command::Target(t) => super::targets::target_cmd(&config_path, t, json),
+        Command::Prune(a) => super::targets::prune_cmd(&config_path, a, json),
+        Command::Backup(BackupCmd::List(a)) => super::targets::list_cmd(&config_path, a, json),
         Command::Verify {
             archive,
+            from,
             keyless,
             public_key,
         } => {
@@ -53,10 +57,8 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
                     explicit: false,
                 },
             };
-            let reader = open::open(
-                input(&archive)?,
-                &mut [device.as_mut() as &mut dyn KeyCustodian],
-            )?;
+            let inp = super::targets::input_from(&config_path, from.as_deref(), &archive, input)?;
+            let reader = open::open(inp, &mut [device.as_mut() as &mut dyn KeyCustodian])?;
             let s = read::verify(reader, Some(&key))?;
             report::verified(&s, json);
             Ok(())
@@ -145,9 +147,14 @@ fn custodians<'a>(
 
 fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
-    if a.output != Path::new("-") {
+    // An off-box target is connected (and guarded) before any key or payload is touched.
+    let mut target = super::targets::connect_to(&cfg, a.to.as_deref())?;
+    if target.is_none() && a.output.as_deref() != Some(Path::new("-")) {
         return Err(JobError::Io {
-            what: format!("writing the archive to {}", a.output.display()),
+            what: format!(
+                "writing the archive to {}",
+                a.output.as_deref().unwrap_or(Path::new("")).display()
+            ),
             err: io::Error::new(
                 io::ErrorKind::Unsupported,
                 "offbox writes archives to standard output (--output -) or to an off-box target, never to a local file: a backup kept on the appliance dies with it",
@@ -155,7 +162,7 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         });
     }
     let stdout = io::stdout();
-    if stdout.is_terminal() {
+    if target.is_none() && stdout.is_terminal() {
         return Err(JobError::Io {
             what: "writing the archive to standard output".into(),
             err: io::Error::new(
@@ -193,21 +200,22 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     }
     let meter = Arc::new(Meter::default());
     let ticker = Ticker::start("backup", meter.clone());
+    let opts = BackupOptions {
+        kind,
+        payload,
+        appliance_id: cfg.appliance_id(),
+        segment_size: cfg.backup.segment_size,
+        zstd_level: cfg.backup.zstd_level,
+        threads: cfg.backup.threads,
+    };
+    if let Some(t) = target.as_mut() {
+        let r =
+            super::targets::backup_to(t.as_mut(), device.as_mut(), &mut others, opts, meter, json);
+        drop(ticker);
+        return r;
+    }
     let out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    let result = backup::create(
-        device.as_mut(),
-        &mut others,
-        BackupOptions {
-            kind,
-            payload,
-            appliance_id: cfg.appliance_id(),
-            segment_size: cfg.backup.segment_size,
-            zstd_level: cfg.backup.zstd_level,
-            threads: cfg.backup.threads,
-        },
-        out,
-        meter,
-    );
+    let result = backup::create(device.as_mut(), &mut others, opts, out, meter);
     drop(ticker);
     let (mut out, summary) = result?;
     out.flush()
@@ -296,7 +304,8 @@ fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), Job
     };
     let key = signer_key(a.public_key.as_deref(), &mut device)?;
     let mut cs = custodians(&mut device, rec.as_mut());
-    let reader = open::open(input(&a.archive)?, &mut cs)?;
+    let inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
+    let reader = open::open(inp, &mut cs)?;
     if rec.is_some() {
         recovery::audit(&format!(
             "restore of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",

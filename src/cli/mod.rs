@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod report;
+mod targets;
 
 pub use args::Cli;
 

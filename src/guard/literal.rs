@@ -34,9 +34,7 @@ pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
         [a] if *a <= 0xffff_ffff => *a,
         [a, b] if *a <= 0xff && *b <= 0xff_ffff => a << 24 | b,
         [a, b, c] if *a <= 0xff && *b <= 0xff && *c <= 0xffff => a << 24 | b << 16 | c,
-        [a, b, c, d] if [a, b, c, d].iter().all(|x| **x <= 0xff) => {
-            a << 24 | b << 16 | c << 8 | d
-        }
+        [a, b, c, d] if [a, b, c, d].iter().all(|x| **x <= 0xff) => a << 24 | b << 16 | c << 8 | d,
         _ => return None,
     };
     Some(Ipv4Addr::from(v as u32))
@@ -66,12 +64,7 @@ pub fn embedded_v4(v6: &Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(v4);
     }
     let s = v6.segments();
-    let low = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1) {
         return Some(low);
     }
@@ -110,7 +103,15 @@ mod tests {
         ] {
             assert_eq!(inet_aton(s), lo, "{s}");
         }
-        for s in ["", "1.2.3.4.5", "256.1.1.1", "1..1", "08.1.1.1", "a.b.c.d", "4294967296"] {
+        for s in [
+            "",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1..1",
+            "08.1.1.1",
+            "a.b.c.d",
+            "4294967296",
+        ] {
             assert_eq!(inet_aton(s), None, "{s}");
         }
     }

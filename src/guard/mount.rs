@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::sys::statfs::{statfs, FsType};
+use nix::sys::statfs::statfs;
 
 use super::{Refusal, Rule, SelfIdentity};
 use crate::targets::TargetError;
@@ -118,9 +118,12 @@ pub fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, T
         }
         .into()
     };
-    let network = match magic {
-        FsType(x) if [NFS, CIFS, SMB2, SMB].contains(&(x as i64)) => true,
-        FsType(x) if x as i64 == FUSE => fstype == "fuse.sshfs",
+    // f_type is an i64 on x86_64 glibc and an i32 on other targets.
+    #[allow(clippy::unnecessary_cast)]
+    let m_type = magic.0 as i64;
+    let network = match m_type {
+        x if [NFS, CIFS, SMB2, SMB].contains(&x) => true,
+        FUSE => fstype == "fuse.sshfs",
         _ => false,
     };
     let Some(m) = m.filter(|_| network) else {
@@ -129,20 +132,29 @@ pub fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, T
             format!(
                 "{} on {fstype} (statfs magic {:#x})",
                 canon.display(),
-                magic.0 as i64
+                m_type
             ),
         ));
     };
     let Some(host) = server_of(&m).filter(|h| !h.is_empty()) else {
         return Err(refuse(
             Rule::MountServedBySelf,
-            format!("{} from {:?}: no server host in the mount source", canon.display(), m.source),
+            format!(
+                "{} from {:?}: no server host in the mount source",
+                canon.display(),
+                m.source
+            ),
         ));
     };
     me.resolve(target, &host, 0).map_err(|e| match e {
         TargetError::Refused(mut r) => {
             r.rule = Rule::MountServedBySelf;
-            r.resolved = format!("{} mounted from {} ({})", canon.display(), m.source, r.resolved);
+            r.resolved = format!(
+                "{} mounted from {} ({})",
+                canon.display(),
+                m.source,
+                r.resolved
+            );
             TargetError::Refused(r)
         }
         other => other,
@@ -165,7 +177,10 @@ mod tests {
         let find = |p: &str| mount_of(&m, Path::new(p)).unwrap().clone();
         assert_eq!(find("/etc").fstype, "ext4");
         assert_eq!(server_of(&find("/mnt/nfs/a")).as_deref(), Some("10.0.0.5"));
-        assert_eq!(server_of(&find("/mnt/smb x/b")).as_deref(), Some("nas.example"));
+        assert_eq!(
+            server_of(&find("/mnt/smb x/b")).as_deref(),
+            Some("nas.example")
+        );
         assert_eq!(server_of(&find("/mnt/ssh")).as_deref(), Some("fd00::9"));
         assert_eq!(server_of(&find("/")), None);
     }

@@ -9,5 +9,6 @@ pub mod read;
 pub mod recovery;
 pub mod restore;
 pub mod signature;
+pub mod target;
 
 pub use error::JobError;

@@ -203,3 +203,33 @@ fn signed_stream_digest_matches_between_writer_and_reader() {
     assert_eq!(r.stream_digest(), f.stream_digest);
     assert_eq!(r.trailer(), &[0xAB; 64]);
 }
+
+/// Fails every write after `ok` bytes.
+struct FailAfter {
+    ok: usize,
+    written: usize,
+}
+
+impl Write for FailAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() > self.ok {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_inner_write_poisons_the_writer() {
+    let mut w = EncryptWriter::new(FailAfter { ok: 5000, written: 0 }, &header(false), &dek()).unwrap();
+    let data = vec![1u8; 3 * SEG as usize];
+    let first = w.write_all(&data);
+    assert_eq!(first.unwrap_err().to_string(), "disk full");
+    let again = w.write(&[1, 2, 3]).unwrap_err();
+    assert!(again.to_string().starts_with("an earlier write of this archive failed"));
+    assert!(w.finish().is_err());
+}

@@ -21,6 +21,7 @@ pub struct EncryptWriter<W: Write> {
     digest: Option<digest::Context>,
     bytes_in: u64,
     bytes_out: u64,
+    failed: bool,
 }
 
 /// What a finished writer hands back.
@@ -63,10 +64,17 @@ impl<W: Write> EncryptWriter<W> {
             digest,
             bytes_in: 0,
             bytes_out: (encoded.len() + HEADER_MAC_LEN) as u64,
+            failed: false,
         })
     }
 
     fn seal_and_write(&mut self, last: bool) -> io::Result<()> {
+        if self.failed {
+            return Err(failed_earlier());
+        }
+        // Any failure from here on poisons the writer: the segment is consumed either way,
+        // so a later write must not append to it or seal it again.
+        self.failed = true;
         let counter = u32::try_from(self.counter)
             .map_err(|_| super::io_error(FormatError::TooManySegments))?;
         segment::seal(
@@ -80,10 +88,13 @@ impl<W: Write> EncryptWriter<W> {
         if let Some(d) = self.digest.as_mut() {
             d.update(&self.buf);
         }
-        self.inner.write_all(&self.buf)?;
-        self.bytes_out += self.buf.len() as u64;
+        let written = self.inner.write_all(&self.buf);
+        let len = self.buf.len() as u64;
         self.buf.clear();
+        written?;
+        self.bytes_out += len;
         self.counter += 1;
+        self.failed = false;
         Ok(())
     }
 
@@ -115,6 +126,9 @@ impl<W: Write> EncryptWriter<W> {
 
 impl<W: Write> Write for EncryptWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(failed_earlier());
+        }
         if data.is_empty() {
             return Ok(0);
         }
@@ -132,4 +146,8 @@ impl<W: Write> Write for EncryptWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+fn failed_earlier() -> io::Error {
+    io::Error::other("an earlier write of this archive failed; the archive is incomplete and must be discarded")
 }

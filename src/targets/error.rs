@@ -55,7 +55,9 @@ pub enum TargetError {
         detail: String,
     },
     /// The server did not answer in time.
-    #[error("{target}: {op} timed out after {secs}s; check the network and the server load, then retry")]
+    #[error(
+        "{target}: {op} timed out after {secs}s; check the network and the server load, then retry"
+    )]
     Timeout {
         /// The URL.
         target: String,
@@ -131,7 +133,9 @@ pub enum TargetError {
         detail: String,
     },
     /// No such archive or directory.
-    #[error("{target}: {what} not found; run `offbox backup list --to {target}` to see the archives")]
+    #[error(
+        "{target}: {what} not found; run `offbox backup list --to {target}` to see the archives"
+    )]
     NotFound {
         /// The URL.
         target: String,

@@ -116,6 +116,10 @@ pub fn check_plain(target: &str, name: &str) -> Result<(), TargetError> {
 /// directory.
 pub fn connect(spec: &TargetSpec, me: &SelfIdentity) -> Result<Box<dyn Target>, TargetError> {
     let target = spec.url.to_string();
+    // The name guard runs first for every kind, built or not.
+    if let Some(host) = spec.url.host() {
+        me.resolve(&target, host, 0)?;
+    }
     match &spec.url {
         TargetUrl::File { .. } => {
             #[cfg(feature = "target-path")]

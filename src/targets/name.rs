@@ -81,7 +81,9 @@ fn parse_stamp(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
@@ -151,7 +153,7 @@ mod tests {
     fn stamps() {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
-        assert_eq!(utc_stamp(1_795_000_000), "20261204T070640Z");
+        assert_eq!(utc_stamp(1_795_000_000), "20261118T110640Z");
         for t in [0, 951_782_400, 1_795_000_000, 4_102_444_799] {
             assert_eq!(parse_stamp(&utc_stamp(t)), Some(t));
         }
@@ -161,13 +163,16 @@ mod tests {
     fn names_round_trip() {
         let n = ArchiveName::new("pam-01.example", "system", 1_795_000_000, "0123abcdef");
         let s = n.to_string();
-        assert_eq!(s, "offbox-pam-01_example-system-20261204T070640Z-0123abcd.obx");
+        assert_eq!(
+            s,
+            "offbox-pam-01_example-system-20261118T110640Z-0123abcd.obx"
+        );
         assert_eq!(ArchiveName::parse(&s), Some(n));
         for bad in [
             "x.obx",
-            "offbox-a-system-20261204T070640Z-0123abcd.tar",
-            "offbox-a-other-20261204T070640Z-0123abcd.obx",
-            "offbox--system-20261204T070640Z-0123abcd.obx",
+            "offbox-a-system-20261118T110640Z-0123abcd.tar",
+            "offbox-a-other-20261118T110640Z-0123abcd.obx",
+            "offbox--system-20261118T110640Z-0123abcd.obx",
             "offbox-a-system-2026120T070640Z-0123abcd.obx",
         ] {
             assert_eq!(ArchiveName::parse(bad), None, "{bad}");

@@ -83,7 +83,8 @@ impl Upload for PathUpload {
 impl PathUpload {
     fn publish(&self, file: File, name: &str) -> Result<(), TargetError> {
         let e = |op: &str, err: &io::Error| TargetError::from_io(&self.url, op, err);
-        file.sync_all().map_err(|err| e("syncing the upload", &err))?;
+        file.sync_all()
+            .map_err(|err| e("syncing the upload", &err))?;
         drop(file);
         let tmp = self.dir.join(&self.temp);
         let fin = self.dir.join(name);

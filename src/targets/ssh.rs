@@ -14,6 +14,7 @@
 use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Session, Sftp};
@@ -36,7 +37,7 @@ const ERR_SOCKET_RECV: i32 = -43;
 
 /// A connected SFTP session in the target directory.
 pub struct SshTarget {
-    sftp: Sftp,
+    sftp: Rc<Sftp>,
     _session: Session,
     dir: PathBuf,
     url: String,
@@ -230,7 +231,8 @@ pub fn pin(spec: &TargetSpec, key: &HostKey) -> Result<bool, TargetError> {
         Pinned::Unknown => {}
     }
     if let Some(parent) = kh.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| TargetError::from_io(&url, "creating the known_hosts directory", &e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| TargetError::from_io(&url, "creating the known_hosts directory", &e))?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -319,7 +321,12 @@ impl SshTarget {
                     target: url,
                     host: key.pattern.clone(),
                     fingerprint: key.fingerprint(),
-                    short: kt.trim_start_matches("ssh-").split('-').next().unwrap_or("*").to_string(),
+                    short: kt
+                        .trim_start_matches("ssh-")
+                        .split('-')
+                        .next()
+                        .unwrap_or("*")
+                        .to_string(),
                     key_type: kt,
                 });
             }
@@ -370,7 +377,7 @@ impl SshTarget {
             });
         }
         Ok(SshTarget {
-            sftp,
+            sftp: Rc::new(sftp),
             _session: sess,
             dir,
             url,
@@ -380,7 +387,7 @@ impl SshTarget {
 
 struct SshUpload {
     file: Option<ssh2::File>,
-    sftp: Sftp,
+    sftp: Rc<Sftp>,
     dir: PathBuf,
     temp: String,
     url: String,
@@ -389,8 +396,23 @@ struct SshUpload {
 impl Write for SshUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let f = self.file.as_mut().expect("open until commit");
-        f.write(buf).map_err(|e| {
-            // Keep the SFTP status (ssh2 folds it into the message).
+        let r = f.write(buf);
+        r.map_err(|e| {
+            // OpenSSH reports ENOSPC and EDQUOT as a plain "failure": ask statvfs.
+            let free = self
+                .file
+                .as_mut()
+                .and_then(|f| f.statvfs().ok())
+                .map(|v| v.f_bavail.saturating_mul(v.f_frsize));
+            if let Some(free) = free {
+                if free < (buf.len() as u64).max(1 << 20) {
+                    return TargetError::NoSpace {
+                        target: self.url.clone(),
+                        detail: format!("SFTP write failed ({e}) with {free} bytes free"),
+                    }
+                    .into_io();
+                }
+            }
             let e2 = io::Error::new(e.kind(), format!("SFTP write: {e}"));
             match e.kind() {
                 io::ErrorKind::TimedOut => TargetError::Timeout {
@@ -538,14 +560,20 @@ impl Target for SshTarget {
     }
 
     fn free_space(&mut self) -> Result<Option<u64>, TargetError> {
-        let mut d = match self.sftp.opendir(&self.dir) {
-            Ok(d) => d,
-            Err(_) => return Ok(None),
+        // libssh2 has only fstatvfs@openssh.com, on a file handle: use a scratch file.
+        let scratch = self.dir.join(temp_name("statvfs"));
+        let Ok(mut f) = self.sftp.open_mode(
+            &scratch,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+            0o600,
+            OpenType::File,
+        ) else {
+            return Ok(None);
         };
-        match d.statvfs() {
-            Ok(v) => Ok(Some(v.f_bavail.saturating_mul(v.f_frsize))),
-            Err(_) => Ok(None),
-        }
+        let v = f.statvfs();
+        drop(f);
+        let _ = self.sftp.unlink(&scratch);
+        Ok(v.ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize)))
     }
 }
 
@@ -555,9 +583,12 @@ mod tests {
 
     #[test]
     fn known_hosts_lookup() {
-        let blob = vec![0, 0, 0, 11, b's', b's', b'h', b'-', b'e', b'd', b'2', b'5', b'5', b'1', b'9', 1, 2];
+        let blob = vec![
+            0, 0, 0, 11, b's', b's', b'h', b'-', b'e', b'd', b'2', b'5', b'5', b'1', b'9', 1, 2,
+        ];
         let b64 = data_encoding::BASE64.encode(&blob);
-        let text = format!("# c\nother ssh-ed25519 AAAA\n[10.0.0.2]:2222,alias ssh-ed25519 {b64}\n");
+        let text =
+            format!("# c\nother ssh-ed25519 AAAA\n[10.0.0.2]:2222,alias ssh-ed25519 {b64}\n");
         assert_eq!(lookup(&text, "[10.0.0.2]:2222", &blob), Pinned::Match);
         assert_eq!(lookup(&text, "alias", &blob), Pinned::Match);
         assert_eq!(lookup(&text, "[10.0.0.2]:2222", &[1]), Pinned::Mismatch);

@@ -98,7 +98,10 @@ fn host_port(url: &str, s: &str, default: u16) -> Result<(String, u16), TargetEr
         };
         (h.to_string(), port)
     } else if s.matches(':').count() > 1 {
-        return Err(invalid(url, "write an IPv6 address in brackets: [2001:db8::5]:22"));
+        return Err(invalid(
+            url,
+            "write an IPv6 address in brackets: [2001:db8::5]:22",
+        ));
     } else {
         match s.split_once(':') {
             Some((h, p)) => (h.to_string(), Some(p)),

@@ -1,0 +1,373 @@
+//! The target commands and options: `target check|ssh-key|accept-host-key`, `backup list`,
+//! `prune`, `backup create --to`, and `restore`/`verify --from`. Arguments and handlers;
+//! the work is in `jobs::target` and `targets`.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::guard::SelfIdentity;
+use crate::jobs::backup::BackupOptions;
+use crate::jobs::target::{self as job, target_err, Retention};
+use crate::jobs::JobError;
+use crate::keys::{Device, KeyCustodian};
+use crate::progress::{human_bytes, Meter};
+use crate::targets::{self, Target, TargetUrl};
+
+/// `target` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TargetCmd {
+    /// Resolve, run the self-target guard, connect, write and delete a probe file, and
+    /// report latency and free space (vs 150% of local /var usage).
+    Check {
+        /// A configured target name or a URL [default: every configured target].
+        #[arg(value_name = "NAME|URL")]
+        target: Option<String>,
+    },
+    /// Create this appliance's SSH key pair if missing, and print the public key for the
+    /// server's authorized_keys.
+    SshKey,
+    /// Pin an SSH server's host key. Without --fingerprint, print it and change nothing.
+    AcceptHostKey {
+        /// A configured target name or an ssh:// URL.
+        #[arg(value_name = "NAME|URL")]
+        target: String,
+        /// The fingerprint you checked on the server (`ssh-keygen -lf KEY.pub`), as
+        /// printed by the first failed connection: SHA256:...
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: Option<String>,
+    },
+}
+
+/// `backup list` arguments.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// A configured target name or a URL [default: targets.default, or the only target].
+    #[arg(long, value_name = "NAME|URL")]
+    pub to: Option<String>,
+}
+
+/// `prune` arguments.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// A configured target name or a URL [default: targets.default, or the only target].
+    #[arg(long, value_name = "NAME|URL")]
+    pub to: Option<String>,
+    /// Keep the newest N archives of each kind.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep the archives younger than DAYS days.
+    #[arg(long, value_name = "DAYS")]
+    pub keep_within: Option<u64>,
+    /// Print what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn connect(cfg: &Config, what: Option<&str>) -> Result<Box<dyn Target>, JobError> {
+    let spec = cfg
+        .targets
+        .resolve(what)
+        .map_err(|e| target_err("choosing the target", e))?;
+    let me = SelfIdentity::load();
+    targets::connect(&spec, &me).map_err(|e| target_err("connecting to the target", e))
+}
+
+/// For `backup create --to`: connects (and guards) before any key or payload is touched.
+pub fn connect_to(cfg: &Config, to: Option<&str>) -> Result<Option<Box<dyn Target>>, JobError> {
+    to.map(|t| connect(cfg, Some(t))).transpose()
+}
+
+/// `backup create --to`: stream, publish, report.
+pub fn backup_to(
+    target: &mut dyn Target,
+    device: &mut dyn Device,
+    others: &mut [&mut dyn KeyCustodian],
+    opts: BackupOptions,
+    meter: Arc<Meter>,
+    json: bool,
+) -> Result<(), JobError> {
+    let (summary, published) = job::backup_to(target, device, others, opts, meter)?;
+    for c in &published.cleaned {
+        eprintln!("offbox: removed the leftover {c} of an earlier interrupted upload");
+    }
+    if json {
+        let v = serde_json::json!({"backup": summary, "published": published});
+        eprintln!("{v}");
+    } else {
+        super::report::backed_up(&summary, false);
+        eprintln!(
+            "offbox: published to {} as {}",
+            published.target, published.name
+        );
+    }
+    Ok(())
+}
+
+/// The archive stream for `restore`/`verify`: the named archive on `--from`, or else the
+/// file (or standard input) through `file`.
+pub fn input_from(
+    config_path: &Path,
+    from: Option<&str>,
+    archive: &Path,
+    file: impl FnOnce(&Path) -> Result<Box<dyn Read>, JobError>,
+) -> Result<Box<dyn Read>, JobError> {
+    let Some(from) = from else {
+        return file(archive);
+    };
+    let cfg = Config::load(config_path)?;
+    let mut t = connect(&cfg, Some(from))?;
+    let name = archive.to_string_lossy();
+    t.open(&name)
+        .map_err(|e| target_err(&format!("opening {name}"), e))
+}
+
+/// `target ...`.
+pub fn target_cmd(config_path: &Path, cmd: TargetCmd, json: bool) -> Result<(), JobError> {
+    let cfg = Config::load(config_path)?;
+    match cmd {
+        TargetCmd::SshKey => {
+            #[cfg(feature = "target-ssh")]
+            {
+                let id = cfg.targets.ssh_identity();
+                let (line, created) = targets::ssh::ensure_key_pair(&id)
+                    .map_err(|e| target_err("preparing the SSH key", e))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"identity": id, "public_key": line, "created": created})
+                    );
+                } else {
+                    eprintln!(
+                        "offbox: {} SSH key {}; add this line to ~USER/.ssh/authorized_keys on the server:",
+                        if created { "created the" } else { "using the existing" },
+                        id.display()
+                    );
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            #[cfg(not(feature = "target-ssh"))]
+            Err(target_err(
+                "target ssh-key",
+                targets::TargetError::NotBuilt {
+                    target: "ssh".into(),
+                    scheme: "ssh".into(),
+                    feature: "target-ssh",
+                },
+            ))
+        }
+        TargetCmd::AcceptHostKey {
+            target,
+            fingerprint,
+        } => accept_host_key(&cfg, &target, fingerprint.as_deref(), json),
+        TargetCmd::Check { target } => {
+            let names: Vec<Option<String>> = match target {
+                Some(t) => vec![Some(t)],
+                None if cfg.targets.default.is_some() => vec![None],
+                None if cfg.targets.named.is_empty() => {
+                    return Err(target_err(
+                        "target check",
+                        targets::TargetError::Invalid {
+                            target: "(none given)".into(),
+                            why: "no [targets.NAME] in the config; give a URL".into(),
+                        },
+                    ))
+                }
+                None => cfg.targets.named.keys().cloned().map(Some).collect(),
+            };
+            let me = SelfIdentity::load();
+            let appliance = cfg.appliance_id();
+            let mut first_err = None;
+            for n in names {
+                let r = cfg
+                    .targets
+                    .resolve(n.as_deref())
+                    .map_err(|e| target_err("choosing the target", e))
+                    .and_then(|spec| job::check(&spec, &me, &appliance));
+                match r {
+                    Ok(rep) => {
+                        if json {
+                            println!("{}", serde_json::to_string(&rep).expect("serializes"));
+                        } else {
+                            println!(
+                                "offbox: target {} OK: url={} connect={:.1}ms probe={:.1}ms free={} recommended={} (150% of /var usage {})",
+                                rep.target,
+                                rep.url,
+                                rep.connect_ms,
+                                rep.probe_ms,
+                                rep.free_bytes.map_or("unknown".into(), human_bytes),
+                                human_bytes(rep.recommended_bytes),
+                                human_bytes(rep.var_used_bytes),
+                            );
+                        }
+                        if let Some(w) = &rep.warning {
+                            eprintln!("offbox: warning: target {}: {w}", rep.target);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "offbox: target {} FAILED: {e}",
+                            n.as_deref().unwrap_or("(default)")
+                        );
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        }
+    }
+}
+
+fn accept_host_key(
+    cfg: &Config,
+    target: &str,
+    fingerprint: Option<&str>,
+    json: bool,
+) -> Result<(), JobError> {
+    let spec = cfg
+        .targets
+        .resolve(Some(target))
+        .map_err(|e| target_err("choosing the target", e))?;
+    if !matches!(spec.url, TargetUrl::Ssh { .. }) {
+        return Err(target_err(
+            "accept-host-key",
+            targets::TargetError::Invalid {
+                target: target.into(),
+                why: "host keys exist for ssh:// targets only".into(),
+            },
+        ));
+    }
+    #[cfg(feature = "target-ssh")]
+    {
+        let me = SelfIdentity::load();
+        let key = targets::ssh::probe_host_key(&spec, &me)
+            .map_err(|e| target_err("reading the host key", e))?;
+        let seen = key.fingerprint();
+        let Some(want) = fingerprint else {
+            return Err(JobError::Io {
+                what: "accept-host-key".into(),
+                err: std::io::Error::other(format!(
+                    "{} presents {} {seen}; nothing was pinned. Compare it with `ssh-keygen -lf` of the key on the server, then run again with --fingerprint {seen}",
+                    key.pattern,
+                    key.key_type()
+                )),
+            });
+        };
+        if want.trim() != seen {
+            return Err(JobError::Io {
+                what: "accept-host-key".into(),
+                err: std::io::Error::other(format!(
+                    "{} presents {seen}, not the {want} you gave; nothing was pinned. Check that you are talking to the right server",
+                    key.pattern
+                )),
+            });
+        }
+        let added =
+            targets::ssh::pin(&spec, &key).map_err(|e| target_err("pinning the host key", e))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"host": key.pattern, "fingerprint": seen, "added": added, "known_hosts": spec.known_hosts})
+            );
+        } else {
+            eprintln!(
+                "offbox: host key of {} {} {seen} in {}",
+                key.pattern,
+                if added { "pinned:" } else { "already pinned:" },
+                spec.known_hosts.display()
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "target-ssh"))]
+    {
+        let _ = (fingerprint, json);
+        Err(target_err(
+            "accept-host-key",
+            targets::TargetError::NotBuilt {
+                target: target.into(),
+                scheme: "ssh".into(),
+                feature: "target-ssh",
+            },
+        ))
+    }
+}
+
+/// `backup list`.
+pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobError> {
+    let cfg = Config::load(config_path)?;
+    let mut t = connect(&cfg, a.to.as_deref())?;
+    let (archives, temps) = job::list(t.as_mut())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"target": t.url(), "archives": archives, "temporaries": temps})
+        );
+        return Ok(());
+    }
+    for a in &archives {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            a.name,
+            a.info.kind,
+            crate::targets::name::utc_stamp(a.info.created_unix),
+            a.size.map_or("?".into(), |s| s.to_string()),
+            a.info.appliance
+        );
+    }
+    eprintln!(
+        "offbox: {} archive(s) on {}{}",
+        archives.len(),
+        t.url(),
+        if temps > 0 {
+            format!("; {temps} leftover temporary file(s), removed by the next backup")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `prune`.
+pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), JobError> {
+    let cfg = Config::load(config_path)?;
+    let mut t = connect(&cfg, a.to.as_deref())?;
+    let plan = job::prune(
+        t.as_mut(),
+        &cfg.appliance_id(),
+        Retention {
+            keep_last: a.keep_last,
+            keep_within_days: a.keep_within,
+        },
+        a.dry_run,
+    )?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"target": t.url(), "dry_run": a.dry_run, "plan": plan})
+        );
+        return Ok(());
+    }
+    for n in &plan.delete {
+        println!(
+            "{}\t{n}",
+            if a.dry_run { "would delete" } else { "deleted" }
+        );
+    }
+    for n in &plan.keep {
+        println!("keep\t{n}");
+    }
+    eprintln!(
+        "offbox: prune{} on {}: {} kept, {} {}",
+        if a.dry_run { " (dry run)" } else { "" },
+        t.url(),
+        plan.keep.len(),
+        plan.delete.len(),
+        if a.dry_run { "to delete" } else { "deleted" }
+    );
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Jobs on off-box targets: a backup streamed to a target and published only on success,
+//! the archive listing, retention (prune), and the target check.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::backup::{self, BackupOptions, BackupSummary};
+use super::JobError;
+use crate::guard::SelfIdentity;
+use crate::keys::{Device, KeyCustodian};
+use crate::progress::Meter;
+use crate::targets::{self, ArchiveName, Target, TargetError, TargetSpec};
+
+/// Wraps a target error as a job error (exit code 1; the message says what to do).
+pub fn target_err(what: &str, e: TargetError) -> JobError {
+    JobError::Io {
+        what: what.to_string(),
+        err: e.into_io(),
+    }
+}
+
+/// Now, Unix seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Where a backup went.
+#[derive(Debug, serde::Serialize)]
+pub struct Published {
+    /// The target URL.
+    pub target: String,
+    /// The final archive name.
+    pub name: String,
+    /// Temporaries of earlier killed runs that were removed first.
+    pub cleaned: Vec<String>,
+}
+
+/// Streams one backup to `target` under a temporary name and publishes it under its final
+/// name only when [`backup::create`] succeeded and the stream was flushed. On any failure
+/// the upload is dropped, which removes the temporary file.
+pub fn backup_to(
+    target: &mut dyn Target,
+    device: &mut dyn Device,
+    others: &mut [&mut dyn KeyCustodian],
+    opts: BackupOptions,
+    meter: Arc<Meter>,
+) -> Result<(BackupSummary, Published), JobError> {
+    let appliance = opts.appliance_id.clone();
+    let kind = opts.kind.name();
+    let created = now_unix();
+    let cleaned = target
+        .cleanup_temporaries(&appliance)
+        .map_err(|e| target_err("removing leftovers of earlier uploads", e))?;
+    let upload = target
+        .begin(&appliance)
+        .map_err(|e| target_err("starting the upload", e))?;
+    let out = BufWriter::with_capacity(1 << 20, upload);
+    let (out, summary) = backup::create(device, others, opts, out, meter)?;
+    let upload = out
+        .into_inner()
+        .map_err(|e| JobError::io("writing the archive", e.into_error()))?;
+    let name = ArchiveName::new(&appliance, kind, created, &summary.archive_id).to_string();
+    upload
+        .commit(&name)
+        .map_err(|e| target_err("publishing the archive", e))?;
+    Ok((
+        summary,
+        Published {
+            target: target.url(),
+            name,
+            cleaned,
+        },
+    ))
+}
+
+/// One archive on a target.
+#[derive(Debug, serde::Serialize)]
+pub struct Listed {
+    /// File name.
+    pub name: String,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// What the name says.
+    #[serde(flatten)]
+    pub info: ArchiveName,
+}
+
+/// The archives on a target (all appliances), oldest first, and the number of leftover
+/// temporaries.
+pub fn list(target: &mut dyn Target) -> Result<(Vec<Listed>, usize), JobError> {
+    let entries = target
+        .list()
+        .map_err(|e| target_err("listing the target", e))?;
+    let temps = entries
+        .iter()
+        .filter(|e| e.name.starts_with(targets::TMP_PREFIX))
+        .count();
+    let mut out: Vec<Listed> = entries
+        .into_iter()
+        .filter_map(|e| {
+            Some(Listed {
+                info: ArchiveName::parse(&e.name)?,
+                name: e.name,
+                size: e.size,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.info.created_unix, &a.name).cmp(&(b.info.created_unix, &b.name)));
+    Ok((out, temps))
+}
+
+/// Retention rules. An archive is kept when any rule keeps it; the newest archive of each
+/// kind is always kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Keep the newest N archives of each kind.
+    pub keep_last: Option<usize>,
+    /// Keep archives younger than this many days.
+    pub keep_within_days: Option<u64>,
+}
+
+/// A retention decision.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PrunePlan {
+    /// Archives kept.
+    pub keep: Vec<String>,
+    /// Archives deleted (or to delete, in a dry run).
+    pub delete: Vec<String>,
+}
+
+/// Decides which of `appliance`'s archives to delete. Other appliances' archives are never
+/// touched.
+pub fn plan_prune(
+    archives: &[Listed],
+    appliance: &str,
+    rules: Retention,
+    now: i64,
+) -> Result<PrunePlan, JobError> {
+    if rules.keep_last.is_none() && rules.keep_within_days.is_none() {
+        return Err(JobError::Io {
+            what: "prune".into(),
+            err: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "give a retention rule: --keep-last N and/or --keep-within DAYS (and try --dry-run first)",
+            ),
+        });
+    }
+    let mut plan = PrunePlan::default();
+    let mut mine: Vec<&Listed> = archives
+        .iter()
+        .filter(|a| a.info.is_of(appliance))
+        .collect();
+    // Newest first, per kind.
+    mine.sort_by(|a, b| {
+        (&a.info.kind, std::cmp::Reverse(a.info.created_unix))
+            .cmp(&(&b.info.kind, std::cmp::Reverse(b.info.created_unix)))
+    });
+    let mut rank = 0usize;
+    let mut last_kind: Option<&str> = None;
+    for a in mine {
+        if last_kind != Some(a.info.kind.as_str()) {
+            rank = 0;
+            last_kind = Some(a.info.kind.as_str());
+        }
+        let by_count = rules.keep_last.is_some_and(|n| rank < n);
+        let by_age = rules
+            .keep_within_days
+            .is_some_and(|d| now - a.info.created_unix < (d as i64) * 86_400);
+        if rank == 0 || by_count || by_age {
+            plan.keep.push(a.name.clone());
+        } else {
+            plan.delete.push(a.name.clone());
+        }
+        rank += 1;
+    }
+    Ok(plan)
+}
+
+/// Applies a plan (unless `dry_run`).
+pub fn prune(
+    target: &mut dyn Target,
+    appliance: &str,
+    rules: Retention,
+    dry_run: bool,
+) -> Result<PrunePlan, JobError> {
+    let (archives, _) = list(target)?;
+    let plan = plan_prune(&archives, appliance, rules, now_unix())?;
+    if !dry_run {
+        for name in &plan.delete {
+            target
+                .delete(name)
+                .map_err(|e| target_err(&format!("deleting {name}"), e))?;
+        }
+    }
+    Ok(plan)
+}
+
+/// `target check` results.
+#[derive(Debug, serde::Serialize)]
+pub struct CheckReport {
+    /// The target as named.
+    pub target: String,
+    /// Its URL.
+    pub url: String,
+    /// Time to resolve, guard, connect and authenticate, in milliseconds.
+    pub connect_ms: f64,
+    /// Time to write, publish, read back and delete a probe file, in milliseconds.
+    pub probe_ms: f64,
+    /// Free bytes on the target, when the protocol tells it.
+    pub free_bytes: Option<u64>,
+    /// Bytes used under local /var.
+    pub var_used_bytes: u64,
+    /// 150% of that: the recommended free space.
+    pub recommended_bytes: u64,
+    /// A shortfall, if any.
+    pub warning: Option<String>,
+}
+
+/// Bytes allocated under `dir`, on its own filesystem only.
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(root) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let dev = root.dev();
+    let mut total = root.blocks() * 512;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.dev() != dev {
+                continue;
+            }
+            total += md.blocks() * 512;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+/// Resolves, guards, connects, writes/publishes/reads back/deletes a probe, and compares the
+/// free space with 150% of the local /var usage.
+pub fn check(
+    spec: &TargetSpec,
+    me: &SelfIdentity,
+    appliance: &str,
+) -> Result<CheckReport, JobError> {
+    let t0 = Instant::now();
+    let mut target =
+        targets::connect(spec, me).map_err(|e| target_err("connecting to the target", e))?;
+    let connect = t0.elapsed();
+    let t1 = Instant::now();
+    let probe = format!(
+        ".offbox-probe.{}",
+        data_encoding::HEXLOWER.encode(&crate::secret::random_bytes::<8>())
+    );
+    let data = crate::secret::random_bytes::<4096>();
+    let mut up = target
+        .begin(appliance)
+        .map_err(|e| target_err("writing a probe file", e))?;
+    up.write_all(&data)
+        .map_err(|e| JobError::io("writing a probe file", e))?;
+    up.commit(&probe)
+        .map_err(|e| target_err("publishing a probe file", e))?;
+    let mut back = Vec::new();
+    let read = target
+        .open(&probe)
+        .map_err(|e| target_err("reading the probe file back", e))
+        .and_then(|mut r| {
+            r.read_to_end(&mut back)
+                .map_err(|e| JobError::io("reading the probe file back", e))
+        });
+    let deleted = target
+        .delete(&probe)
+        .map_err(|e| target_err("deleting the probe file", e));
+    read?;
+    deleted?;
+    if back != data {
+        return Err(JobError::Io {
+            what: "reading the probe file back".into(),
+            err: std::io::Error::other("the probe file came back different"),
+        });
+    }
+    let probe_t = t1.elapsed();
+    let free = target
+        .free_space()
+        .map_err(|e| target_err("reading the free space", e))?;
+    let var = disk_usage(Path::new("/var"));
+    let recommended = var.saturating_mul(3) / 2;
+    let warning = match free {
+        Some(f) if f < recommended => Some(format!(
+            "the target has {} free, less than the recommended 150% of local /var usage ({})",
+            crate::progress::human_bytes(f),
+            crate::progress::human_bytes(recommended)
+        )),
+        None => Some("the target does not report its free space; check it by other means".into()),
+        _ => None,
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok(CheckReport {
+        target: spec.label.clone(),
+        url: spec.url.to_string(),
+        connect_ms: ms(connect),
+        probe_ms: ms(probe_t),
+        free_bytes: free,
+        var_used_bytes: var,
+        recommended_bytes: recommended,
+        warning,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(app: &str, kind: &str, t: i64) -> Listed {
+        let info = ArchiveName::new(app, kind, t, "0123abcd");
+        Listed {
+            name: info.to_string(),
+            size: None,
+            info,
+        }
+    }
+
+    #[test]
+    fn retention() {
+        let day = 86_400;
+        let now = 100 * day;
+        let a = vec![
+            l("me", "system", now - 1),
+            l("me", "system", now - 2 * day),
+            l("me", "system", now - 10 * day),
+            l("me", "secrets", now - 50 * day),
+            l("other", "system", now - 90 * day),
+        ];
+        let keep = |p: &PrunePlan| p.keep.len();
+        let p = plan_prune(
+            &a,
+            "me",
+            Retention {
+                keep_last: Some(1),
+                keep_within_days: None,
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!((keep(&p), p.delete.len()), (2, 2), "{p:?}");
+        let p = plan_prune(
+            &a,
+            "me",
+            Retention {
+                keep_last: None,
+                keep_within_days: Some(3),
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            p.delete,
+            vec![a[2].name.clone()],
+            "newest secrets kept though old"
+        );
+        let p = plan_prune(
+            &a,
+            "me",
+            Retention {
+                keep_last: Some(0),
+                keep_within_days: Some(0),
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(keep(&p), 2, "the newest of each kind survives");
+        assert!(!p.delete.contains(&a[4].name), "never another appliance's");
+        assert!(plan_prune(
+            &a,
+            "me",
+            Retention {
+                keep_last: None,
+                keep_within_days: None
+            },
+            now
+        )
+        .is_err());
+    }
+}
