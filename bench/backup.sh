@@ -173,7 +173,7 @@ PYEOF
   touch "$DATA.done"
 fi
 DATA_FILES=$(find "$DATA" -type f | wc -l)
-DATA_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+DATA_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
 
 # --- offbox binary ------------------------------------------------------------
 if [ -n "${OFFBOX_BIN:-}" ]; then
@@ -236,7 +236,7 @@ ROWS=()   # "phase;tool;seconds;peak_rss_kib;output_bytes;status"
 # size_of PATH : bytes of a file, or total bytes of the files under a directory.
 size_of() {
   if [ -f "$1" ]; then stat -c %s "$1"
-  elif [ -d "$1" ]; then find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}'
+  elif [ -d "$1" ]; then find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}'
   else echo 0
   fi
 }
