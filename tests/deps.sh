@@ -16,6 +16,8 @@ packages=(
   openssh-server openssh-client  # off-box SSH target: test bed sshd, ssh-keygen
   iproute2            # test bed network namespaces (tests/testbed)
   sshfs               # file:// target test on a FUSE sshfs mount
+  samba smbclient     # off-box SMB target: test bed smbd, smbpasswd, smbstatus
+  nfs-ganesha nfs-ganesha-vfs rpcbind  # off-box NFS target: test bed NFSv3 server (tests/testbed/nfs.sh)
 )
 
 missing=()

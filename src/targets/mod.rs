@@ -1,5 +1,8 @@
 //! Off-box targets: where archives go. One trait, [`Target`], and one implementation per
-//! transport, each behind a cargo feature: `file://` (`path`), `ssh://` (`ssh`).
+//! transport, each behind a cargo feature: `file://` (`path`), `ssh://` (`ssh`), `smb://`
+//! (`smb`) and `nfs://` (`nfs`). SMB and NFS use userspace clients with their own
+//! current-thread runtime, so the service needs no CAP_SYS_ADMIN and a dead server is a
+//! timeout, not a process hung in a kernel mount.
 //!
 //! Contract of every implementation:
 //! - the self-target guard ([`crate::guard`]) runs before connecting and again on the
@@ -17,8 +20,12 @@
 pub mod config;
 pub mod error;
 pub mod name;
+#[cfg(feature = "target-nfs")]
+pub mod nfs;
 #[cfg(feature = "target-path")]
 pub mod path;
+#[cfg(feature = "target-smb")]
+pub mod smb;
 #[cfg(feature = "target-ssh")]
 pub mod ssh;
 pub mod url;
@@ -141,15 +148,25 @@ pub fn connect(spec: &TargetSpec, me: &SelfIdentity) -> Result<Box<dyn Target>, 
                 feature: "target-ssh",
             });
         }
-        TargetUrl::Smb { .. } => Err(TargetError::NotBuilt {
-            target,
-            scheme: "smb".into(),
-            feature: "target-smb",
-        }),
-        TargetUrl::Nfs { .. } => Err(TargetError::NotBuilt {
-            target,
-            scheme: "nfs".into(),
-            feature: "target-nfs",
-        }),
+        TargetUrl::Smb { .. } => {
+            #[cfg(feature = "target-smb")]
+            return Ok(Box::new(smb::SmbTarget::connect(spec, me)?));
+            #[cfg(not(feature = "target-smb"))]
+            return Err(TargetError::NotBuilt {
+                target,
+                scheme: "smb".into(),
+                feature: "target-smb",
+            });
+        }
+        TargetUrl::Nfs { .. } => {
+            #[cfg(feature = "target-nfs")]
+            return Ok(Box::new(nfs::NfsTarget::connect(spec, me)?));
+            #[cfg(not(feature = "target-nfs"))]
+            return Err(TargetError::NotBuilt {
+                target,
+                scheme: "nfs".into(),
+                feature: "target-nfs",
+            });
+        }
     }
 }

@@ -94,9 +94,15 @@ impl Testbed {
             .args(["netns", "pids", self.get("TESTBED_NS")])
             .output()
             .unwrap();
+        // Only sshd's session children: the namespace also runs rpcbind, Ganesha and smbd.
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .filter(|p| *p != self.get("SSHD_PID"))
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .map(|c| c.trim() == "sshd" || c.trim() == "sftp-server")
+                    .unwrap_or(false)
+            })
             .map(str::to_string)
             .collect()
     }
