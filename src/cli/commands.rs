@@ -70,8 +70,11 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
             public_key,
         } => {
             let mut recovery = None;
+            let mut indexes = String::new();
             if !shares.is_empty() {
-                recovery = Some(recovery_opener(&shares)?.0);
+                let (r, idx) = recovery_opener(&shares)?;
+                recovery = Some(r);
+                indexes = idx;
             }
             let mut device = if recovery.is_some() {
                 Config::load(&config_path)
@@ -82,7 +85,16 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
             };
             let key = signer_key(public_key.as_deref(), &mut device)?;
             let mut cs = custodians(&mut device, recovery.as_mut());
-            let reader = open::open(input(&archive)?, &mut cs)?;
+            let (reader, opened_by) = open::open_by(input(&archive)?, &mut cs)?;
+            if opened_by == "recovery" {
+                recovery::audit(&format!(
+                    "decrypt of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
+                    reader.header().archive_id_hex(),
+                    reader.header().kind.name(),
+                    reader.header().appliance_id,
+                    output.display()
+                ));
+            }
             let s = write_output(&output, |w| read::decrypt(reader, w, key.as_ref()))?;
             report::decrypted(&s, &output, json);
             Ok(())
@@ -305,8 +317,8 @@ fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), Job
     let key = signer_key(a.public_key.as_deref(), &mut device)?;
     let mut cs = custodians(&mut device, rec.as_mut());
     let inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
-    let reader = open::open(inp, &mut cs)?;
-    if rec.is_some() {
+    let (reader, opened_by) = open::open_by(inp, &mut cs)?;
+    if opened_by == "recovery" {
         recovery::audit(&format!(
             "restore of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
             reader.header().archive_id_hex(),
@@ -366,12 +378,21 @@ fn recovery_opener(files: &[PathBuf]) -> Result<(RecoveryCustodian, String), Job
 }
 
 fn recover(a: RecoverArgs, json: bool) -> Result<(), JobError> {
+    if a.shares.is_empty() && a.archive == Path::new("-") {
+        return Err(JobError::Io {
+            what: "reading the shares".into(),
+            err: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the archive comes from standard input, so the shares cannot be typed there; pass them with --share FILE",
+            ),
+        });
+    }
     // Read the header first, so that a bad archive fails before custodians type anything.
     let mut inp = input(&a.archive)?;
     let head = open::read_head(&mut inp)?;
     let (mut rec, indexes) = recovery_opener(&a.shares)?;
     let header = head.header.clone();
-    let reader = open::open_head(head, inp, &mut [&mut rec as &mut dyn KeyCustodian])?;
+    let (reader, _) = open::open_head(head, inp, &mut [&mut rec as &mut dyn KeyCustodian])?;
     recovery::audit(&format!(
         "break-the-glass: archive {} ({} of appliance {}, created {}) opened with recovery shares {indexes}",
         header.archive_id_hex(),

@@ -22,19 +22,28 @@ pub fn read_head<R: Read>(input: &mut R) -> Result<ArchiveHead, JobError> {
 /// the first custodian that recognised a slot but could not open it is returned when none
 /// succeeds, since it is the one that says what to do.
 pub fn open<R: Read>(
-    mut input: R,
+    input: R,
     custodians: &mut [&mut dyn KeyCustodian],
 ) -> Result<DecryptReader<R>, JobError> {
+    open_by(input, custodians).map(|(r, _)| r)
+}
+
+/// Like [`open`], and also says which custodian opened the archive ("pkcs11", "tpm" or
+/// "recovery"), so that openings through the recovery slot can be audited.
+pub fn open_by<R: Read>(
+    mut input: R,
+    custodians: &mut [&mut dyn KeyCustodian],
+) -> Result<(DecryptReader<R>, &'static str), JobError> {
     let head = read_head(&mut input)?;
     open_head(head, input, custodians)
 }
 
-/// Like [`open`], for a header block already read from `input`.
+/// Like [`open_by`], for a header block already read from `input`.
 pub fn open_head<R: Read>(
     head: ArchiveHead,
     input: R,
     custodians: &mut [&mut dyn KeyCustodian],
-) -> Result<DecryptReader<R>, JobError> {
+) -> Result<(DecryptReader<R>, &'static str), JobError> {
     let header = &head.header;
     let ctx = SlotContext {
         archive_id: &header.archive_id,
@@ -43,11 +52,13 @@ pub fn open_head<R: Read>(
     };
     let mut first_err: Option<KeyError> = None;
     let mut dek = None;
+    let mut opened_by = "";
     'outer: for c in custodians.iter_mut() {
         for slot in &header.slots {
             match c.unwrap(slot, &ctx) {
                 Ok(Some(k)) => {
                     dek = Some(k);
+                    opened_by = c.name();
                     break 'outer;
                 }
                 Ok(None) => {}
@@ -65,7 +76,7 @@ pub fn open_head<R: Read>(
             })
             .into());
     };
-    Ok(DecryptReader::new(input, head, &dek)?)
+    Ok((DecryptReader::new(input, head, &dek)?, opened_by))
 }
 
 /// "pkcs11, recovery": the slot kinds of a header.
