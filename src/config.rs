@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::keys::pkcs11::Pkcs11Config;
+#[cfg(feature = "tpm")]
 use crate::keys::tpm::TpmConfig;
+#[cfg(not(feature = "tpm"))]
+type TpmConfig = toml::Table;
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";

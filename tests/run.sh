@@ -6,5 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh
+# The rescue kit (no default features: no TPM, no transports) for tests/rescue_kit.rs.
+cargo build --quiet --no-default-features --bin offbox
+mkdir -p target/rescue-kit && cp target/debug/offbox target/rescue-kit/offbox
+export OFFBOX_RESCUE_BIN="$PWD/target/rescue-kit/offbox"
 cargo build --quiet --all-targets
 cargo test --all-targets "$@" 2>&1

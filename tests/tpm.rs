@@ -1,6 +1,8 @@
 //! Tests of the TPM custodian against private swtpm instances on 127.0.0.1: round trip,
 //! PCR policy, another TPM, rotation, signing, errors, lockout, command counts, bus capture.
 
+#![cfg(feature = "tpm")]
+
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

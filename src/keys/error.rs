@@ -9,8 +9,12 @@ pub enum KeyError {
     #[error(transparent)]
     Pkcs11(#[from] super::pkcs11::Pkcs11Error),
     /// A TPM problem.
+    #[cfg(feature = "tpm")]
     #[error(transparent)]
     Tpm(#[from] super::tpm::TpmError),
+    /// The backend was left out of this build.
+    #[error("this offbox build has no {0} support (a rescue-kit build); use a full build (cargo feature {0}) for the device, or open archives with the recovery shares")]
+    NotBuilt(&'static str),
     /// A recovery key or share problem.
     #[error(transparent)]
     Recovery(#[from] super::recovery::RecoveryError),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod pin;
 pub mod pkcs11;
 pub mod recovery;
+#[cfg(feature = "tpm")]
 pub mod tpm;
 
 pub use error::KeyError;
@@ -110,6 +111,9 @@ pub fn open_device(cfg: &Config) -> Result<Box<dyn Device>, KeyError> {
                 .ok_or(KeyError::BackendNotConfigured("pkcs11"))?;
             Ok(Box::new(pkcs11::Pkcs11Custodian::open(p)?))
         }
+        #[cfg(not(feature = "tpm"))]
+        Backend::Tpm => Err(KeyError::NotBuilt("tpm")),
+        #[cfg(feature = "tpm")]
         Backend::Tpm => {
             let t = cfg
                 .keys

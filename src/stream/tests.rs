@@ -225,11 +225,21 @@ impl Write for FailAfter {
 
 #[test]
 fn a_failed_inner_write_poisons_the_writer() {
-    let mut w = EncryptWriter::new(FailAfter { ok: 5000, written: 0 }, &header(false), &dek()).unwrap();
+    let mut w = EncryptWriter::new(
+        FailAfter {
+            ok: 5000,
+            written: 0,
+        },
+        &header(false),
+        &dek(),
+    )
+    .unwrap();
     let data = vec![1u8; 3 * SEG as usize];
     let first = w.write_all(&data);
     assert_eq!(first.unwrap_err().to_string(), "disk full");
     let again = w.write(&[1, 2, 3]).unwrap_err();
-    assert!(again.to_string().starts_with("an earlier write of this archive failed"));
+    assert!(again
+        .to_string()
+        .starts_with("an earlier write of this archive failed"));
     assert!(w.finish().is_err());
 }

@@ -149,5 +149,7 @@ impl<W: Write> Write for EncryptWriter<W> {
 }
 
 fn failed_earlier() -> io::Error {
-    io::Error::other("an earlier write of this archive failed; the archive is incomplete and must be discarded")
+    io::Error::other(
+        "an earlier write of this archive failed; the archive is incomplete and must be discarded",
+    )
 }
