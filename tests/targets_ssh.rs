@@ -7,217 +7,51 @@ mod common;
 #[path = "common/targets.rs"]
 mod tb;
 
-use std::io::Write;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use common::{stderr, Sim};
+use tb::{backup_to, finals, list, setup, source, Remote, Testbed};
 
-use common::{pattern, stderr, Sim};
-use tb::{finals, mkfifo, temps, wait_for, Testbed};
-
-fn setup() -> (Sim, Testbed) {
-    let tb = Testbed::up();
-    let sim = Sim::new();
-    tb.attach(&sim, |t| t);
-    (sim, tb)
-}
-
-fn source(sim: &Sim, mib: usize) -> std::path::PathBuf {
-    let src = sim.dir.path().join("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    std::fs::write(src.join("etc/app.conf"), b"k=v\n").unwrap();
-    std::fs::write(src.join("data.bin"), pattern(mib << 20, 7)).unwrap();
-    src
-}
-
-fn backup_to(sim: &Sim, src: &std::path::Path, to: &str) -> std::process::Output {
-    sim.run(&[
-        "backup",
-        "create",
-        "--kind",
-        "system",
-        "--source",
-        src.to_str().unwrap(),
-        "--to",
-        to,
-    ])
-}
-
-fn list(sim: &Sim, to: &str) -> Vec<String> {
-    let out = sim.ok(&["backup", "list", "--to", to]);
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').next().unwrap().to_string())
-        .collect()
-}
+const SSH: Remote = Remote {
+    target: "testbed-ssh",
+    data_dir_key: "SSH_DATA_DIR",
+    small_dir_key: "SSH_SMALL_DIR",
+    scheme: "ssh://",
+    shown_url: "ssh://offbox-tb@",
+};
 
 #[test]
 fn round_trip_list_restore_verify_check_prune() {
     let (sim, tb) = setup();
     let src = source(&sim, 3);
-    let out = backup_to(&sim, &src, "testbed-ssh");
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("published to ssh://offbox-tb@"), "{err}");
-    let names = list(&sim, "testbed-ssh");
-    assert_eq!(names.len(), 1, "{names:?}");
-    assert!(names[0].starts_with("offbox-hsm-sim-system-"), "{names:?}");
-    assert_eq!(finals(&tb.files("SSH_DATA_DIR")), vec![&names[0]]);
-
-    // Restore and verify straight from the target, byte-exact.
-    let dest = sim.dir.path().join("restored");
-    sim.ok(&[
-        "restore",
-        "--from",
-        "testbed-ssh",
-        &names[0],
-        "--to",
-        dest.to_str().unwrap(),
-    ]);
-    let back = dest.join(src.strip_prefix("/").unwrap());
-    assert_eq!(
-        std::fs::read(back.join("data.bin")).unwrap(),
-        std::fs::read(src.join("data.bin")).unwrap()
-    );
-    assert_eq!(std::fs::read(back.join("etc/app.conf")).unwrap(), b"k=v\n");
-    let v = sim.ok(&["verify", "--from", "testbed-ssh", &names[0]]);
-    assert!(String::from_utf8_lossy(&v).contains("verify OK"));
+    let (_, names) = SSH.first_backup(&sim, &tb, &src);
+    SSH.restore_and_verify(&sim, &src, &names[0]);
     // The URL works as well as the name.
-    let url = tb.get("SSH_URL").to_string();
-    assert_eq!(list(&sim, &url), names);
-
+    assert_eq!(list(&sim, tb.get("SSH_URL")), names);
     // target check: latency and free space.
-    let out = sim.run(&["target", "check", "testbed-ssh"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        text.contains("OK") && text.contains("free=") && text.contains("connect="),
-        "{text}"
-    );
-
-    // A second archive, then prune keeps the newest only.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert!(backup_to(&sim, &src, "testbed-ssh").status.success());
-    assert_eq!(list(&sim, "testbed-ssh").len(), 2);
-    let dry = sim.ok(&[
-        "prune",
-        "--to",
-        "testbed-ssh",
-        "--keep-last",
-        "1",
-        "--dry-run",
-    ]);
-    assert!(String::from_utf8_lossy(&dry).contains(&format!("would delete\t{}", names[0])));
-    assert_eq!(
-        list(&sim, "testbed-ssh").len(),
-        2,
-        "dry run deletes nothing"
-    );
-    sim.ok(&["prune", "--to", "testbed-ssh", "--keep-last", "1"]);
-    let left = list(&sim, "testbed-ssh");
-    assert_eq!(left.len(), 1);
-    assert_ne!(left[0], names[0]);
-}
-
-/// Spawns a secrets backup reading a FIFO, feeds it 4 MiB, and waits until the temporary
-/// file on the server has data. Returns the child and the channel that lets the feeder
-/// write the rest and close.
-fn start_stalled_upload(sim: &Sim, tb: &Testbed) -> (Child, mpsc::Sender<()>) {
-    let fifo = sim.dir.path().join("export.fifo");
-    mkfifo(&fifo);
-    let child = sim
-        .cmd(&[
-            "backup",
-            "create",
-            "--kind",
-            "secrets",
-            "--source",
-            fifo.to_str().unwrap(),
-            "--to",
-            "testbed-ssh",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-        if f.write_all(&pattern(4 << 20, 3)).is_err() {
-            return;
-        }
-        let _ = rx.recv();
-        let _ = f.write_all(&pattern(4 << 20, 4));
-    });
-    let dir = tb.get("SSH_DATA_DIR").to_string();
-    let has_data = wait_for(30, || {
-        std::fs::read_dir(&dir).unwrap().flatten().any(|e| {
-            e.file_name().to_string_lossy().starts_with(".offbox-tmp.")
-                && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
-        })
-    });
-    assert!(
-        has_data,
-        "the upload never started: {:?}",
-        tb.files("SSH_DATA_DIR")
-    );
-    (child, tx)
-}
-
-fn next_run_succeeds_and_cleans(sim: &Sim, tb: &Testbed) {
-    let src = source(sim, 1);
-    let out = backup_to(sim, &src, "testbed-ssh");
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("removed the leftover .offbox-tmp."), "{err}");
-    let files = tb.files("SSH_DATA_DIR");
-    assert_eq!(temps(&files).len(), 0, "{files:?}");
-    assert_eq!(finals(&files).len(), 1, "{files:?}");
+    SSH.check_ok(&sim, &tb);
+    SSH.second_backup_and_prune(&sim, &tb, &src, &names[0]);
 }
 
 #[test]
 fn killed_offbox_leaves_no_archive_and_next_run_cleans() {
-    let (sim, tb) = setup();
-    let (mut child, _tx) = start_stalled_upload(&sim, &tb);
-    child.kill().unwrap(); // SIGKILL: no destructor runs
-    child.wait().unwrap();
-    let files = tb.files("SSH_DATA_DIR");
-    assert!(finals(&files).is_empty(), "{files:?}");
-    assert_eq!(temps(&files).len(), 1, "{files:?}");
-    next_run_succeeds_and_cleans(&sim, &tb);
+    SSH.killed_offbox_leaves_no_archive_and_next_run_cleans();
 }
 
 #[test]
 fn killed_server_leaves_no_archive_and_next_run_cleans() {
     let (sim, tb) = setup();
-    let (child, tx) = start_stalled_upload(&sim, &tb);
-    let sessions = tb.ssh_session_pids();
-    assert!(!sessions.is_empty());
-    for p in &sessions {
-        let _ = std::process::Command::new("kill").args(["-9", p]).status();
-    }
-    let _ = tx.send(());
-    let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
-    assert!(!out.status.success());
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("ssh://"), "the error names the target: {err}");
-    let files = tb.files("SSH_DATA_DIR");
-    assert!(finals(&files).is_empty(), "{files:?}");
-    next_run_succeeds_and_cleans(&sim, &tb);
+    SSH.killed_server_fails_cleanly(&sim, &tb, |tb| {
+        let sessions = tb.ssh_session_pids();
+        assert!(!sessions.is_empty());
+        for p in &sessions {
+            let _ = std::process::Command::new("kill").args(["-9", p]).status();
+        }
+    });
+    SSH.next_run_succeeds_and_cleans(&sim, &tb);
 }
 
 #[test]
 fn full_target_is_a_clear_error() {
-    let (sim, tb) = setup();
-    let src = source(&sim, 6); // incompressible, on a 2 MiB tmpfs
-    let out = backup_to(&sim, &src, "testbed-ssh-small");
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("the target is full"), "{err}");
-    assert!(err.contains("offbox prune"), "{err}");
-    let files = tb.files("SSH_SMALL_DIR");
-    assert!(files.is_empty(), "nothing left behind: {files:?}");
+    SSH.full_target_is_a_clear_error();
 }
 
 #[test]
@@ -236,14 +70,14 @@ fn wrong_key_is_refused_with_guidance() {
             &format!("ssh_identity = \"{}\"", other.display()),
         )
     });
-    let out = sim.run(&["target", "check", "testbed-ssh"]);
+    let out = sim.run(&["target", "check", SSH.target]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("authentication as offbox-tb failed"), "{err}");
     assert!(err.contains("authorized_keys"), "{err}");
     // A missing key says how to make one.
     sim.edit_config(|c| c.replace(&other.display().to_string(), "/nonexistent/id"));
-    let err = stderr(&sim.run(&["target", "check", "testbed-ssh"]));
+    let err = stderr(&sim.run(&["target", "check", SSH.target]));
     assert!(err.contains("offbox target ssh-key"), "{err}");
 }
 
@@ -258,7 +92,7 @@ fn unpinned_host_key_fails_until_accepted() {
         )
     });
     let src = source(&sim, 1);
-    let out = backup_to(&sim, &src, "testbed-ssh");
+    let out = backup_to(&sim, &src, SSH.target);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is not pinned"), "{err}");
@@ -268,9 +102,9 @@ fn unpinned_host_key_fails_until_accepted() {
         .unwrap()
         .trim_end_matches(['.', ',', ')'])
         .to_string();
-    assert!(finals(&tb.files("SSH_DATA_DIR")).is_empty());
+    assert!(finals(&tb.files(SSH.data_dir_key)).is_empty());
     // Without --fingerprint: shows it, pins nothing.
-    let out = sim.run(&["target", "accept-host-key", "testbed-ssh"]);
+    let out = sim.run(&["target", "accept-host-key", SSH.target]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains(&fp), "{}", stderr(&out));
     assert!(!kh.exists());
@@ -278,7 +112,7 @@ fn unpinned_host_key_fails_until_accepted() {
     let out = sim.run(&[
         "target",
         "accept-host-key",
-        "testbed-ssh",
+        SSH.target,
         "--fingerprint",
         "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ]);
@@ -287,11 +121,11 @@ fn unpinned_host_key_fails_until_accepted() {
     sim.ok(&[
         "target",
         "accept-host-key",
-        "testbed-ssh",
+        SSH.target,
         "--fingerprint",
         &fp,
     ]);
-    let out = backup_to(&sim, &src, "testbed-ssh");
+    let out = backup_to(&sim, &src, SSH.target);
     assert!(out.status.success(), "{}", stderr(&out));
     // A changed key is refused loudly.
     let text = std::fs::read_to_string(&kh).unwrap();
@@ -304,7 +138,7 @@ fn unpinned_host_key_fails_until_accepted() {
         ),
     )
     .unwrap();
-    let err = stderr(&sim.run(&["target", "check", "testbed-ssh"]));
+    let err = stderr(&sim.run(&["target", "check", SSH.target]));
     assert!(err.contains("CHANGED"), "{err}");
 }
 
@@ -318,7 +152,7 @@ fn server_with_this_appliances_host_key_is_refused() {
     let tb = Testbed::up_with(&[("TESTBED_SSH_HOSTKEY", own)]);
     let sim = Sim::new();
     tb.attach(&sim, |t| t);
-    let out = sim.run(&["target", "check", "testbed-ssh"]);
+    let out = sim.run(&["target", "check", SSH.target]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("SSH host key of this appliance"), "{err}");

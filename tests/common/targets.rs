@@ -4,11 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::common::{repo, Sim};
+use super::common::{pattern, repo, stderr, Sim};
 
 /// A running test bed.
 pub struct Testbed {
@@ -148,4 +150,264 @@ pub fn temps(names: &[String]) -> Vec<&String> {
 pub fn mkfifo(path: &Path) {
     let st = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(st.success());
+}
+
+/// A fresh test bed with its `[targets]` section attached to a fresh simulator.
+pub fn setup() -> (Sim, Testbed) {
+    let tb = Testbed::up();
+    let sim = Sim::new();
+    tb.attach(&sim, |t| t);
+    (sim, tb)
+}
+
+/// A small system tree to back up: a config file and `mib` MiB of incompressible data.
+pub fn source(sim: &Sim, mib: usize) -> PathBuf {
+    let src = sim.dir.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/app.conf"), b"k=v\n").unwrap();
+    std::fs::write(src.join("data.bin"), pattern(mib << 20, 7)).unwrap();
+    src
+}
+
+/// The arguments of a system backup of `src` to `to`.
+pub fn backup_args<'a>(src: &'a str, to: &'a str) -> Vec<&'a str> {
+    vec![
+        "backup", "create", "--kind", "system", "--source", src, "--to", to,
+    ]
+}
+
+pub fn backup_to(sim: &Sim, src: &Path, to: &str) -> Output {
+    sim.run(&backup_args(src.to_str().unwrap(), to))
+}
+
+/// The archive names `backup list` shows for `to`.
+pub fn list(sim: &Sim, to: &str) -> Vec<String> {
+    let out = sim.ok(&["backup", "list", "--to", to]);
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect()
+}
+
+/// One network target of the test bed, as the protocol tests share it.
+pub struct Remote {
+    /// The target's name in the `[targets]` section, e.g. "testbed-ssh".
+    pub target: &'static str,
+    /// The key in targets.env of the server-side directory the target writes to.
+    pub data_dir_key: &'static str,
+    /// The same for the small (2 MiB) target `<target>-small`.
+    pub small_dir_key: &'static str,
+    /// The URL scheme, e.g. "ssh://".
+    pub scheme: &'static str,
+    /// How the target's URL starts when offbox shows it, e.g. "ssh://offbox-tb@".
+    pub shown_url: &'static str,
+}
+
+impl Remote {
+    /// Backs `src` up to the target: it succeeds, names the target's URL, and the server
+    /// holds exactly the one new archive and no temporary. Returns stderr and the names
+    /// `backup list` shows.
+    pub fn first_backup(&self, sim: &Sim, tb: &Testbed, src: &Path) -> (String, Vec<String>) {
+        let out = backup_to(sim, src, self.target);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("published to {}", self.shown_url)),
+            "{err}"
+        );
+        let names = list(sim, self.target);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("offbox-hsm-sim-system-"), "{names:?}");
+        let files = tb.files(self.data_dir_key);
+        assert_eq!(finals(&files), vec![&names[0]], "{files:?}");
+        assert!(temps(&files).is_empty(), "{files:?}");
+        (err, names)
+    }
+
+    /// Restores and verifies `name` straight from the target, byte-exact against `src`.
+    pub fn restore_and_verify(&self, sim: &Sim, src: &Path, name: &str) {
+        let dest = sim.dir.path().join("restored");
+        sim.ok(&[
+            "restore",
+            "--from",
+            self.target,
+            name,
+            "--to",
+            dest.to_str().unwrap(),
+        ]);
+        let back = dest.join(src.strip_prefix("/").unwrap());
+        assert_eq!(
+            std::fs::read(back.join("data.bin")).unwrap(),
+            std::fs::read(src.join("data.bin")).unwrap()
+        );
+        assert_eq!(std::fs::read(back.join("etc/app.conf")).unwrap(), b"k=v\n");
+        let v = sim.ok(&["verify", "--from", self.target, name]);
+        assert!(String::from_utf8_lossy(&v).contains("verify OK"));
+    }
+
+    /// `target check` succeeds and reports the URL, latency and free space, leaving no
+    /// temporary behind. Returns its stdout.
+    pub fn check_ok(&self, sim: &Sim, tb: &Testbed) -> String {
+        let out = sim.run(&["target", "check", self.target]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            text.contains(&format!("{} OK", self.target))
+                && text.contains(&format!("url={}", self.shown_url))
+                && text.contains("connect=")
+                && text.contains("probe=")
+                && text.contains("free="),
+            "{text}"
+        );
+        assert!(temps(&tb.files(self.data_dir_key)).is_empty());
+        text
+    }
+
+    /// A second archive after `first`, then prune (dry run first) keeps the newest only.
+    pub fn second_backup_and_prune(&self, sim: &Sim, tb: &Testbed, src: &Path, first: &str) {
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(backup_to(sim, src, self.target).status.success());
+        assert_eq!(list(sim, self.target).len(), 2);
+        let dry = sim.ok(&[
+            "prune",
+            "--to",
+            self.target,
+            "--keep-last",
+            "1",
+            "--dry-run",
+        ]);
+        assert!(String::from_utf8_lossy(&dry).contains(&format!("would delete\t{first}")));
+        assert_eq!(list(sim, self.target).len(), 2, "dry run deletes nothing");
+        sim.ok(&["prune", "--to", self.target, "--keep-last", "1"]);
+        let left = list(sim, self.target);
+        assert_eq!(left.len(), 1);
+        assert_ne!(left[0], first);
+        assert_eq!(finals(&tb.files(self.data_dir_key)).len(), 1);
+    }
+
+    /// Spawns a secrets backup reading a FIFO, feeds it until the temporary file on the
+    /// server has data, then stalls it. Returns the child and the channel that lets
+    /// the feeder write the rest and close.
+    pub fn start_stalled_upload(&self, sim: &Sim, tb: &Testbed) -> (Child, mpsc::Sender<()>) {
+        let fifo = sim.dir.path().join("export.fifo");
+        mkfifo(&fifo);
+        let mut child = sim
+            .cmd(&[
+                "backup",
+                "create",
+                "--kind",
+                "secrets",
+                "--source",
+                fifo.to_str().unwrap(),
+                "--to",
+                self.target,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        // zstd's worker jobs hand their output back only while input keeps coming, so the
+        // feeder writes 1 MiB at a time until bytes reach the server (at most 64 MiB), and
+        // only then stalls.
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let feeder_started = started.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            for i in 0..64 {
+                if feeder_started.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if f.write_all(&pattern(1 << 20, 3 + i)).is_err() {
+                    return;
+                }
+            }
+            let _ = rx.recv();
+            let _ = f.write_all(&pattern(4 << 20, 100));
+        });
+        let dir = tb.get(self.data_dir_key).to_string();
+        let has_data = wait_for(30, || {
+            std::fs::read_dir(&dir).unwrap().flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(".offbox-tmp.")
+                    && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+            })
+        });
+        started.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !has_data {
+            let files = tb.files(self.data_dir_key);
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the upload never started: {files:?}; offbox said: {}",
+                stderr(&out)
+            );
+        }
+        (child, tx)
+    }
+
+    /// The next backup succeeds, removes the leftover temporary and publishes one archive.
+    pub fn next_run_succeeds_and_cleans(&self, sim: &Sim, tb: &Testbed) {
+        let src = source(sim, 1);
+        let out = backup_to(sim, &src, self.target);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("removed the leftover .offbox-tmp."), "{err}");
+        let files = tb.files(self.data_dir_key);
+        assert_eq!(temps(&files).len(), 0, "{files:?}");
+        assert_eq!(finals(&files).len(), 1, "{files:?}");
+    }
+
+    /// offbox SIGKILLed mid-upload leaves a temporary and no archive; the next run cleans.
+    pub fn killed_offbox_leaves_no_archive_and_next_run_cleans(&self) {
+        let (sim, tb) = setup();
+        let (mut child, _tx) = self.start_stalled_upload(&sim, &tb);
+        child.kill().unwrap(); // SIGKILL: no destructor runs
+        child.wait().unwrap();
+        let files = tb.files(self.data_dir_key);
+        assert!(finals(&files).is_empty(), "{files:?}");
+        assert_eq!(temps(&files).len(), 1, "{files:?}");
+        self.next_run_succeeds_and_cleans(&sim, &tb);
+    }
+
+    /// Starts a stalled upload, lets `kill_server` kill the server side, then lets the
+    /// upload go on: offbox fails with exit code 1 naming the target, and no archive is
+    /// published. Returns offbox's stderr; the caller runs `next_run_succeeds_and_cleans`
+    /// once the server is back.
+    pub fn killed_server_fails_cleanly(
+        &self,
+        sim: &Sim,
+        tb: &Testbed,
+        kill_server: impl FnOnce(&Testbed),
+    ) -> String {
+        let (child, tx) = self.start_stalled_upload(sim, tb);
+        kill_server(tb);
+        let _ = tx.send(());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success());
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(self.scheme),
+            "the error names the target: {err}"
+        );
+        let files = tb.files(self.data_dir_key);
+        assert!(finals(&files).is_empty(), "{files:?}");
+        err
+    }
+
+    /// A backup of 6 MiB of incompressible data to the 2 MiB `<target>-small` fails as
+    /// "full", says to prune, and leaves nothing behind. Returns offbox's stderr.
+    pub fn full_target_is_a_clear_error(&self) -> String {
+        let (sim, tb) = setup();
+        let src = source(&sim, 6); // incompressible, on a 2 MiB tmpfs
+        let out = backup_to(&sim, &src, &format!("{}-small", self.target));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("the target is full"), "{err}");
+        assert!(err.contains("offbox prune"), "{err}");
+        let files = tb.files(self.small_dir_key);
+        assert!(files.is_empty(), "nothing left behind: {files:?}");
+        err
+    }
 }
