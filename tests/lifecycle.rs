@@ -87,15 +87,7 @@ fn keyless_verify_refuses_another_appliance(backend: Backend) {
         text.starts_with("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"),
         "{text}"
     );
-    let run = |archive: &std::path::Path| {
-        std::process::Command::new(common::bin())
-            .args(["verify", "--keyless", "--public-key"])
-            .arg(&pem)
-            .arg(archive)
-            .env_clear()
-            .output()
-            .unwrap()
-    };
+    let run = |archive: &std::path::Path| common::keyless_verify(&pem, archive);
     let ok = run(&from_a);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let bad = run(&from_b);

@@ -115,15 +115,7 @@ fn every_tamper_case_fails_and_restores_nothing(backend: Backend) {
     sim.ok(&["verify", good.to_str().unwrap()]);
     let pem = work.path().join("signing.pem");
     sim.ok(&["keys", "export-public", "--output", pem.to_str().unwrap()]);
-    let keyless = |archive: &Path| {
-        std::process::Command::new(common::bin())
-            .args(["verify", "--keyless", "--public-key"])
-            .arg(&pem)
-            .arg(archive)
-            .env_clear()
-            .output()
-            .unwrap()
-    };
+    let keyless = |archive: &std::path::Path| common::keyless_verify(&pem, archive);
     let ok = keyless(&good);
     assert!(ok.status.success(), "{}", common::stderr(&ok));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("signature verified (key "));
@@ -196,15 +188,7 @@ fn decrypt_of_a_truncated_archive_writes_no_file(backend: Backend) {
     sim.backup("system", &src, &good);
     let pem = work.path().join("signing.pem");
     sim.ok(&["keys", "export-public", "--output", pem.to_str().unwrap()]);
-    let keyless = |archive: &Path| {
-        std::process::Command::new(common::bin())
-            .args(["verify", "--keyless", "--public-key"])
-            .arg(&pem)
-            .arg(archive)
-            .env_clear()
-            .output()
-            .unwrap()
-    };
+    let keyless = |archive: &std::path::Path| common::keyless_verify(&pem, archive);
     let ok = keyless(&good);
     assert!(ok.status.success(), "{}", common::stderr(&ok));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("signature verified (key "));

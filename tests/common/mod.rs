@@ -214,3 +214,15 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `offbox verify --keyless --public-key PEM ARCHIVE` with an empty environment: no HSM,
+/// TPM, config or key, as a backup server runs it.
+pub fn keyless_verify(pem: &Path, archive: &Path) -> Output {
+    Command::new(bin())
+        .args(["verify", "--keyless", "--public-key"])
+        .arg(pem)
+        .arg(archive)
+        .env_clear()
+        .output()
+        .unwrap()
+}
