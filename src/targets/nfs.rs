@@ -509,21 +509,28 @@ impl NfsTarget {
     }
 
     fn lookup(&self, name: &str) -> Result<Result<nfs_fh3, nfsstat3>, TargetError> {
-        let dir = &self.dir;
-        let r = self
-            .conn
-            .borrow_mut()
-            .call(&format!("LOOKUP {name}"), async |c| {
-                c.lookup(&LOOKUP3args {
-                    what: diropargs(dir, name),
-                })
-                .await
-            })?;
-        Ok(match r {
-            Nfs3Result::Ok(ok) => Ok(ok.object),
-            Nfs3Result::Err((s, _)) => Err(s),
-        })
+        lookup(&self.conn, &self.dir, name)
     }
+}
+
+/// LOOKUPs `name` in `dir`: its handle, or the server's status (NFS3ERR_NOENT if absent).
+fn lookup(
+    conn: &RefCell<Conn>,
+    dir: &nfs_fh3,
+    name: &str,
+) -> Result<Result<nfs_fh3, nfsstat3>, TargetError> {
+    let r = conn
+        .borrow_mut()
+        .call(&format!("LOOKUP {name}"), async |c| {
+            c.lookup(&LOOKUP3args {
+                what: diropargs(dir, name),
+            })
+            .await
+        })?;
+    Ok(match r {
+        Nfs3Result::Ok(ok) => Ok(ok.object),
+        Nfs3Result::Err((s, _)) => Err(s),
+    })
 }
 
 /// REMOVEs `name` in `dir`.
@@ -645,26 +652,15 @@ impl NfsUpload {
         }
         // NFSv3 RENAME replaces an existing target: make sure there is none.
         let dir = &self.dir;
-        let r = self
-            .conn
-            .borrow_mut()
-            .call(&format!("LOOKUP {name}"), async |c| {
-                c.lookup(&LOOKUP3args {
-                    what: diropargs(dir, name),
-                })
-                .await
-            })?;
-        match r {
-            Nfs3Result::Ok(_) => {
+        match lookup(&self.conn, dir, name)? {
+            Ok(_) => {
                 return Err(TargetError::Exists {
                     target: self.url.clone(),
                     name: name.into(),
                 })
             }
-            Nfs3Result::Err((nfsstat3::NFS3ERR_NOENT, _)) => {}
-            Nfs3Result::Err((s, _)) => {
-                return Err(map_stat(&self.url, &format!("publishing {name}"), name, s))
-            }
+            Err(nfsstat3::NFS3ERR_NOENT) => {}
+            Err(s) => return Err(map_stat(&self.url, &format!("publishing {name}"), name, s)),
         }
         let temp = self.temp.as_str();
         let r = self
