@@ -11,4 +11,5 @@ cargo build --quiet --no-default-features --bin offbox
 mkdir -p target/rescue-kit && cp target/debug/offbox target/rescue-kit/offbox
 export OFFBOX_RESCUE_BIN="$PWD/target/rescue-kit/offbox"
 cargo build --quiet --all-targets
-cargo test --all-targets "$@" 2>&1
+# Every suite runs even after one fails, so that one run shows every failure.
+cargo test --all-targets --no-fail-fast "$@" 2>&1

@@ -110,6 +110,34 @@ impl Testbed {
     }
 }
 
+impl Testbed {
+    /// The last lines of every server log in the bed and whether each server still runs:
+    /// for the message of a failing test.
+    pub fn server_logs(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.env {
+            if k.ends_with("_PID") {
+                let alive = Path::new(&format!("/proc/{v}")).exists();
+                out.push_str(&format!("{k}={v} alive={alive}\n"));
+            }
+        }
+        for log in [
+            "ssh/sshd.log",
+            "smb/smbd.log",
+            "nfs/ganesha.log",
+            "nfs/ganesha.out",
+            "nfs/rpcbind.log",
+        ] {
+            if let Ok(text) = std::fs::read_to_string(self.path().join(log)) {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(15)..];
+                out.push_str(&format!("--- {log}\n{}\n", tail.join("\n")));
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Testbed {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("tests/testbed/down"))
@@ -339,8 +367,9 @@ impl Remote {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
-                "the upload never started: {files:?}; offbox said: {}",
-                stderr(&out)
+                "the upload never started: {files:?}; offbox said: {}\nthe servers:\n{}",
+                stderr(&out),
+                tb.server_logs()
             );
         }
         (child, tx)

@@ -37,27 +37,47 @@ nfs_start_ganesha() {
   echo "ganesha_pid=$!" >> "$dir/state"
 }
 
-# Waits until Ganesha (the last ganesha_pid in DIR/state) logged the end of its start-up
-# (after it registered with rpcbind) and answers on both ports, and is still alive.
+# True while PID runs (a zombie, dead but not yet reaped, counts as gone).
+nfs_alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
+# Stops PID (SIGTERM, SIGKILL after 10 s) and waits until it is gone, so that its
+# listening sockets are closed before another Ganesha starts on the same ports.
+nfs_stop_pid() {
+  local pid=$1
+  [[ -n "$pid" ]] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 200); do nfs_alive "$pid" || return 0; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null
+  for _ in $(seq 1 200); do nfs_alive "$pid" || return 0; sleep 0.05; done
+}
+
+# Waits (up to 90 s: a loaded machine starts Ganesha slowly) until Ganesha (the last
+# ganesha_pid in DIR/state) logged the end of its start-up, answers RPC NULL calls for NFS
+# v3 and MOUNT v3 through the bed's rpcbind, and is the process listening on both ports
+# (not a previous instance that is still going away).
 nfs_wait_ganesha() {
-  local dir=$1 ns=$2 remote=$3 port pid
+  local dir=$1 ns=$2 remote=$3 pid deadline=$((SECONDS + 90)) port
   pid=$(grep '^ganesha_pid=' "$dir/state" | tail -1 | cut -d= -f2)
-  for _ in $(seq 1 600); do
-    grep -q "NFS SERVER INITIALIZED" "$dir/nfs/ganesha.log" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || return 1
+  while ! grep -q "NFS SERVER INITIALIZED" "$dir/nfs/ganesha.log" 2>/dev/null; do
+    nfs_alive "$pid" && (( SECONDS < deadline )) || return 1
     sleep 0.05
   done
-  for port in 2049 "$nfs_mount_port"; do
-    local ok=""
-    for _ in $(seq 1 200); do
-      if ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/$remote/$port" 2>/dev/null; then
-        ok=1; break
-      fi
-      sleep 0.05
-    done
-    [[ -n "$ok" ]] || return 1
+  while :; do
+    nfs_alive "$pid" && (( SECONDS < deadline )) || return 1
+    if ip netns exec "$ns" rpcinfo -t "$remote" nfs 3 >/dev/null 2>&1 &&
+       ip netns exec "$ns" rpcinfo -t "$remote" mountd 3 >/dev/null 2>&1; then
+      local mine=1
+      for port in 2049 "$nfs_mount_port"; do
+        ip netns exec "$ns" ss -Hltnp "sport = :$port" | grep -q "pid=$pid," || mine=""
+      done
+      [[ -n "$mine" ]] && return 0
+    fi
+    sleep 0.1
   done
-  kill -0 "$pid" 2>/dev/null
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -67,11 +87,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   dir=$(cd "${2:?usage: $0 restart-ganesha DIR}" && pwd)
   # shellcheck disable=SC1091
   source "$dir/state"
-  old=${ganesha_pid:-}
-  if [[ -n "$old" ]] && kill -0 "$old" 2>/dev/null; then
-    kill "$old"
-    for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.05; done
-  fi
+  nfs_stop_pid "${ganesha_pid:-}"
   nfs_start_ganesha "$dir" "$rpcbind_pid"
   remote=$(grep '^TESTBED_REMOTE=' "$dir/targets.env" | cut -d= -f2)
   nfs_wait_ganesha "$dir" "$ns" "$remote" || {
@@ -101,6 +117,9 @@ NFS_CORE_PARAM {
   Enable_RQUOTA = false;
   Enable_UDP = false;
   Mount_Path_Pseudo = true;
+}
+NFS_KRB5 {
+  Active_krb5 = false;
 }
 NFSV4 {
   Graceless = true;
@@ -160,7 +179,7 @@ nfs_start_ganesha "$dir" "$nfs_rpcbind_pid"
 if ! nfs_wait_ganesha "$dir" "$ns" "$remote"; then
   # One more try (the first log goes to ganesha.log.old).
   echo "testbed: ganesha did not start, trying again: $(tail -5 "$dir/nfs/ganesha.log" 2>/dev/null)" >&2
-  kill "$(grep '^ganesha_pid=' "$dir/state" | tail -1 | cut -d= -f2)" 2>/dev/null
+  nfs_stop_pid "$(grep '^ganesha_pid=' "$dir/state" | tail -1 | cut -d= -f2)"
   nfs_start_ganesha "$dir" "$nfs_rpcbind_pid"
   nfs_wait_ganesha "$dir" "$ns" "$remote" || fail "ganesha did not start: $(tail -20 "$dir/nfs/ganesha.log")"
 fi
