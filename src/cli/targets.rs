@@ -15,6 +15,7 @@ use crate::jobs::target::{self as job, target_err, Retention};
 use crate::jobs::JobError;
 use crate::keys::{Device, KeyCustodian};
 use crate::progress::{human_bytes, Meter};
+use crate::targets::pipeline::Prefetched;
 use crate::targets::{self, Target, TargetUrl};
 
 /// `target` subcommands.
@@ -121,8 +122,13 @@ pub fn input_from(
     let cfg = Config::load(config_path)?;
     let mut t = connect(&cfg, Some(from))?;
     let name = archive.to_string_lossy();
-    t.open(&name)
-        .map_err(|e| target_err(&format!("opening {name}"), e))
+    let reader = t
+        .open(&name)
+        .map_err(|e| target_err(&format!("opening {name}"), e))?;
+    // The next chunks arrive while this one is decrypted and unpacked.
+    let ahead =
+        Prefetched::new(reader).map_err(|e| JobError::io("starting the download thread", e))?;
+    Ok(Box::new(ahead))
 }
 
 /// `target ...`.

@@ -1,7 +1,7 @@
 //! Jobs on off-box targets: a backup streamed to a target and published only on success,
 //! the archive listing, retention (prune), and the target check.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,8 @@ use super::JobError;
 use crate::guard::SelfIdentity;
 use crate::keys::{Device, KeyCustodian};
 use crate::progress::Meter;
-use crate::targets::{self, ArchiveName, Target, TargetError, TargetSpec};
+use crate::targets::pipeline::Pipelined;
+use crate::targets::{self, ArchiveName, Target, TargetError, TargetSpec, Upload};
 
 /// Wraps a target error as a job error (exit code 1; the message says what to do).
 pub fn target_err(what: &str, e: TargetError) -> JobError {
@@ -59,13 +60,12 @@ pub fn backup_to(
     let upload = target
         .begin(&appliance)
         .map_err(|e| target_err("starting the upload", e))?;
-    let out = BufWriter::with_capacity(1 << 20, upload);
-    let (out, summary) = backup::create(device, others, opts, out, meter)?;
-    let upload = out
-        .into_inner()
-        .map_err(|e| JobError::io("writing the archive", e.into_error()))?;
+    // Packing and encryption go on here while a writer thread sends the previous chunks.
+    let out = Pipelined::new(upload, &target.url())
+        .map_err(|e| JobError::io("starting the upload thread", e))?;
+    let (upload, summary) = backup::create(device, others, opts, out, meter)?;
     let name = ArchiveName::new(&appliance, kind, created, &summary.archive_id).to_string();
-    upload
+    Box::new(upload)
         .commit(&name)
         .map_err(|e| target_err("publishing the archive", e))?;
     Ok((

@@ -24,6 +24,7 @@ pub mod name;
 pub mod nfs;
 #[cfg(feature = "target-path")]
 pub mod path;
+pub mod pipeline;
 #[cfg(feature = "target-smb")]
 pub mod smb;
 #[cfg(feature = "target-ssh")]
@@ -53,7 +54,7 @@ pub struct Entry {
 
 /// An upload in progress. Write the archive, then [`Upload::commit`]; dropping it without
 /// committing aborts it and removes the temporary file.
-pub trait Upload: Write {
+pub trait Upload: Write + Send {
     /// Flushes, syncs where the protocol can, and renames the temporary file to `name`,
     /// which must not exist yet.
     fn commit(self: Box<Self>, name: &str) -> Result<(), TargetError>;
@@ -70,7 +71,7 @@ pub trait Target {
     /// The files in the target directory (not recursive, temporaries included).
     fn list(&mut self) -> Result<Vec<Entry>, TargetError>;
     /// Reads a file.
-    fn open(&mut self, name: &str) -> Result<Box<dyn Read>, TargetError>;
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError>;
     /// Deletes a file.
     fn delete(&mut self, name: &str) -> Result<(), TargetError>;
     /// Free bytes for this user, when the protocol tells it.

@@ -22,11 +22,10 @@
 //! through `block_on` with the target's timeout, so callers see plain `Write`/`Read`. After
 //! a timeout or a lost connection the connection is not reused: later calls fail at once.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nfs3_client::nfs3_types::mount::{dirpath, mountstat3};
@@ -376,7 +375,7 @@ fn mount(
 
 /// A connected NFSv3 target directory.
 pub struct NfsTarget {
-    conn: Rc<RefCell<Conn>>,
+    conn: Arc<Mutex<Conn>>,
     dir: nfs_fh3,
     sizes: Sizes,
     url: String,
@@ -501,7 +500,7 @@ impl NfsTarget {
             Nfs3Result::Err((s, _)) => return Err(map_stat(&url, "GETATTR", export, s)),
         }
         Ok(NfsTarget {
-            conn: Rc::new(RefCell::new(conn)),
+            conn: Arc::new(Mutex::new(conn)),
             dir,
             sizes,
             url,
@@ -515,18 +514,19 @@ impl NfsTarget {
 
 /// LOOKUPs `name` in `dir`: its handle, or the server's status (NFS3ERR_NOENT if absent).
 fn lookup(
-    conn: &RefCell<Conn>,
+    conn: &Mutex<Conn>,
     dir: &nfs_fh3,
     name: &str,
 ) -> Result<Result<nfs_fh3, nfsstat3>, TargetError> {
-    let r = conn
-        .borrow_mut()
-        .call(&format!("LOOKUP {name}"), async |c| {
+    let r = conn.lock().unwrap_or_else(PoisonError::into_inner).call(
+        &format!("LOOKUP {name}"),
+        async |c| {
             c.lookup(&LOOKUP3args {
                 what: diropargs(dir, name),
             })
             .await
-        })?;
+        },
+    )?;
     Ok(match r {
         Nfs3Result::Ok(ok) => Ok(ok.object),
         Nfs3Result::Err((s, _)) => Err(s),
@@ -534,15 +534,16 @@ fn lookup(
 }
 
 /// REMOVEs `name` in `dir`.
-fn remove(conn: &RefCell<Conn>, url: &str, dir: &nfs_fh3, name: &str) -> Result<(), TargetError> {
-    let r = conn
-        .borrow_mut()
-        .call(&format!("REMOVE {name}"), async |c| {
+fn remove(conn: &Mutex<Conn>, url: &str, dir: &nfs_fh3, name: &str) -> Result<(), TargetError> {
+    let r = conn.lock().unwrap_or_else(PoisonError::into_inner).call(
+        &format!("REMOVE {name}"),
+        async |c| {
             c.remove(&REMOVE3args {
                 object: diropargs(dir, name),
             })
             .await
-        })?;
+        },
+    )?;
     match r {
         Nfs3Result::Ok(_) => Ok(()),
         Nfs3Result::Err((s, _)) => Err(map_stat(url, &format!("deleting {name}"), name, s)),
@@ -550,7 +551,7 @@ fn remove(conn: &RefCell<Conn>, url: &str, dir: &nfs_fh3, name: &str) -> Result<
 }
 
 struct NfsUpload {
-    conn: Rc<RefCell<Conn>>,
+    conn: Arc<Mutex<Conn>>,
     dir: nfs_fh3,
     file: nfs_fh3,
     temp: String,
@@ -572,16 +573,20 @@ impl NfsUpload {
             let n = data.len().min(self.chunk);
             let (file, offset) = (&self.file, self.offset);
             let piece = &data[..n];
-            let r = self.conn.borrow_mut().call("WRITE", async |c| {
-                c.write(&WRITE3args {
-                    file: file.clone(),
-                    offset,
-                    count: piece.len() as u32,
-                    stable: stable_how::UNSTABLE,
-                    data: Opaque::borrowed(piece),
-                })
-                .await
-            })?;
+            let r = self
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .call("WRITE", async |c| {
+                    c.write(&WRITE3args {
+                        file: file.clone(),
+                        offset,
+                        count: piece.len() as u32,
+                        stable: stable_how::UNSTABLE,
+                        data: Opaque::borrowed(piece),
+                    })
+                    .await
+                })?;
             let ok = match r {
                 Nfs3Result::Ok(ok) => ok,
                 Nfs3Result::Err((s, _)) => {
@@ -636,14 +641,18 @@ impl NfsUpload {
     fn publish(&mut self, name: &str) -> Result<(), TargetError> {
         self.flush_buf()?;
         let file = &self.file;
-        let r = self.conn.borrow_mut().call("COMMIT", async |c| {
-            c.commit(&COMMIT3args {
-                file: file.clone(),
-                offset: 0,
-                count: 0,
-            })
-            .await
-        })?;
+        let r = self
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call("COMMIT", async |c| {
+                c.commit(&COMMIT3args {
+                    file: file.clone(),
+                    offset: 0,
+                    count: 0,
+                })
+                .await
+            })?;
         match r {
             Nfs3Result::Ok(ok) => self.check_verf(ok.verf)?,
             Nfs3Result::Err((s, _)) => {
@@ -665,7 +674,8 @@ impl NfsUpload {
         let temp = self.temp.as_str();
         let r = self
             .conn
-            .borrow_mut()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .call(&format!("RENAME {temp} {name}"), async |c| {
                 c.rename(&RENAME3args {
                     from: diropargs(dir, temp),
@@ -753,7 +763,7 @@ impl Drop for NfsUpload {
 }
 
 struct NfsReader {
-    conn: Rc<RefCell<Conn>>,
+    conn: Arc<Mutex<Conn>>,
     file: nfs_fh3,
     name: String,
     url: String,
@@ -771,7 +781,8 @@ impl Read for NfsReader {
         let (file, offset) = (&self.file, self.offset);
         let r = self
             .conn
-            .borrow_mut()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .call("READ", async |c| {
                 c.read(&READ3args {
                     file: file.clone(),
@@ -810,7 +821,8 @@ impl Target for NfsTarget {
         let t = temp.as_str();
         let r = self
             .conn
-            .borrow_mut()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .call(&format!("CREATE {temp}"), async |c| {
                 c.create(&CREATE3args {
                     where_: diropargs(dir, t),
@@ -856,16 +868,20 @@ impl Target for NfsTarget {
         let mut verf = Default::default();
         loop {
             let dir = &self.dir;
-            let r = self.conn.borrow_mut().call("READDIRPLUS", async |c| {
-                c.readdirplus(&READDIRPLUS3args {
-                    dir: dir.clone(),
-                    cookie,
-                    cookieverf: verf,
-                    dircount: 64 << 10,
-                    maxcount: 256 << 10,
-                })
-                .await
-            })?;
+            let r = self
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .call("READDIRPLUS", async |c| {
+                    c.readdirplus(&READDIRPLUS3args {
+                        dir: dir.clone(),
+                        cookie,
+                        cookieverf: verf,
+                        dircount: 64 << 10,
+                        maxcount: 256 << 10,
+                    })
+                    .await
+                })?;
             let ok = match r {
                 Nfs3Result::Ok(ok) => ok,
                 Nfs3Result::Err((s, _)) => {
@@ -897,7 +913,7 @@ impl Target for NfsTarget {
         Ok(out)
     }
 
-    fn open(&mut self, name: &str) -> Result<Box<dyn Read>, TargetError> {
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.url, name)?;
         let file = match self.lookup(name)? {
             Ok(fh) => fh,
@@ -931,12 +947,16 @@ impl Target for NfsTarget {
 
     fn free_space(&mut self) -> Result<Option<u64>, TargetError> {
         let dir = &self.dir;
-        let r = self.conn.borrow_mut().call("FSSTAT", async |c| {
-            c.fsstat(&FSSTAT3args {
-                fsroot: dir.clone(),
-            })
-            .await
-        })?;
+        let r = self
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call("FSSTAT", async |c| {
+                c.fsstat(&FSSTAT3args {
+                    fsroot: dir.clone(),
+                })
+                .await
+            })?;
         match r {
             Nfs3Result::Ok(ok) => Ok(Some(ok.abytes)),
             Nfs3Result::Err(_) => Ok(None),

@@ -162,7 +162,7 @@ impl Target for PathTarget {
         Ok(out)
     }
 
-    fn open(&mut self, name: &str) -> Result<Box<dyn Read>, TargetError> {
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.url, name)?;
         let f = File::open(self.dir.join(name)).map_err(|e| self.err(name, &e))?;
         Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))

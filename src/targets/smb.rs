@@ -21,14 +21,12 @@
 //!   → the target is full, `STATUS_LOGON_FAILURE` and friends → wrong credentials,
 //!   `STATUS_ACCESS_DENIED` → permission, a timeout or a lost connection → temporary.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -282,7 +280,7 @@ impl SmbTransportWrite for GuardedTcp {
 struct Inner {
     rt: tokio::runtime::Runtime,
     /// Connection, session and tree; `None` once closed.
-    smb: RefCell<Option<(Connection, Session, Arc<Tree>)>>,
+    smb: Mutex<Option<(Connection, Session, Arc<Tree>)>>,
     url: String,
     timeout: Duration,
     /// The directory inside the share, with `\` separators and no leading one ("" = root).
@@ -314,7 +312,8 @@ impl Inner {
 
     fn tree(&self) -> Result<Arc<Tree>, TargetError> {
         self.smb
-            .borrow()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|(_, _, t)| t.clone())
             .ok_or_else(|| TargetError::Unreachable {
@@ -417,7 +416,12 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some((conn, session, tree)) = self.smb.borrow_mut().take() {
+        if let Some((conn, session, tree)) = self
+            .smb
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             let _g = self.rt.enter();
             let _ = self.rt.block_on(tokio::time::timeout(
                 Duration::from_secs(CLOSE_SECS),
@@ -436,7 +440,7 @@ impl Drop for Inner {
 
 /// A connected SMB share directory.
 pub struct SmbTarget {
-    inner: Rc<Inner>,
+    inner: Arc<Inner>,
 }
 
 fn parts(spec: &TargetSpec) -> (Option<&str>, &str, &str, u16, &str, &str) {
@@ -579,9 +583,9 @@ impl SmbTarget {
             .filter(|c| !c.is_empty())
             .collect::<Vec<_>>()
             .join("\\");
-        let inner = Rc::new(Inner {
+        let inner = Arc::new(Inner {
             rt,
-            smb: RefCell::new(Some((conn, session, Arc::new(tree)))),
+            smb: Mutex::new(Some((conn, session, Arc::new(tree)))),
             url,
             timeout,
             dir,
@@ -605,7 +609,7 @@ fn credential_hint(spec: &TargetSpec) -> String {
 }
 
 struct SmbUpload {
-    inner: Rc<Inner>,
+    inner: Arc<Inner>,
     file: Option<Resource>,
     temp: String,
     buf: Vec<u8>,
@@ -748,7 +752,7 @@ impl Drop for SmbUpload {
 }
 
 struct SmbReader {
-    inner: Rc<Inner>,
+    inner: Arc<Inner>,
     file: Option<Resource>,
     pos: u64,
 }
@@ -848,7 +852,7 @@ impl Target for SmbTarget {
         Ok(out)
     }
 
-    fn open(&mut self, name: &str) -> Result<Box<dyn Read>, TargetError> {
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.inner.url, name)?;
         let args = FileCreateArgs::make_open_existing(
             FileAccessMask::new()

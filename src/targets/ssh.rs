@@ -14,7 +14,7 @@
 use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Session, Sftp};
@@ -37,7 +37,7 @@ const ERR_SOCKET_RECV: i32 = -43;
 
 /// A connected SFTP session in the target directory.
 pub struct SshTarget {
-    sftp: Rc<Sftp>,
+    sftp: Arc<Sftp>,
     _session: Session,
     dir: PathBuf,
     url: String,
@@ -388,7 +388,7 @@ impl SshTarget {
             });
         }
         Ok(SshTarget {
-            sftp: Rc::new(sftp),
+            sftp: Arc::new(sftp),
             _session: sess,
             dir,
             url,
@@ -398,7 +398,7 @@ impl SshTarget {
 
 struct SshUpload {
     file: Option<ssh2::File>,
-    sftp: Rc<Sftp>,
+    sftp: Arc<Sftp>,
     dir: PathBuf,
     temp: String,
     url: String,
@@ -548,7 +548,7 @@ impl Target for SshTarget {
         Ok(out)
     }
 
-    fn open(&mut self, name: &str) -> Result<Box<dyn Read>, TargetError> {
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.url, name)?;
         let file = self
             .sftp
