@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/targets.sh — throughput of `offbox backup create --to TARGET` to each off-box target
-# of the test bed, relative to writing the same archive to a local file. A measurement, not
+# of the test bed, and of `offbox restore --from TARGET` back, each relative to the same
+# backup written to (restore read from) a local file. A measurement, not
 # a test: it prints a table and fails only if its own setup fails.
 #
 # Usage: bench/targets.sh [SIZE_MIB]   (default 200, which fits the test bed's 256 MiB storage; a dataset of random and text files)
@@ -67,13 +68,28 @@ timed() {
   echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
 }
 
-printf '%-22s %10s %10s %10s\n' target seconds MiB/s "vs local"
+# The archive name a backup published, from its confirmation line.
+published() { sed -n 's/.* as \([^ ]*\.obx\)$/\1/p' "$work/last.err" | tail -1; }
+
+printf '%-22s %10s %10s %10s   %10s %10s %10s\n' target "backup s" MiB/s "vs local" "restore s" MiB/s "vs local"
 local_s=$(timed bash -c "\"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - > \"$work/local.obx\"")
-printf '%-22s %10s %10.1f %10s\n' "local file" "$local_s" "$(echo "$size / $local_s" | bc -l)" "1.00"
+local_r=$(timed "$OFFBOX_BIN" --config "$cfg" restore "$work/local.obx" --to "$work/restored-local")
+printf '%-22s %10s %10.1f %10s   %10s %10.1f %10s\n' "local file" "$local_s" "$(echo "$size / $local_s" | bc -l)" "1.00" \
+  "$local_r" "$(echo "$size / $local_r" | bc -l)" "1.00"
 for name in $(grep -o '^\[targets\.testbed-[a-z0-9-]*\]' "$work/bed/offbox-targets.toml" | tr -d '[]' | sed 's/^targets\.//' | grep -v -e small -e denied); do
-  s=$(timed "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to "$name")
-  case "$s" in
-    FAILED*) printf '%-22s %s\n' "$name" "$s" ;;
-    *) printf '%-22s %10s %10.1f %10.2f\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" ;;
+  t0=$(date +%s.%N)
+  if ! "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to "$name" \
+      >/dev/null 2> "$work/last.err"; then
+    printf '%-22s FAILED: %s\n' "$name" "$(tail -1 "$work/last.err")"
+    continue
+  fi
+  s=$(echo "$(date +%s.%N) - $t0" | bc -l | xargs printf '%.2f')
+  archive=$(published)
+  r=$(timed "$OFFBOX_BIN" --config "$cfg" restore "$archive" --from "$name" --to "$work/restored-$name")
+  rm -rf "$work/restored-$name"
+  case "$r" in
+    FAILED*) rr="$r" ;;
+    *) rr=$(printf '%10s %10.1f %10.2f' "$r" "$(echo "$size / $r" | bc -l)" "$(echo "$local_r / $r" | bc -l)") ;;
   esac
+  printf '%-22s %10s %10.1f %10.2f   %s\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rr"
 done
