@@ -51,6 +51,14 @@ fn make_tree(root: &Path) {
     )
     .unwrap();
     symlink("secret.conf", root.join("etc/app/rel-link")).unwrap();
+    // Three names of one 1 MiB file, across directories.
+    fs::write(root.join("var/lib/data/linked"), pattern(1 << 20, 42)).unwrap();
+    fs::hard_link(
+        root.join("var/lib/data/linked"),
+        root.join("etc/app/linked-2"),
+    )
+    .unwrap();
+    fs::hard_link(root.join("var/lib/data/linked"), root.join("var/linked-3")).unwrap();
     symlink("/nonexistent/target", root.join("etc/app/dangling")).unwrap();
     let long = "l".repeat(120);
     fs::create_dir_all(root.join(format!("var/{long}/{long}"))).unwrap();
@@ -137,6 +145,53 @@ fn system_backup_restores_byte_for_byte(backend: Backend) {
     let rel = src.strip_prefix("/").unwrap();
     assert_same_tree(&src, &dest.join(rel));
     assert!(dest.join(rel).join("var/empty/deeper").is_dir());
+
+    // Hard links come back as links: one inode, three names, and the content stored once.
+    let names = ["var/lib/data/linked", "etc/app/linked-2", "var/linked-3"];
+    let inodes: Vec<(u64, u64)> = names
+        .iter()
+        .map(|n| {
+            let m = fs::metadata(dest.join(rel).join(n)).unwrap();
+            (m.ino(), m.nlink())
+        })
+        .collect();
+    assert!(
+        inodes
+            .iter()
+            .all(|&(ino, nlink)| ino == inodes[0].0 && nlink == 3),
+        "{inodes:?}"
+    );
+    let tar = sim.ok(&["decrypt", archive.to_str().unwrap(), "--output", "-"]);
+    let mut ar = tar::Archive::new(&tar[..]);
+    let kinds: Vec<(String, tar::EntryType, u64)> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().unwrap().to_string_lossy().contains("linked"))
+        .map(|e| {
+            let h = e.header();
+            (
+                e.path().unwrap().display().to_string(),
+                h.entry_type(),
+                h.size().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    let data: Vec<_> = kinds
+        .iter()
+        .filter(|k| k.1 == tar::EntryType::Regular)
+        .collect();
+    assert_eq!(data.len(), 1, "stored once: {kinds:?}");
+    assert_eq!(data[0].2, 1 << 20);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| k.1 == tar::EntryType::Link && k.2 == 0)
+            .count(),
+        2,
+        "{kinds:?}"
+    );
 }
 
 fn decrypt_pipes_into_standard_tar(backend: Backend) {

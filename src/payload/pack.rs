@@ -1,11 +1,15 @@
 //! Packing the sources into a tar stream.
 //!
 //! Regular files, directories, symlinks, FIFOs and device nodes are stored with their mode,
-//! owner and mtime; symlinks are not followed. Paths are stored relative to `/` (as GNU tar
+//! owner and mtime; symlinks are not followed. A file with several names (hard links) is
+//! stored once, and its other names as hard-link entries to the first, so a restore links
+//! them again (the table of such files is the only state that grows with the sources: one
+//! entry per multiply-linked file). Paths are stored relative to `/` (as GNU tar
 //! does), so `/etc/hosts` restores to `DIR/etc/hosts`. A file that vanishes, shrinks, grows
 //! or changes while it is read is recorded as a [`Notice`], never a crash: the tar stream
 //! always stays well-formed (a shrunk file is padded with zeros to its announced size).
 
+use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -57,6 +61,7 @@ pub fn pack<W: Write>(
     b.mode(HeaderMode::Complete);
     b.follow_symlinks(false);
     let mut stats = PackStats::default();
+    let mut links = Links::new();
     for src in sources {
         let abs = absolute(src).map_err(|err| PackError::Source {
             path: src.display().to_string(),
@@ -67,7 +72,7 @@ pub fn pack<W: Write>(
             err,
         })?;
         add_parents(&mut b, &abs, &mut stats).map_err(PackError::Write)?;
-        walk(&mut b, &abs, meta, excludes, &mut stats, meter)?;
+        walk(&mut b, &abs, meta, excludes, &mut stats, meter, &mut links)?;
     }
     let out = b.into_inner().map_err(PackError::Write)?;
     Ok((out, stats))
@@ -112,6 +117,9 @@ fn add_parents<W: Write>(b: &mut Builder<W>, abs: &Path, stats: &mut PackStats) 
     Ok(())
 }
 
+/// The stored name of every multiply-linked file seen, by (device, inode).
+type Links = HashMap<(u64, u64), PathBuf>;
+
 fn walk<W: Write>(
     b: &mut Builder<W>,
     path: &Path,
@@ -119,6 +127,7 @@ fn walk<W: Write>(
     excludes: &Excludes,
     stats: &mut PackStats,
     meter: &Meter,
+    links: &mut Links,
 ) -> Result<(), PackError> {
     if excludes.matches(path) {
         return Ok(());
@@ -147,7 +156,7 @@ fn walk<W: Write>(
         children.sort();
         for child in children {
             match fs::symlink_metadata(&child) {
-                Ok(m) => walk(b, &child, m, excludes, stats, meter)?,
+                Ok(m) => walk(b, &child, m, excludes, stats, meter, links)?,
                 Err(e) => notice(stats, &child, unreadable(&e)),
             }
         }
@@ -160,6 +169,21 @@ fn walk<W: Write>(
                 stats.entries += 1;
             }
             Err(e) => notice(stats, path, unreadable(&e)),
+        }
+    } else if ft.is_file() && meta.nlink() > 1 {
+        let key = (meta.dev(), meta.ino());
+        if let Some(first) = links.get(&key) {
+            h.set_entry_type(EntryType::Link);
+            h.set_size(0);
+            b.append_link(&mut h, name, first)
+                .map_err(PackError::Write)?;
+            stats.entries += 1;
+        } else {
+            let before = stats.entries;
+            add_file(b, path, &meta, h, stats, meter)?;
+            if stats.entries > before {
+                links.insert(key, name.to_path_buf());
+            }
         }
     } else if ft.is_file() {
         add_file(b, path, &meta, h, stats, meter)?;
