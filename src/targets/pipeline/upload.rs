@@ -1,27 +1,17 @@
-//! A writer thread per upload, and a read-ahead thread per download. The archive is packed, compressed and encrypted on the
-//! calling thread while the chunks before it travel to the target on another thread, so
-//! the round trips of a client that has one request in flight at a time (SFTP, SMB2,
-//! NFSv3) overlap the work that produces the next bytes.
-//!
-//! Memory is bounded: at most [`DEPTH`] chunks of [`CHUNK`] bytes wait in the queue, and
-//! their buffers are reused. The first error of the writer thread is returned by the next
-//! `write`, `flush` or [`Upload::commit`], as the target reported it (so "the target is
-//! full" stays that); dropping a [`Pipelined`] stops the thread and drops the inner upload,
-//! which removes its temporary file. [`Prefetched`] is the same for reading: the next
-//! chunks arrive while the current one is decrypted and unpacked.
+//! [`Pipelined`]: an [`Upload`] whose writes happen on a thread of their own. The first
+//! error of the writer thread is returned by the next `write`, `flush` or
+//! [`Upload::commit`], as the target reported it (so "the target is full" stays that);
+//! dropping a [`Pipelined`] stops the thread and drops the inner upload, which removes its
+//! temporary file.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{Retry, TargetError, Upload};
-
-/// Bytes handed to the writer thread at a time.
-pub const CHUNK: usize = 1 << 20;
-/// Chunks that may wait for the writer thread.
-pub const DEPTH: usize = 3;
+use super::{CHUNK, DEPTH};
+use crate::targets::{Retry, TargetError, Upload};
 
 enum Msg {
     Data(Vec<u8>),
@@ -257,107 +247,9 @@ impl Drop for Pipelined {
     }
 }
 
-/// A reader whose reads happen ahead, on a thread of their own, at most [`DEPTH`] chunks
-/// ahead. The first error is returned once, in order, after the bytes before it.
-pub struct Prefetched {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    spare: SyncSender<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
-    done: bool,
-}
-
-impl Prefetched {
-    /// Starts reading `inner` ahead.
-    pub fn new(inner: Box<dyn Read + Send>) -> io::Result<Prefetched> {
-        let (tx, rx) = mpsc::sync_channel(DEPTH);
-        let (spare, spare_rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH + 1);
-        // Not joined: a reader blocked on a stalled server ends with the target's timeout,
-        // and its result then goes nowhere.
-        std::thread::Builder::new()
-            .name("offbox-download".into())
-            .spawn(move || read_ahead(inner, tx, spare_rx))?;
-        Ok(Prefetched {
-            rx,
-            spare,
-            cur: Vec::new(),
-            pos: 0,
-            done: false,
-        })
-    }
-}
-
-/// The read-ahead thread: sends full chunks (only the last may be short), then an empty
-/// chunk for the end, or the error after the bytes read before it.
-fn read_ahead(
-    mut inner: Box<dyn Read + Send>,
-    tx: SyncSender<io::Result<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
-) {
-    loop {
-        // A reused buffer is full-sized already: no zeroing per chunk.
-        let mut buf = spare.try_recv().unwrap_or_default();
-        buf.resize(CHUNK, 0);
-        let mut n = 0;
-        let mut end = None;
-        while n < CHUNK {
-            match inner.read(&mut buf[n..]) {
-                Ok(0) => {
-                    end = Some(Ok(Vec::new()));
-                    break;
-                }
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    end = Some(Err(e));
-                    break;
-                }
-            }
-        }
-        buf.truncate(n);
-        if n > 0 && tx.send(Ok(buf)).is_err() {
-            return;
-        }
-        if let Some(last) = end {
-            let _ = tx.send(last);
-            return;
-        }
-    }
-}
-
-impl Read for Prefetched {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
-            if self.done || out.is_empty() {
-                return Ok(0);
-            }
-            let next = match self.rx.recv() {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Err(io::Error::other("the download thread stopped"));
-                }
-            };
-            if next.is_empty() {
-                self.done = true;
-            }
-            let old = std::mem::replace(&mut self.cur, next);
-            let _ = self.spare.try_send(old);
-            self.pos = 0;
-        }
-        let n = out.len().min(self.cur.len() - self.pos);
-        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::test_data as data;
     use super::*;
     use std::sync::Mutex;
 
@@ -416,10 +308,6 @@ mod tests {
         (m, got, log)
     }
 
-    fn data(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 31 % 251) as u8).collect()
-    }
-
     #[test]
     fn bytes_arrive_in_order_and_commit_runs_after_them() {
         let (m, got, log) = mem(usize::MAX);
@@ -468,61 +356,6 @@ mod tests {
         let e = p.commit("final").unwrap_err();
         assert!(matches!(e, TargetError::NoSpace { .. }), "{e}");
         assert_eq!(*log.lock().unwrap(), ["drop"]);
-    }
-
-    /// Reads `data` in pieces of `step`, then fails with `ConnectionReset` if `fail`.
-    struct Src {
-        data: Vec<u8>,
-        pos: usize,
-        step: usize,
-        fail: bool,
-    }
-
-    impl Read for Src {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            if self.pos == self.data.len() && self.fail {
-                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
-            }
-            let n = out.len().min(self.step).min(self.data.len() - self.pos);
-            out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn prefetched_reads_give_the_same_bytes_then_eof() {
-        let d = data(4 * CHUNK + 999);
-        for step in [1000, CHUNK, 3 * CHUNK] {
-            let src = Src {
-                data: d.clone(),
-                pos: 0,
-                step,
-                fail: false,
-            };
-            let mut p = Prefetched::new(Box::new(src)).unwrap();
-            let mut got = Vec::new();
-            p.read_to_end(&mut got).unwrap();
-            assert!(got == d, "step {step}");
-            assert_eq!(p.read(&mut [0u8; 8]).unwrap(), 0, "EOF stays EOF");
-        }
-    }
-
-    #[test]
-    fn prefetched_error_comes_after_the_bytes_before_it() {
-        let d = data(2 * CHUNK + 7);
-        let src = Src {
-            data: d.clone(),
-            pos: 0,
-            step: 4096,
-            fail: true,
-        };
-        let mut p = Prefetched::new(Box::new(src)).unwrap();
-        let mut got = vec![0u8; d.len()];
-        p.read_exact(&mut got).unwrap();
-        assert!(got == d);
-        let e = p.read(&mut [0u8; 8]).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
     }
 
     #[test]
