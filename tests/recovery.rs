@@ -140,6 +140,20 @@ fn fresh(parent: &Path, name: &str) -> PathBuf {
 
 /// "Nothing written": neither the output file nor its temporary `.offbox-partial` twin exist,
 /// and the directory they would be in is still empty.
+/// `offbox recovery init|rotate --shares N --threshold M --out DIR`.
+fn ceremony(sim: &Sim, verb: &str, shares: u32, threshold: u32, out: &Path) -> Output {
+    sim.run(&[
+        "recovery",
+        verb,
+        "--shares",
+        &shares.to_string(),
+        "--threshold",
+        &threshold.to_string(),
+        "--out",
+        s(out),
+    ])
+}
+
 fn assert_nothing_written(dir: &Path, output: &Path) {
     assert!(!output.exists(), "{} was written", output.display());
     let partial = PathBuf::from(format!("{}.offbox-partial", output.display()));
@@ -794,16 +808,7 @@ fn recovery_private_key_is_nowhere_on_disk_but_in_the_shares() {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     keep(&sim.run(&argv));
     let rotated = state.join("shares-rotated");
-    keep(&sim.run(&[
-        "recovery",
-        "rotate",
-        "--shares",
-        "5",
-        "--threshold",
-        "3",
-        "--out",
-        s(&rotated),
-    ]));
+    keep(&ceremony(&sim, "rotate", 5, 3, &rotated));
     printed.extend_from_slice(
         sim.backup("system", &src, &w.join("after-rotation.obx"))
             .as_bytes(),
@@ -1243,16 +1248,7 @@ fn ceremony_parameters_and_backups_without_a_recovery_key() {
     // Rotation needs a key to rotate.
     let out_dir = w.join("shares");
     let before = fs::read(&cfg).unwrap();
-    let o = sim.run(&[
-        "recovery",
-        "rotate",
-        "--shares",
-        "5",
-        "--threshold",
-        "3",
-        "--out",
-        s(&out_dir),
-    ]);
+    let o = ceremony(&sim, "rotate", 5, 3, &out_dir);
     assert_fails(&o, 4, "no recovery public key is configured; run `offbox recovery init` (a key ceremony) or set recovery.public_key");
     assert!(!out_dir.exists());
 
@@ -1292,16 +1288,7 @@ fn ceremony_parameters_and_backups_without_a_recovery_key() {
     assert!(line.ends_with(" slots=pkcs11"), "{line}");
 
     // A valid 2-of-3 ceremony.
-    let o = sim.run(&[
-        "recovery",
-        "init",
-        "--shares",
-        "3",
-        "--threshold",
-        "2",
-        "--out",
-        s(&out_dir),
-    ]);
+    let o = ceremony(&sim, "init", 3, 2, &out_dir);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let files: Vec<PathBuf> = (1..=3)
@@ -1398,31 +1385,13 @@ fn ceremony_parameters_and_backups_without_a_recovery_key() {
     // A second init is refused: that is what rotate is for.
     let again = w.join("again");
     let before = fs::read(&cfg).unwrap();
-    let o = sim.run(&[
-        "recovery",
-        "init",
-        "--shares",
-        "3",
-        "--threshold",
-        "2",
-        "--out",
-        s(&again),
-    ]);
+    let o = ceremony(&sim, "init", 3, 2, &again);
     assert_fails(&o, 1, "recovery init failed: the config already has a recovery public key; use `offbox recovery rotate` to replace it");
     assert!(!again.exists());
     assert_eq!(fs::read(&cfg).unwrap(), before);
 
     // A ceremony never writes into a directory that holds files (shares would be mixed up).
-    let o = sim.run(&[
-        "recovery",
-        "rotate",
-        "--shares",
-        "3",
-        "--threshold",
-        "2",
-        "--out",
-        s(&out_dir),
-    ]);
+    let o = ceremony(&sim, "rotate", 3, 2, &out_dir);
     assert_fails(
         &o,
         1,
@@ -1548,16 +1517,7 @@ fn rotation_makes_new_shares_and_old_archives_keep_the_old_ones() {
     let old_public = public_key_of(&sim.config());
 
     let rotated = w.join("rotated");
-    let o = sim.run(&[
-        "recovery",
-        "rotate",
-        "--shares",
-        "5",
-        "--threshold",
-        "3",
-        "--out",
-        s(&rotated),
-    ]);
+    let o = ceremony(&sim, "rotate", 5, 3, &rotated);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let new_share = |i: u32| rotated.join(format!("share-{i}-of-5.txt"));

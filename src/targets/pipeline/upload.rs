@@ -94,19 +94,9 @@ impl Pipelined {
             return io::Error::other(format!("the upload already failed: {f}"));
         }
         let e = match self.join() {
-            Ok(Outcome {
-                error: Some(e),
-                upload,
-            }) => {
-                drop(upload);
-                e
-            }
-            Ok(Outcome {
-                upload,
-                error: None,
-            }) => {
-                drop(upload);
-                io::Error::other("the upload thread stopped")
+            // The inner upload is dropped here: that removes its temporary file.
+            Ok(Outcome { error, .. }) => {
+                error.unwrap_or_else(|| io::Error::other("the upload thread stopped"))
             }
             Err(e) => e.into_io(),
         };
