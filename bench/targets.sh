@@ -33,7 +33,6 @@ OFFBOX_BIN="$OFFBOX_BIN" "$repo/hsm-sim/up" "$work/sim" >/dev/null 2>&1
 # shellcheck disable=SC1091
 source "$work/sim/env"
 cfg="$work/sim/offbox.toml"
-"$OFFBOX_BIN" --config "$cfg" keys init >/dev/null
 "$repo/tests/testbed/up" "$work/bed" >/dev/null
 cat "$work/bed/offbox-targets.toml" >> "$cfg"
 

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::format::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 use crate::keys::pkcs11::Pkcs11Config;
+use crate::targets::name::MAX_APPLIANCE_ID;
 #[cfg(feature = "tpm")]
 use crate::keys::tpm::TpmConfig;
 #[cfg(not(feature = "tpm"))]
@@ -16,6 +18,14 @@ type TpmConfig = toml::Table;
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
+
+/// The most zstd worker threads `backup.threads` may ask for (zstd's own limit on 64-bit
+/// systems); 0 means one per core.
+pub const MAX_THREADS: u32 = 256;
+
+/// The state directory (run lock) when neither `$OFFBOX_STATE_DIR` nor
+/// `service.state_dir` is set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/offbox";
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +47,17 @@ pub struct Config {
     /// Off-box targets (`[targets]`, `[targets.NAME]`); see docs/targets.md.
     #[serde(default)]
     pub targets: crate::targets::TargetsConfig,
+    /// How the service runs (`[service]`).
+    #[serde(default)]
+    pub service: ServiceConfig,
+}
+
+/// `[service]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Where the appliance's run lock lives [default: /var/lib/offbox]; created 0700.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[backup]`.
@@ -144,6 +165,18 @@ pub enum ConfigError {
         /// What the parser said.
         detail: String,
     },
+    /// A value is outside its range.
+    #[error("the config {path} is invalid: {key} = {value} is out of range; {allowed}")]
+    Value {
+        /// The path.
+        path: String,
+        /// The key, with its table (`backup.segment_size`).
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
     /// A required table is missing.
     #[error("the config {path} sets keys.backend = \"{backend}\" but has no [keys.{backend}] table; add it (see docs/operator-guide.md)")]
     MissingBackend {
@@ -188,7 +221,81 @@ impl Config {
                 backend,
             });
         }
+        cfg.validate(path)?;
+        if let Some(id) = &cfg.appliance_id {
+            crate::targets::name::check_appliance_id(id).map_err(|detail| ConfigError::Parse {
+                path: path.display().to_string(),
+                detail,
+            })?;
+        }
         Ok(cfg)
+    }
+
+    /// Checks the values whose range their types do not express, so that a wrong value is
+    /// reported when the config is parsed, naming its key, before any HSM or TPM is opened
+    /// (and not later as a misleading archive or zstd error). `path` is only used in
+    /// messages.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |key, value: String, allowed: String| ConfigError::Value {
+            path: path.display().to_string(),
+            key,
+            value,
+            allowed,
+        };
+        let b = &self.backup;
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&b.segment_size) {
+            return Err(err(
+                "backup.segment_size",
+                b.segment_size.to_string(),
+                format!(
+                    "it must be {MIN_SEGMENT_SIZE} to {MAX_SEGMENT_SIZE} bytes (4 KiB to 16 MiB; the default is {})",
+                    crate::format::DEFAULT_SEGMENT_SIZE
+                ),
+            ));
+        }
+        let levels = zstd::compression_level_range();
+        if !levels.contains(&b.zstd_level) {
+            return Err(err(
+                "backup.zstd_level",
+                b.zstd_level.to_string(),
+                format!(
+                    "zstd accepts {} to {} (1 to 19 are the usual levels, 0 is zstd's default; the default here is {})",
+                    levels.start(),
+                    levels.end(),
+                    default_level()
+                ),
+            ));
+        }
+        if b.threads > MAX_THREADS {
+            return Err(err(
+                "backup.threads",
+                b.threads.to_string(),
+                format!("it must be 0 (one zstd worker per core) to {MAX_THREADS}"),
+            ));
+        }
+        if let Some(id) = &self.appliance_id {
+            if !(1..=MAX_APPLIANCE_ID).contains(&id.len()) {
+                return Err(err(
+                    "appliance_id",
+                    format!("{id:?}"),
+                    format!(
+                        "it is {} bytes long and must be 1 to {MAX_APPLIANCE_ID} (or leave it out to use /etc/machine-id)",
+                        id.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state directory: `$OFFBOX_STATE_DIR`, else `service.state_dir`, else
+    /// [`DEFAULT_STATE_DIR`].
+    pub fn state_dir(&self) -> PathBuf {
+        std::env::var_os("OFFBOX_STATE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.service.state_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
     }
 
     /// The appliance id: configured, else /etc/machine-id, else the hostname.
@@ -220,6 +327,133 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `bakend`"), "{e}");
+    }
+
+    #[test]
+    fn unsafe_appliance_ids_are_refused() {
+        let base = "[keys]\nbackend = \"tpm\"\n[keys.tpm]\ntcti = \"device:/dev/tpmrm0\"\n";
+        for id in ["pam.prod", "pam_prod", "päm"] {
+            let text = format!("appliance_id = {id:?}\n{base}");
+            let e = Config::parse(&text, Path::new("t.toml")).unwrap_err();
+            assert!(e.to_string().contains("appliance_id"), "{e}");
+        }
+        let text = format!("appliance_id = \"pam-prod\"\n[service]\nstate_dir = \"/x\"\n{base}");
+        let cfg = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg.appliance_id(), "pam-prod");
+        assert_eq!(cfg.service.state_dir, Some(PathBuf::from("/x")));
+    }
+
+    const BASE: &str = "[keys]\nbackend = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"/nonexistent.so\"\ntoken_label = \"t\"\n";
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{extra}\n{BASE}"), Path::new("t.toml"))
+    }
+
+    fn parse_err(extra: &str) -> String {
+        parse(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse("").unwrap();
+        assert_eq!(c.backup.segment_size, crate::format::DEFAULT_SEGMENT_SIZE);
+        assert_eq!((c.backup.zstd_level, c.backup.threads), (1, 0));
+    }
+
+    #[test]
+    fn segment_size_is_checked() {
+        assert_eq!(
+            parse_err("[backup]\nsegment_size = 1"),
+            "the config t.toml is invalid: backup.segment_size = 1 is out of range; it must be 4096 to 16777216 bytes (4 KiB to 16 MiB; the default is 1048576)"
+        );
+        assert!(parse_err("[backup]\nsegment_size = 4294967295").contains(
+            "backup.segment_size = 4294967295 is out of range; it must be 4096 to 16777216 bytes"
+        ));
+        assert!(parse_err("[backup]\nsegment_size = 4095").contains("backup.segment_size = 4095 "));
+        assert!(parse_err("[backup]\nsegment_size = 16777217")
+            .contains("backup.segment_size = 16777217 "));
+        for ok in [4096, 1 << 20, 16 << 20] {
+            let c = parse(&format!("[backup]\nsegment_size = {ok}")).unwrap();
+            assert_eq!(c.backup.segment_size, ok);
+        }
+        // Beyond u32: the TOML parser names the key.
+        let e = parse_err("[backup]\nsegment_size = 4294967296");
+        assert!(e.contains("segment_size"), "{e}");
+    }
+
+    #[test]
+    fn zstd_level_is_checked() {
+        let e = parse_err("[backup]\nzstd_level = 23");
+        assert!(
+            e.starts_with(
+                "the config t.toml is invalid: backup.zstd_level = 23 is out of range; zstd accepts -"
+            ),
+            "{e}"
+        );
+        assert!(e.contains(" to 22 (1 to 19 are the usual levels"), "{e}");
+        assert!(parse_err("[backup]\nzstd_level = -200000")
+            .contains("backup.zstd_level = -200000 is out of range"));
+        for ok in [-5, 0, 1, 19, 22] {
+            let c = parse(&format!("[backup]\nzstd_level = {ok}")).unwrap();
+            assert_eq!(c.backup.zstd_level, ok);
+        }
+    }
+
+    #[test]
+    fn threads_are_checked() {
+        assert_eq!(
+            parse_err("[backup]\nthreads = 257"),
+            "the config t.toml is invalid: backup.threads = 257 is out of range; it must be 0 (one zstd worker per core) to 256"
+        );
+        for ok in [0, 1, 256] {
+            let c = parse(&format!("[backup]\nthreads = {ok}")).unwrap();
+            assert_eq!(c.backup.threads, ok);
+        }
+        let e = parse_err("[backup]\nthreads = -1");
+        assert!(e.contains("threads"), "{e}");
+    }
+
+    #[test]
+    fn appliance_id_length_is_checked() {
+        assert_eq!(
+            parse_err("appliance_id = \"\""),
+            "the config t.toml is invalid: appliance_id = \"\" is out of range; it is 0 bytes long and must be 1 to 63 (or leave it out to use /etc/machine-id)"
+        );
+        let long = "a".repeat(64);
+        assert!(parse_err(&format!("appliance_id = \"{long}\""))
+            .contains("it is 64 bytes long and must be 1 to 63"));
+        let ok = "a".repeat(63);
+        let c = parse(&format!("appliance_id = \"{ok}\"")).unwrap();
+        assert_eq!(c.appliance_id, Some(ok));
+        // Bytes, not characters: 32 two-byte characters are 64 bytes.
+        let wide = "é".repeat(32);
+        assert!(parse_err(&format!("appliance_id = \"{wide}\"")).contains("64 bytes long"));
+    }
+
+    #[test]
+    fn typo_in_a_target_table_names_the_key_and_the_table() {
+        let e = parse_err("[targets.nas]\nurl = \"smb://u@h/s/p\"\npasword = \"x\"");
+        assert!(
+            e.contains("in [targets.nas]: unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`"),
+            "{e}"
+        );
+        assert!(!e.contains("expected struct TargetConfig"), "{e}");
+        // A misspelt key of [targets] itself reads as a target that is not a table.
+        let e = parse_err("[targets]\nssh_identiy = \"/x\"");
+        assert!(e.contains("in [targets.ssh_identiy]: "), "{e}");
+        assert!(e.contains("ssh_identity, known_hosts, default"), "{e}");
+        // A missing url is named too.
+        let e = parse_err("[targets.nas]\npassword_env = \"X\"");
+        assert!(e.contains("in [targets.nas]: missing field `url`"), "{e}");
+        // The well-formed form still parses.
+        let c = parse(
+            "[targets]\ndefault = \"nas\"\nknown_hosts = \"/k\"\n[targets.nas]\nurl = \"smb://u@h/s/p\"\npassword_file = \"/p\"\n[targets.dr]\nurl = \"ssh://u@h/p\"\ntimeout_secs = 5",
+        )
+        .unwrap();
+        assert_eq!(c.targets.default.as_deref(), Some("nas"));
+        assert_eq!(c.targets.known_hosts.as_deref(), Some(Path::new("/k")));
+        assert_eq!(c.targets.named.len(), 2);
+        assert_eq!(c.targets.named["dr"].timeout_secs, Some(5));
     }
 
     #[test]

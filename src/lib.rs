@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keys;
 pub mod payload;
 pub mod progress;
+pub mod run_id;
 pub mod secret;
 pub mod stream;
 pub mod targets;

@@ -47,3 +47,25 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     aws_lc_rs::rand::fill(&mut buf).expect("the system random number generator failed");
     buf
 }
+
+/// A secret text (a PIN or a password), zeroized on drop. Like [`Key32`] it has no `Debug`,
+/// `Clone` or `Copy`: it is borrowed with [`SecretText::expose`] only where it is used.
+pub struct SecretText(secrecy::SecretString);
+
+impl SecretText {
+    /// Copies the text into an exactly sized, zeroizing allocation. The caller zeroizes its
+    /// own buffer.
+    pub fn new(text: &str) -> Self {
+        SecretText(secrecy::SecretString::from(text))
+    }
+
+    /// Borrows the text. Callers must not copy it into long-lived storage.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The text as a `secrecy` string, for APIs that take one (the PKCS#11 login).
+    pub fn into_secret_string(self) -> secrecy::SecretString {
+        self.0
+    }
+}

@@ -97,6 +97,8 @@ fn missing_module_is_named() {
 #[test]
 fn missing_kek_says_run_keys_init() {
     let sim = Sim::with_args(&[], false);
+    // No keys means no recovery ceremony either (it records the signing key).
+    sim.edit_config(|t| format!("{t}\n[recovery]\nallow_without_recovery = true\n"));
     let work = tempfile::tempdir().unwrap();
     fs::write(work.path().join("f"), b"x").unwrap();
     let out = sim

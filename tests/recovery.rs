@@ -1296,7 +1296,12 @@ fn ceremony_parameters_and_backups_without_a_recovery_key() {
         .collect();
     assert_eq!(
         tree(&out_dir),
-        vec!["share-1-of-3.txt", "share-2-of-3.txt", "share-3-of-3.txt"]
+        vec![
+            "share-1-of-3.txt",
+            "share-2-of-3.txt",
+            "share-3-of-3.txt",
+            "signing-keys.pem"
+        ]
     );
     let key_id = key_id_of(&files[0]);
     let public = public_key_of(&cfg);

@@ -129,6 +129,7 @@ fn ctx() -> SlotContext<'static> {
         archive_id: &ID,
         salt: &SALT,
         kind: ArchiveKind::System,
+        binding: Some([0x5b; 32]),
     }
 }
 

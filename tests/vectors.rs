@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use offbox::format::header::hex;
 use offbox::format::schedule::{hkdf32, ArchiveKeys};
-use offbox::format::{ArchiveKind, Compression, Header, KeySlot, SignerInfo, VERSION};
+use offbox::format::{ArchiveKind, Compression, Header, KeySlot, SignerInfo};
 use offbox::keys::recovery::{RecoveryCustodian, RecoverySecret};
 use offbox::keys::{KeyCustodian, SlotContext};
 use offbox::secret::Key32;
@@ -41,7 +41,7 @@ fn vectors() -> BTreeMap<String, BTreeMap<String, String>> {
 
 fn vector_header(v: &BTreeMap<String, String>) -> Header {
     Header {
-        version: VERSION,
+        version: v.get("version").map_or(1, |x| x.parse().unwrap()),
         kind: ArchiveKind::System,
         created_unix: v["created_unix"].parse().unwrap(),
         appliance_id: v["appliance_id"].clone(),
@@ -94,6 +94,11 @@ fn archive_vectors_match_byte_for_byte() {
         let h = vector_header(v);
         let encoded = h.encode().unwrap();
         assert_eq!(hex(&encoded), v["header"], "{name}: header");
+        assert_eq!(
+            h.slot_binding().map(|b| hex(&b)),
+            v.get("slot_binding").cloned(),
+            "{name}: slot_binding"
+        );
         let keys = ArchiveKeys::derive(&dek, &h.salt);
         assert_eq!(
             hex(&keys.header_mac(&encoded)),
@@ -126,30 +131,34 @@ fn archive_vectors_match_byte_for_byte() {
 }
 
 #[test]
-fn recovery_slot_vector_opens() {
+fn recovery_slot_vectors_open() {
     let all = vectors();
-    let v = &all["recovery-slot"];
-    let secret =
-        RecoverySecret::from_key(Key32::from_slice(&unhex(&v["recovery_secret"])).unwrap());
-    assert_eq!(secret.public().encode(), v["recovery_public"]);
-    let id: [u8; 16] = unhex(&v["archive_id"]).try_into().unwrap();
-    let salt: [u8; 32] = unhex(&v["salt"]).try_into().unwrap();
-    let ctx = SlotContext {
-        archive_id: &id,
-        salt: &salt,
-        kind: ArchiveKind::Secrets,
-    };
-    let slot = KeySlot::Recovery {
-        key_id: unhex(&v["key_id"]).try_into().unwrap(),
-        ephemeral: unhex(&v["ephemeral"]).try_into().unwrap(),
-        wrapped: unhex(&v["wrapped"]),
-    };
-    let dek = RecoveryCustodian::for_opening(secret)
-        .unwrap(&slot, &ctx)
-        .ok()
-        .flatten()
-        .unwrap();
-    assert_eq!(hex(dek.expose()), v["dek_out"]);
+    for name in ["recovery-slot", "recovery-slot-v2"] {
+        let v = &all[name];
+        let secret =
+            RecoverySecret::from_key(Key32::from_slice(&unhex(&v["recovery_secret"])).unwrap());
+        assert_eq!(secret.public().encode(), v["recovery_public"]);
+        let id: [u8; 16] = unhex(&v["archive_id"]).try_into().unwrap();
+        let salt: [u8; 32] = unhex(&v["salt"]).try_into().unwrap();
+        let binding: Option<[u8; 32]> = v.get("binding").map(|b| unhex(b).try_into().unwrap());
+        let ctx = SlotContext {
+            archive_id: &id,
+            salt: &salt,
+            kind: ArchiveKind::Secrets,
+            binding,
+        };
+        let slot = KeySlot::Recovery {
+            key_id: unhex(&v["key_id"]).try_into().unwrap(),
+            ephemeral: unhex(&v["ephemeral"]).try_into().unwrap(),
+            wrapped: unhex(&v["wrapped"]),
+        };
+        let dek = RecoveryCustodian::for_opening(secret)
+            .unwrap(&slot, &ctx)
+            .ok()
+            .flatten()
+            .unwrap();
+        assert_eq!(hex(dek.expose()), v["dek_out"], "{name}");
+    }
 }
 
 /// Prints fresh vector blocks for docs/format.md: `cargo test --test vectors -- --ignored --nocapture`.
@@ -196,6 +205,15 @@ fn print_vectors() {
                 ("trailer", &"ee".repeat(64)),
             ],
         ),
+        base(
+            "v2-signed",
+            &[
+                ("version", "2"),
+                ("plaintext_ascii", "hello, offbox v2\\n"),
+                ("signer_key_id", "c0c1c2c3c4c5c6c7"),
+                ("trailer", &"ee".repeat(64)),
+            ],
+        ),
     ];
     for mut v in cases {
         let dek = Key32::from_slice(&unhex(&v["dek"])).unwrap();
@@ -203,6 +221,9 @@ fn print_vectors() {
         let encoded = h.encode().unwrap();
         let keys = ArchiveKeys::derive(&dek, &h.salt);
         v.insert("header".into(), hex(&encoded));
+        if let Some(b) = h.slot_binding() {
+            v.insert("slot_binding".into(), hex(&b));
+        }
         v.insert("header_mac".into(), hex(&keys.header_mac(&encoded)));
         v.insert(
             "payload_key".into(),
@@ -221,42 +242,53 @@ fn print_vectors() {
         }
         print_block(&v);
     }
-    let secret = RecoverySecret::from_key(Key32::from_slice(&[0x42; 32]).unwrap());
-    let id = [0xa0u8; 16];
-    let salt = [0x20u8; 32];
-    let ctx = SlotContext {
-        archive_id: &id,
-        salt: &salt,
-        kind: ArchiveKind::Secrets,
-    };
-    let dek = Key32::from_slice(&[0x11; 32]).unwrap();
-    let slot = RecoveryCustodian::for_wrapping(secret.public())
-        .wrap(&dek, &ctx)
-        .unwrap();
-    let KeySlot::Recovery {
-        key_id,
-        ephemeral,
-        wrapped,
-    } = slot
-    else {
-        unreachable!()
-    };
-    let v: BTreeMap<String, String> = [
-        ("name", "recovery-slot".to_string()),
-        ("recovery_secret", hex(&[0x42; 32])),
-        ("recovery_public", secret.public().encode()),
-        ("archive_id", hex(&id)),
-        ("salt", hex(&salt)),
-        ("kind", "secrets".into()),
-        ("key_id", hex(&key_id)),
-        ("ephemeral", hex(&ephemeral)),
-        ("wrapped", hex(&wrapped)),
-        ("dek_out", hex(dek.expose())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    print_block(&v);
+    for binding in [None, Some([0x30u8; 32])] {
+        let secret = RecoverySecret::from_key(Key32::from_slice(&[0x42; 32]).unwrap());
+        let id = [0xa0u8; 16];
+        let salt = [0x20u8; 32];
+        let ctx = SlotContext {
+            archive_id: &id,
+            salt: &salt,
+            kind: ArchiveKind::Secrets,
+            binding,
+        };
+        let dek = Key32::from_slice(&[0x11; 32]).unwrap();
+        let slot = RecoveryCustodian::for_wrapping(secret.public())
+            .wrap(&dek, &ctx)
+            .unwrap();
+        let KeySlot::Recovery {
+            key_id,
+            ephemeral,
+            wrapped,
+        } = slot
+        else {
+            unreachable!()
+        };
+        let name = if binding.is_some() {
+            "recovery-slot-v2"
+        } else {
+            "recovery-slot"
+        };
+        let mut v: BTreeMap<String, String> = [
+            ("name", name.to_string()),
+            ("recovery_secret", hex(&[0x42; 32])),
+            ("recovery_public", secret.public().encode()),
+            ("archive_id", hex(&id)),
+            ("salt", hex(&salt)),
+            ("kind", "secrets".into()),
+            ("key_id", hex(&key_id)),
+            ("ephemeral", hex(&ephemeral)),
+            ("wrapped", hex(&wrapped)),
+            ("dek_out", hex(dek.expose())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(b) = binding {
+            v.insert("binding".into(), hex(&b));
+        }
+        print_block(&v);
+    }
 }
 
 fn print_block(v: &BTreeMap<String, String>) {

@@ -39,26 +39,16 @@ pub enum Command {
         from: Option<String>,
         /// Check structure and signature only, with no HSM, TPM, config or decryption key
         /// (what a backup server runs). Needs --public-key.
-        #[arg(long, requires = "public_key")]
+        #[arg(long, requires = "public_keys")]
         keyless: bool,
-        /// The appliance's signing key (PEM), from `offbox keys export-public`.
-        #[arg(long, value_name = "FILE")]
-        public_key: Option<PathBuf>,
+        /// Also trust this signing key (PEM, from `offbox keys export-public`, or the
+        /// ceremony's signing-keys.pem); repeat it for several. This appliance's own
+        /// signing keys are always trusted.
+        #[arg(long = "public-key", value_name = "FILE")]
+        public_keys: Vec<PathBuf>,
     },
     /// Write the decrypted payload (the tar stream, or the secrets export).
-    Decrypt {
-        /// The archive file, or - for standard input.
-        archive: PathBuf,
-        /// Where to write: a new file, or - for standard output.
-        #[arg(long, value_name = "FILE|-")]
-        output: PathBuf,
-        /// Open through the recovery slot with these custodian share files.
-        #[arg(long = "share", value_name = "FILE")]
-        shares: Vec<PathBuf>,
-        /// Check the signature with this public key (PEM) instead of the device's.
-        #[arg(long, value_name = "FILE")]
-        public_key: Option<PathBuf>,
-    },
+    Decrypt(DecryptArgs),
     /// Break the glass: open an archive with custodian shares alone (no HSM, TPM or config).
     Recover(RecoverArgs),
     /// Recovery key ceremonies.
@@ -76,10 +66,13 @@ pub enum Command {
 pub enum KeysCmd {
     /// Create the key-encryption key inside the HSM or TPM.
     Init {
-        /// Destroy existing key versions first. Archives that depend on them become
-        /// unreadable except through their recovery slot.
+        /// Destroy existing key versions first (needs --yes). Archives that depend on them
+        /// become unreadable except through their recovery slot.
         #[arg(long)]
         replace: bool,
+        /// Really destroy them (with --replace).
+        #[arg(long, requires = "replace")]
+        yes: bool,
     },
     /// Show the module, the token and the key versions.
     Status,
@@ -143,6 +136,45 @@ pub struct CreateArgs {
     /// under its final name only when complete.
     #[arg(long, value_name = "NAME|URL")]
     pub to: Option<String>,
+    /// When another offbox run holds the run lock, wait up to SECS for it, then exit 75.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub wait: u64,
+}
+
+/// The options every command that releases an archive's contents shares.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Also trust this signing key (PEM, from `offbox keys export-public`, or the
+    /// ceremony's signing-keys.pem); repeat it for several. This appliance's own signing
+    /// keys, and the keys recorded in the given share files, are always trusted.
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// DANGEROUS: release the contents even when the signature cannot be verified (unsigned,
+    /// signed by an unknown key, or a wrong signature). Anyone who knows one data key or the
+    /// recovery public key can forge such an archive. Only for an archive whose signing key
+    /// is truly lost; every use is audited.
+    #[arg(long = "accept-unverified-may-be-forged")]
+    pub accept_forged: bool,
+}
+
+/// `decrypt` arguments.
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// The archive file, or - for standard input.
+    pub archive: PathBuf,
+    /// Where to write: a new file, or - for standard output (the archive is then checked
+    /// completely, signature included, before the first byte is written).
+    #[arg(long, value_name = "FILE|-")]
+    pub output: PathBuf,
+    /// Open through the recovery slot with these custodian share files.
+    #[arg(long = "share", value_name = "FILE")]
+    pub shares: Vec<PathBuf>,
+    /// Signature trust.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Replace FILE if it exists (without it, an existing file is never overwritten).
+    #[arg(long, alias = "force")]
+    pub replace: bool,
 }
 
 /// `restore` arguments.
@@ -160,9 +192,9 @@ pub struct RestoreArgs {
     /// opened (disaster restore on a replacement appliance).
     #[arg(long = "share", value_name = "FILE")]
     pub shares: Vec<PathBuf>,
-    /// Check the signature with this public key (PEM) instead of the device's.
-    #[arg(long, value_name = "FILE")]
-    pub public_key: Option<PathBuf>,
+    /// Signature trust.
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `recover` arguments.
@@ -185,9 +217,12 @@ pub struct RecoverArgs {
     /// Restore a system or video archive into this new directory.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
-    /// Also check the archive signature with this public key (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub public_key: Option<PathBuf>,
+    /// Replace the --output FILE if it exists (without it, it is never overwritten).
+    #[arg(long, alias = "force", conflicts_with = "to")]
+    pub replace: bool,
+    /// Signature trust.
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `recovery` subcommands.

@@ -1,34 +1,37 @@
 //! Running each command: load what it needs, call the job, report.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command as Process, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::args::*;
+use super::output::write_output;
 use super::report;
 use crate::config::Config;
-use crate::format::signature::PublicKey;
 use crate::format::ArchiveKind;
-use crate::harden::harden_process;
+use crate::harden::{harden_process, no_core_dumps};
 use crate::jobs::backup::{self, BackupOptions, Payload};
-use crate::jobs::signature::Expected;
-use crate::jobs::{open, read, recovery, restore, signature, JobError};
+use crate::jobs::{export, recovery, JobError};
 use crate::keys::recovery::{RecoveryCustodian, RecoveryPublicKey};
-use crate::keys::{open_device, Device, KeyCustodian, KeyError};
+use crate::keys::{open_device, KeyCustodian, KeyError};
 use crate::payload::exclude::Excludes;
 use crate::progress::{Meter, Ticker};
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<(), JobError> {
+    // Before anything else: every command may hold a key, a PIN, a password or plaintext
+    // (the target commands too: the SMB password, the SSH private key), none of which may
+    // end up in a core file.
+    if !no_core_dumps() {
+        eprintln!("offbox: warning: core dumps could not be turned off");
+    }
     let json = cli.json;
     let config_path = Config::resolve_path(cli.config.as_deref());
     match cli.command {
         Command::Keys(k) => keys(&config_path, k, json),
         Command::Backup(BackupCmd::Create(a)) => backup_create(&config_path, a, json),
-        Command::Restore(a) => restore_cmd(&config_path, a, json),
+        Command::Restore(a) => super::open::restore_cmd(&config_path, a, json),
         Command::Target(t) => super::targets::target_cmd(&config_path, t, json),
         Command::Prune(a) => super::targets::prune_cmd(&config_path, a, json),
         Command::Backup(BackupCmd::List(a)) => super::targets::list_cmd(&config_path, a, json),
@@ -36,70 +39,17 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
             archive,
             from,
             keyless,
-            public_key,
-        } => {
-            let given = public_key.as_deref().map(load_public_key).transpose()?;
-            if keyless {
-                let key = given.expect("clap requires --public-key with --keyless");
-                let s = signature::verify_keyless(input(&archive)?, &key)?;
-                report::verified_keyless(&s, json);
-                return Ok(());
-            }
-            let cfg = Config::load(&config_path)?;
-            let mut device = open_device(&cfg)?;
-            let key = match given {
-                Some(key) => Expected {
-                    key,
-                    explicit: true,
-                },
-                None => Expected {
-                    key: device.signing_key()?,
-                    explicit: false,
-                },
-            };
-            let inp = super::targets::input_from(&config_path, from.as_deref(), &archive, input)?;
-            let reader = open::open(inp, &mut [device.as_mut() as &mut dyn KeyCustodian])?;
-            let s = read::verify(reader, Some(&key))?;
-            report::verified(&s, json);
-            Ok(())
-        }
-        Command::Decrypt {
-            archive,
-            output,
-            shares,
-            public_key,
-        } => {
-            let mut recovery = None;
-            let mut indexes = String::new();
-            if !shares.is_empty() {
-                let (r, idx) = recovery_opener(&shares)?;
-                recovery = Some(r);
-                indexes = idx;
-            }
-            let mut device = if recovery.is_some() {
-                Config::load(&config_path)
-                    .ok()
-                    .and_then(|c| open_device(&c).ok())
-            } else {
-                Some(open_device(&Config::load(&config_path)?)?)
-            };
-            let key = signer_key(public_key.as_deref(), &mut device)?;
-            let mut cs = custodians(&mut device, recovery.as_mut());
-            let (reader, opened_by) = open::open_by(input(&archive)?, &mut cs)?;
-            if opened_by == "recovery" {
-                recovery::audit(&format!(
-                    "decrypt of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
-                    reader.header().archive_id_hex(),
-                    reader.header().kind.name(),
-                    reader.header().appliance_id,
-                    output.display()
-                ));
-            }
-            let s = write_output(&output, |w| read::decrypt(reader, w, key.as_ref()))?;
-            report::decrypted(&s, &output, json);
-            Ok(())
-        }
-        Command::Recover(a) => recover(a, json),
+            public_keys,
+        } => super::open::verify_cmd(
+            &config_path,
+            &archive,
+            from.as_deref(),
+            keyless,
+            &public_keys,
+            json,
+        ),
+        Command::Decrypt(a) => super::open::decrypt_cmd(&config_path, a, json),
+        Command::Recover(a) => super::open::recover_cmd(a, json),
         Command::Recovery(r) => recovery_cmd(&config_path, r, json),
     }
 }
@@ -108,9 +58,24 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
     let mut device = open_device(&cfg)?;
     match cmd {
-        KeysCmd::Init { replace } => {
+        KeysCmd::Init { replace, yes } => {
+            if replace && !yes {
+                let versions: Vec<String> = device
+                    .status()?
+                    .versions
+                    .iter()
+                    .map(|v| v.version.to_string())
+                    .collect();
+                return Err(JobError::NeedsConfirmation(format!(
+                    "`keys init --replace` was not done: it destroys every key-encryption key version ({}) and the private signing key. Every archive made so far could then be opened ONLY through its recovery slot, with the custodians' shares; their signatures still verify (the public signing keys are kept). Afterwards run `offbox recovery rotate`, so that the new shares record the new signing key. Run again with --replace --yes to do it",
+                    if versions.is_empty() { "none yet".to_string() } else { versions.join(", ") }
+                )));
+            }
             let v = device.init(replace)?;
             report::key_created(&v, json);
+            if replace {
+                eprintln!("offbox: the signing key was replaced; run `offbox recovery rotate` now, so that break the glass trusts the archives signed from now on");
+            }
         }
         KeysCmd::Status => {
             let s = device.status()?;
@@ -134,7 +99,7 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
         }
         KeysCmd::ExportPublic { output } => {
             let pem = device.signing_key()?.to_pem();
-            write_output(&output, |w| {
+            write_output(&output, false, |w| {
                 w.write_all(pem.as_bytes())
                     .map_err(|e| JobError::io("writing the public key", e))
             })?;
@@ -143,22 +108,10 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
     Ok(())
 }
 
-fn custodians<'a>(
-    device: &'a mut Option<Box<dyn Device>>,
-    recovery: Option<&'a mut RecoveryCustodian>,
-) -> Vec<&'a mut dyn KeyCustodian> {
-    let mut v: Vec<&'a mut dyn KeyCustodian> = Vec::new();
-    if let Some(d) = device.as_mut() {
-        v.push(d.as_mut());
-    }
-    if let Some(r) = recovery {
-        v.push(r);
-    }
-    v
-}
-
 fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
+    // One backup or prune of this appliance at a time; exit 75 when another run holds it.
+    let lock = super::targets::run_lock(&cfg, a.wait)?;
     // An off-box target is connected (and guarded) before any key or payload is touched.
     let mut target = super::targets::connect_to(&cfg, a.to.as_deref())?;
     if target.is_none() && a.output.as_deref() != Some(Path::new("-")) {
@@ -202,7 +155,7 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
             },
             excludes: Excludes::new(&cfg.backup.exclude),
         },
-        ArchiveKind::Secrets => Payload::Stream(secrets_source(&cfg, &a.sources)?),
+        ArchiveKind::Secrets => Payload::Stream(export::open(&cfg.secrets, &a.sources)?),
     };
     let mut device = open_device(&cfg)?;
     let mut rec = recovery_pk.map(RecoveryCustodian::for_wrapping);
@@ -222,7 +175,15 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     };
     if let Some(t) = target.as_mut() {
         let r =
-            super::targets::backup_to(t.as_mut(), device.as_mut(), &mut others, opts, meter, json);
+            super::targets::backup_to(
+            t.as_mut(),
+            device.as_mut(),
+            &mut others,
+            opts,
+            meter,
+            json,
+            &lock,
+        );
         drop(ticker);
         return r;
     }
@@ -233,189 +194,6 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     out.flush()
         .map_err(|e| JobError::io("writing the archive", e))?;
     report::backed_up(&summary, json);
-    Ok(())
-}
-
-/// The secrets payload: `--source FILE`, else the export command, else the configured file.
-fn secrets_source(cfg: &Config, sources: &[PathBuf]) -> Result<Box<dyn Read>, JobError> {
-    let file = match sources {
-        [one] => Some(one.clone()),
-        [] => None,
-        _ => {
-            return Err(JobError::Export(
-                "a secrets backup takes one --source FILE (or the export command)".into(),
-            ))
-        }
-    };
-    if file.is_none() && !cfg.secrets.export_command.is_empty() {
-        let argv = &cfg.secrets.export_command;
-        let mut child = Process::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| JobError::Export(format!("cannot start {}: {e}", argv[0])))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        return Ok(Box::new(ExportReader {
-            child,
-            stdout,
-            name: argv[0].clone(),
-        }));
-    }
-    let Some(path) = file.or_else(|| cfg.secrets.file.clone()) else {
-        return Err(JobError::Export(
-            "no source: set secrets.export_command or secrets.file, or pass --source FILE".into(),
-        ));
-    };
-    let f = File::open(&path)
-        .map_err(|e| JobError::Export(format!("cannot open {}: {e}", path.display())))?;
-    Ok(Box::new(f))
-}
-
-/// Streams an export command's output, and turns its failure into a read error so that the
-/// archive is never finished over a failed export.
-struct ExportReader {
-    child: Child,
-    stdout: ChildStdout,
-    name: String,
-}
-
-impl Read for ExportReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.stdout.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let status = self.child.wait()?;
-            if !status.success() {
-                return Err(io::Error::other(format!(
-                    "the export command {} failed ({status}); the archive was not finished",
-                    self.name
-                )));
-            }
-        }
-        Ok(n)
-    }
-}
-
-fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), JobError> {
-    let mut rec = None;
-    let mut indexes = String::new();
-    if !a.shares.is_empty() {
-        let (r, idx) = recovery_opener(&a.shares)?;
-        rec = Some(r);
-        indexes = idx;
-    }
-    // With shares, a missing token or KEK is expected (replacement appliance): skip the device.
-    let mut device = match (
-        Config::load(config_path).map(|c| open_device(&c)),
-        rec.is_some(),
-    ) {
-        (Ok(Ok(d)), _) => Some(d),
-        (Ok(Err(_)) | Err(_), true) => None,
-        (Ok(Err(e)), false) => return Err(e.into()),
-        (Err(e), false) => return Err(e.into()),
-    };
-    let key = signer_key(a.public_key.as_deref(), &mut device)?;
-    let mut cs = custodians(&mut device, rec.as_mut());
-    let inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
-    let (reader, opened_by) = open::open_by(inp, &mut cs)?;
-    if opened_by == "recovery" {
-        recovery::audit(&format!(
-            "restore of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
-            reader.header().archive_id_hex(),
-            reader.header().kind.name(),
-            reader.header().appliance_id,
-            a.to.display()
-        ));
-    }
-    let s = restore::restore(reader, &a.to, key.as_ref())?;
-    report::restored(&s, json);
-    Ok(())
-}
-
-/// The key to check signatures with: the given file, else the device's signing key.
-fn signer_key(
-    file: Option<&Path>,
-    device: &mut Option<Box<dyn Device>>,
-) -> Result<Option<Expected>, JobError> {
-    if let Some(f) = file {
-        return Ok(Some(Expected {
-            key: load_public_key(f)?,
-            explicit: true,
-        }));
-    }
-    Ok(device
-        .as_mut()
-        .and_then(|d| d.signing_key().ok())
-        .map(|key| Expected {
-            key,
-            explicit: false,
-        }))
-}
-
-fn load_public_key(path: &Path) -> Result<PublicKey, JobError> {
-    let bytes = fs::read(path).map_err(|err| JobError::Io {
-        what: format!("reading public key {}", path.display()),
-        err,
-    })?;
-    PublicKey::from_pem_or_der(&bytes).map_err(|e| JobError::Signature(e.to_string()))
-}
-
-fn recovery_opener(files: &[PathBuf]) -> Result<(RecoveryCustodian, String), JobError> {
-    harden_process();
-    let shares = if files.is_empty() {
-        recovery::prompt_shares()?
-    } else {
-        files
-            .iter()
-            .map(|f| recovery::read_share_file(f))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    let secret = recovery::rebuild(&shares)?;
-    Ok((
-        RecoveryCustodian::for_opening(secret),
-        recovery::share_indexes(&shares),
-    ))
-}
-
-fn recover(a: RecoverArgs, json: bool) -> Result<(), JobError> {
-    if a.shares.is_empty() && a.archive == Path::new("-") {
-        return Err(JobError::Io {
-            what: "reading the shares".into(),
-            err: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the archive comes from standard input, so the shares cannot be typed there; pass them with --share FILE",
-            ),
-        });
-    }
-    // Read the header first, so that a bad archive fails before custodians type anything.
-    let mut inp = input(&a.archive)?;
-    let head = open::read_head(&mut inp)?;
-    let (mut rec, indexes) = recovery_opener(&a.shares)?;
-    let header = head.header.clone();
-    let (reader, _) = open::open_head(head, inp, &mut [&mut rec as &mut dyn KeyCustodian])?;
-    recovery::audit(&format!(
-        "break-the-glass: archive {} ({} of appliance {}, created {}) opened with recovery shares {indexes}",
-        header.archive_id_hex(),
-        header.kind.name(),
-        header.appliance_id,
-        header.created_unix
-    ));
-    let key = a
-        .public_key
-        .as_deref()
-        .map(load_public_key)
-        .transpose()?
-        .map(|key| Expected {
-            key,
-            explicit: true,
-        });
-    if let Some(dir) = a.to {
-        let s = restore::restore(reader, &dir, key.as_ref())?;
-        report::restored(&s, json);
-    } else if let Some(output) = a.output {
-        let s = write_output(&output, |w| read::decrypt(reader, w, key.as_ref()))?;
-        report::decrypted(&s, &output, json);
-    }
     Ok(())
 }
 
@@ -463,15 +241,21 @@ fn ceremony(config_path: &Path, c: CeremonyArgs, rotate: bool, json: bool) -> Re
     if old.is_none() && rotate {
         return Err(KeyError::from(crate::keys::recovery::RecoveryError::NoPublicKey).into());
     }
+    // The shares record the appliance's signing keys, so that break the glass on a bare
+    // machine can tell its archives from forged ones: the device must be initialised first.
+    let signing_keys = open_device(&cfg)
+        .and_then(|mut d| d.signing_keys())
+        .map_err(|e| JobError::CeremonyNeedsSigningKey(e.to_string()))?;
     let h = harden_process();
-    let result = recovery::ceremony(&c.out, c.count, c.threshold)?;
+    let result = recovery::ceremony(&c.out, c.count, c.threshold, &signing_keys)?;
     let new = RecoveryPublicKey::parse(&result.public_key).map_err(KeyError::from)?;
     recovery::record_public_key(config_path, &new, old.as_ref())?;
     report::ceremony(&result, old.as_ref(), &h, config_path, json);
     Ok(())
 }
 
-fn input(path: &Path) -> Result<Box<dyn Read>, JobError> {
+/// The archive file, or standard input for `-`.
+pub(super) fn input(path: &Path) -> Result<Box<dyn Read>, JobError> {
     if path == Path::new("-") {
         return Ok(Box::new(io::stdin().lock()));
     }
@@ -480,58 +264,4 @@ fn input(path: &Path) -> Result<Box<dyn Read>, JobError> {
         err,
     })?;
     Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
-}
-
-/// Writes to stdout, or to a new file through a temporary name that is renamed only on
-/// success and removed on failure.
-fn write_output<T>(
-    output: &Path,
-    f: impl FnOnce(&mut dyn Write) -> Result<T, JobError>,
-) -> Result<T, JobError> {
-    if output == Path::new("-") {
-        let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-        let v = f(&mut out)?;
-        out.flush()
-            .map_err(|e| JobError::io("writing standard output", e))?;
-        return Ok(v);
-    }
-    if output.exists() {
-        return Err(JobError::Io {
-            what: format!("writing {}", output.display()),
-            err: io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the file exists; give a new name",
-            ),
-        });
-    }
-    let tmp = PathBuf::from(format!("{}.offbox-partial", output.display()));
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|err| JobError::Io {
-            what: format!("creating {}", tmp.display()),
-            err,
-        })?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let result = f(&mut w).and_then(|v| {
-        let file = w
-            .into_inner()
-            .map_err(|e| JobError::io("writing the output", e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| JobError::io("writing the output", e))?;
-        Ok(v)
-    });
-    match result {
-        Ok(v) => {
-            fs::rename(&tmp, output).map_err(|e| JobError::io("publishing the output", e))?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
 }

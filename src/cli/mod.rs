@@ -3,6 +3,8 @@
 
 mod args;
 mod commands;
+mod open;
+mod output;
 mod report;
 mod targets;
 

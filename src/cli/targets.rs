@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use crate::config::Config;
 use crate::guard::SelfIdentity;
 use crate::jobs::backup::BackupOptions;
+use crate::jobs::lock::RunLock;
 use crate::jobs::target::{self as job, target_err, Retention};
 use crate::jobs::JobError;
 use crate::keys::{Device, KeyCustodian};
@@ -66,6 +67,9 @@ pub struct PruneArgs {
     /// Print what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// When another offbox run holds the run lock, wait up to SECS for it, then exit 75.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub wait: u64,
 }
 
 fn connect(cfg: &Config, what: Option<&str>) -> Result<Box<dyn Target>, JobError> {
@@ -77,12 +81,24 @@ fn connect(cfg: &Config, what: Option<&str>) -> Result<Box<dyn Target>, JobError
     targets::connect(&spec, &me).map_err(|e| target_err("connecting to the target", e))
 }
 
+/// Takes the appliance's run lock (`backup create`, `prune`), waiting up to `wait_secs`;
+/// exit code 75 when another run still holds it.
+pub fn run_lock(cfg: &Config, wait_secs: u64) -> Result<RunLock, JobError> {
+    let dir = cfg.state_dir();
+    RunLock::acquire(&dir, std::time::Duration::from_secs(wait_secs), |pid| {
+        eprintln!(
+            "offbox: another offbox run holds the run lock ({}); waiting up to {wait_secs} s",
+            pid.map_or("pid unknown".into(), |p| format!("pid {p}"))
+        );
+    })
+}
+
 /// For `backup create --to`: connects (and guards) before any key or payload is touched.
 pub fn connect_to(cfg: &Config, to: Option<&str>) -> Result<Option<Box<dyn Target>>, JobError> {
     to.map(|t| connect(cfg, Some(t))).transpose()
 }
 
-/// `backup create --to`: stream, publish, report.
+/// `backup create --to`: stream, publish, report. `lock` is the held run lock.
 pub fn backup_to(
     target: &mut dyn Target,
     device: &mut dyn Device,
@@ -90,10 +106,18 @@ pub fn backup_to(
     opts: BackupOptions,
     meter: Arc<Meter>,
     json: bool,
+    lock: &RunLock,
 ) -> Result<(), JobError> {
-    let (summary, published) = job::backup_to(target, device, others, opts, meter)?;
-    for c in &published.cleaned {
-        eprintln!("offbox: removed the leftover {c} of an earlier interrupted upload");
+    let (summary, published) = job::backup_to(target, device, others, opts, meter, lock)?;
+    if !published.cleaned.is_empty() {
+        eprintln!(
+            "offbox: removed {} stale temporary file(s) of earlier interrupted uploads: {}",
+            published.cleaned.len(),
+            published.cleaned.join(", ")
+        );
+    }
+    for k in &published.kept {
+        eprintln!("offbox: kept the temporary {k}: the offbox process that writes it still runs");
     }
     if json {
         let v = serde_json::json!({"backup": summary, "published": published});
@@ -330,7 +354,7 @@ pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobEr
         archives.len(),
         t.url(),
         if temps > 0 {
-            format!("; {temps} leftover temporary file(s), removed by the next backup")
+            format!("; {temps} temporary file(s): uploads in progress, or leftovers that the next backup of their appliance removes")
         } else {
             String::new()
         }
@@ -341,6 +365,7 @@ pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobEr
 /// `prune`.
 pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
+    let lock = run_lock(&cfg, a.wait)?;
     let mut t = connect(&cfg, a.to.as_deref())?;
     let plan = job::prune(
         t.as_mut(),
@@ -350,6 +375,7 @@ pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), Job
             keep_within_days: a.keep_within,
         },
         a.dry_run,
+        &lock,
     )?;
     if json {
         println!(

@@ -5,7 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, MAGIC, MAX_HEADER_LEN, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, VERSION};
+use aws_lc_rs::digest;
+
+use super::{
+    FormatError, MAGIC, MAX_HEADER_LEN, MAX_SEGMENT_SIZE, MIN_READ_VERSION, MIN_SEGMENT_SIZE,
+    VERSION,
+};
+
+/// Domain separation of [`Header::slot_binding`].
+const BINDING_LABEL: &[u8] = b"offbox v2 slot binding\0";
 
 /// What an archive holds. Recorded so that a restore knows what it is opening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +154,7 @@ impl Header {
 
     /// Checks the invariants a well-formed header holds.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if self.version != VERSION {
+        if !(MIN_READ_VERSION..=VERSION).contains(&self.version) {
             return Err(FormatError::UnsupportedVersion(self.version));
         }
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
@@ -161,6 +169,33 @@ impl Header {
             ));
         }
         Ok(())
+    }
+
+    /// What every key slot of a version-2 archive is bound to: SHA-256 of a label and the
+    /// postcard encoding of every header field except `slots`, in header order. A slot moved
+    /// into an archive whose header differs in any other field no longer opens. `None` for
+    /// version 1, whose device slots are unbound.
+    pub fn slot_binding(&self) -> Option<[u8; 32]> {
+        if self.version < 2 {
+            return None;
+        }
+        let fields = (
+            self.version,
+            self.kind,
+            self.created_unix,
+            &self.appliance_id,
+            &self.archive_id,
+            self.compression,
+            self.segment_size,
+            &self.salt,
+            &self.nonce_prefix,
+            &self.signer,
+        );
+        let body = postcard::to_stdvec(&fields).expect("header fields encode");
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(BINDING_LABEL);
+        ctx.update(&body);
+        Some(ctx.finish().as_ref().try_into().expect("32 bytes"))
     }
 
     /// Encodes `MAGIC || len || header`: the bytes the header MAC covers.
@@ -194,7 +229,7 @@ impl Header {
     pub fn decode_body(body: &[u8]) -> Result<Header, FormatError> {
         let (version, _) = postcard::take_from_bytes::<u16>(body)
             .map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
-        if version != VERSION {
+        if !(MIN_READ_VERSION..=VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let header: Header =

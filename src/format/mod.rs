@@ -1,4 +1,4 @@
-//! The offbox archive format, version 1: pure data types, encodings and the key schedule.
+//! The offbox archive format, versions 1 and 2: pure data types, encodings and the key schedule.
 //!
 //! This module does no I/O. It turns headers into bytes and back, derives the per-archive
 //! keys from a data key, and seals or opens single body segments. The streaming layer
@@ -18,8 +18,13 @@ pub use schedule::ArchiveKeys;
 /// transfers that rewrite line endings.
 pub const MAGIC: [u8; 8] = *b"OFFBOX\r\n";
 
-/// The only format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes. Version 2 binds every key slot to its archive
+/// (`docs/format.md` §6); the bytes are otherwise those of version 1.
+pub const VERSION: u16 = 2;
+
+/// The oldest format version this build still reads (unbound device slots; such archives
+/// are trusted only through their signature, like every other).
+pub const MIN_READ_VERSION: u16 = 1;
 
 /// Length of the header MAC that follows the encoded header.
 pub const HEADER_MAC_LEN: usize = 32;

@@ -23,13 +23,13 @@ pub enum SignatureError {
     /// The archive carries no signature.
     #[error("the archive is not signed, so it cannot be checked without keys; make new archives with a signing key (`offbox keys init`)")]
     Unsigned,
-    /// The archive was signed by another key.
-    #[error("the archive was signed by key {archive}, not by the given public key {given}: it comes from another appliance, or was re-signed; do not trust it")]
-    OtherSigner {
+    /// The archive was signed by a key that is not trusted here.
+    #[error("the archive was signed by key {archive}, which is not a trusted signing key here (trusted: {trusted}): it was not written by this appliance, or it was forged. If it comes from another appliance, pass that appliance's public key with --public-key FILE; never trust it otherwise")]
+    Untrusted {
         /// Key id in the archive.
         archive: String,
-        /// Key id of the given key.
-        given: String,
+        /// Ids of the trusted keys, comma-separated ("none" when there is none).
+        trusted: String,
     },
     /// The signature does not match.
     #[error("the archive signature does not match its content: it was modified, truncated or extended after it was written; do not trust this file")]

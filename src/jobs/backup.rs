@@ -112,20 +112,7 @@ pub fn create<W: Write>(
     let dek = Dek::random();
     let archive_id = random_bytes::<16>();
     let salt = random_bytes::<32>();
-    let ctx = SlotContext {
-        archive_id: &archive_id,
-        salt: &salt,
-        kind: opts.kind,
-    };
-    let mut slots = Vec::with_capacity(1 + others.len());
-    let t_device = Instant::now();
-    slots.push(device.wrap(&dek, &ctx)?);
-    let signing_key = device.signing_key()?;
-    let mut device_time = t_device.elapsed();
-    for c in others.iter_mut() {
-        slots.push(c.wrap(&dek, &ctx)?);
-    }
-    let header = Header {
+    let mut header = Header {
         version: VERSION,
         kind: opts.kind,
         created_unix: std::time::SystemTime::now()
@@ -140,11 +127,26 @@ pub fn create<W: Write>(
         segment_size: opts.segment_size,
         salt,
         nonce_prefix: random_bytes::<7>(),
-        slots,
-        signer: Some(SignerInfo {
-            key_id: signing_key.key_id(),
-        }),
+        slots: Vec::new(),
+        signer: None,
     };
+    let t_device = Instant::now();
+    let signing_key = device.signing_key()?;
+    header.signer = Some(SignerInfo {
+        key_id: signing_key.key_id(),
+    });
+    // Every slot is bound to the header's other fields (format version 2), so the header is
+    // complete but for its slots before any key is wrapped.
+    let mut slots = Vec::with_capacity(1 + others.len());
+    {
+        let ctx = SlotContext::of(&header);
+        slots.push(device.wrap(&dek, &ctx)?);
+        for c in others.iter_mut() {
+            slots.push(c.wrap(&dek, &ctx)?);
+        }
+    }
+    let mut device_time = t_device.elapsed();
+    header.slots = slots;
     let slot_names = header.slots.iter().map(|s| s.kind_name()).collect();
     let counting = Counting {
         inner: out,
@@ -192,7 +194,7 @@ pub fn create<W: Write>(
     // A signature the public key does not accept would make a useless archive: check now.
     signing_key
         .verify(&message, &signature)
-        .map_err(|e| JobError::Signature(format!("the device produced a bad signature: {e}")))?;
+        .map_err(|e| JobError::DeviceSignature(e.to_string()))?;
     done.inner
         .write_all(&signature)
         .and_then(|_| done.inner.flush())

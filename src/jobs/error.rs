@@ -43,20 +43,44 @@ pub enum JobError {
     /// Nothing to back up.
     #[error("no sources to back up: set backup.sources in the config or pass --source PATH")]
     NoSources,
-    /// The secrets export failed.
-    #[error("the secrets export failed: {0}; check secrets.export_command in the config")]
+    /// The secrets export failed or was empty. The text says what to check.
+    #[error("the secrets export failed: {0}")]
     Export(String),
-    /// The archive's signature is missing or wrong.
+    /// A destructive command needs an explicit confirmation; the text says what it would do.
     #[error("{0}")]
-    Signature(String),
+    NeedsConfirmation(String),
+    /// A recovery ceremony needs the appliance's signing keys.
+    #[error("the recovery ceremony records this appliance's signing keys in the shares, so that break the glass can tell its archives from forged ones, but the HSM or TPM gave none ({0}); run `offbox keys init` first (docs/ceremonies.md: the order of the ceremonies)")]
+    CeremonyNeedsSigningKey(String),
+    /// The device produced a signature that does not verify under its own public key.
+    #[error("the HSM or TPM produced a bad archive signature ({0}); the archive was not published. Check the signing key with `offbox keys status`, and recreate it with `offbox keys init --replace --yes` if it is damaged")]
+    DeviceSignature(String),
+    /// The archive's signature is missing, wrong, or made by an untrusted key.
+    #[error(transparent)]
+    Signature(#[from] crate::format::signature::SignatureError),
+    /// Another offbox run of this appliance holds the run lock (exit code 75, EX_TEMPFAIL).
+    #[error("busy; another offbox run holds the lock {lock} ({holder}){waited}; retry later, or pass --wait SECS to wait for it")]
+    Busy {
+        /// The lock file.
+        lock: String,
+        /// Who holds it: `pid N`, or `pid unknown`.
+        holder: String,
+        /// How long this run waited, for the message (empty when it did not wait).
+        waited: String,
+    },
 }
 
 impl JobError {
-    /// Exit code: 3 for integrity failures, 4 for key failures, 1 otherwise.
+    /// Exit code: 3 for integrity failures, 4 for key failures, 75 (EX_TEMPFAIL) when
+    /// another run holds the run lock, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             JobError::Integrity(_) | JobError::Signature(_) => 3,
+            JobError::DeviceSignature(_) => 4,
+            // A slot copied from another archive is a forgery, not a key problem.
+            JobError::Key(KeyError::SlotMoved { .. }) => 3,
             JobError::Key(_) => 4,
+            JobError::Busy { .. } => 75,
             _ => 1,
         }
     }

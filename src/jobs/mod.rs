@@ -4,6 +4,8 @@
 
 pub mod backup;
 pub mod error;
+pub mod lock;
+pub mod export;
 pub mod open;
 pub mod read;
 pub mod recovery;

@@ -45,11 +45,7 @@ pub fn open_head<R: Read>(
     custodians: &mut [&mut dyn KeyCustodian],
 ) -> Result<(DecryptReader<R>, &'static str), JobError> {
     let header = &head.header;
-    let ctx = SlotContext {
-        archive_id: &header.archive_id,
-        salt: &header.salt,
-        kind: header.kind,
-    };
+    let ctx = SlotContext::of(header);
     let mut first_err: Option<KeyError> = None;
     let mut dek = None;
     let mut opened_by = "";

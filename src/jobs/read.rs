@@ -79,10 +79,10 @@ fn summary<R: Read>(reader: &DecryptReader<R>, payload_bytes: u64, entries: u64)
 }
 
 /// Reads everything and checks it: every segment authenticates, for tar payloads the tar
-/// stream is well-formed, and the signature matches `signer`.
+/// stream is well-formed, and the signature verifies under a key of `trust`.
 pub fn verify<R: Read>(
     reader: DecryptReader<R>,
-    signer: Option<&super::signature::Expected>,
+    trust: &super::signature::Trust,
 ) -> Result<ReadSummary, JobError> {
     let is_tree = reader.header().kind != ArchiveKind::Secrets;
     let (reader, (bytes, entries)) = with_payload(reader, |payload| {
@@ -103,7 +103,7 @@ pub fn verify<R: Read>(
         Ok((counted.n, entries))
     })?;
     let mut s = summary(&reader, bytes, entries);
-    s.signature = Some(super::signature::check_read(&reader, signer)?);
+    s.signature = Some(super::signature::check_read(&reader, trust)?);
     Ok(s)
 }
 
@@ -112,13 +112,13 @@ pub fn verify<R: Read>(
 pub fn decrypt<R: Read, W: Write + ?Sized>(
     reader: DecryptReader<R>,
     out: &mut W,
-    signer: Option<&super::signature::Expected>,
+    trust: &super::signature::Trust,
 ) -> Result<ReadSummary, JobError> {
     let (reader, bytes) = with_payload(reader, |payload| io::copy(payload, out))?;
     out.flush()
         .map_err(|e| JobError::io("writing the output", e))?;
     let mut s = summary(&reader, bytes, 0);
-    s.signature = Some(super::signature::check_read(&reader, signer)?);
+    s.signature = Some(super::signature::check_read(&reader, trust)?);
     Ok(s)
 }
 

@@ -23,12 +23,12 @@ pub struct RestoreSummary {
 }
 
 /// Extracts an opened archive to `dest`, which must not exist or be empty. The tree is
-/// published only after every segment authenticated and the signature was checked against
-/// `signer` (when given).
+/// published only after every segment authenticated and the signature verified under a key
+/// of `trust`.
 pub fn restore<R: Read>(
     reader: DecryptReader<R>,
     dest: &Path,
-    signer: Option<&super::signature::Expected>,
+    trust: &super::signature::Trust,
 ) -> Result<RestoreSummary, JobError> {
     expect_tree(reader.header(), "restore")?;
     let staging = Staging::create(dest)?;
@@ -52,7 +52,7 @@ pub fn restore<R: Read>(
         slots: super::open::slot_list(h),
         signature: None,
     };
-    let signature = super::signature::check_read(&reader, signer)?;
+    let signature = super::signature::check_read(&reader, trust)?;
     let restored_to = staging.commit()?;
     Ok(RestoreSummary {
         restored_to,

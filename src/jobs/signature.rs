@@ -1,5 +1,13 @@
-//! Checking archive signatures: after a keyed read (with the device's public key), and
-//! without any key at all (`verify --keyless`), as a backup server does.
+//! Trusting archives: an archive's contents are released, and `verify` succeeds, only when
+//! its signature verifies under a **trusted** signing key. The trusted keys are this
+//! appliance's own signing keys (every version its HSM or TPM still holds), the keys the
+//! operator names (`--public-key FILE`, repeatable), and, for break the glass, the keys the
+//! recovery ceremony recorded in the custodians' share files. An unsigned archive, or one
+//! signed by any other key, is refused: whoever knows one data key, or the recovery public
+//! key, can build an archive that every slot opens, but cannot sign it.
+//!
+//! The only way around the check is [`Trust::accept_forged`], set by the loud CLI option
+//! `--accept-unverified-may-be-forged`; the caller audits every use.
 
 use std::io::Read;
 
@@ -11,79 +19,137 @@ use crate::stream::{signed_message, DecryptReader, Framer};
 use super::open::read_head;
 use super::JobError;
 
-/// The key an archive's signature is checked against, and where it came from.
-pub struct Expected {
+/// One trusted signing key and where its trust comes from.
+pub struct TrustedKey {
     /// The verification key.
     pub key: PublicKey,
-    /// True when the operator named it (`--public-key`): any other signer is then an error.
-    /// False for this appliance's own signing key: an archive of another appliance (a
-    /// disaster restore on a replacement) is then reported as not checked, not refused.
-    pub explicit: bool,
+    /// "this appliance's HSM/TPM", "--public-key FILE", "the custodians' shares", ...
+    pub source: String,
 }
 
-/// The outcome of a signature check.
+/// The signing keys an archive may be signed by, and whether an unverifiable archive may be
+/// opened anyway.
+#[derive(Default)]
+pub struct Trust {
+    keys: Vec<TrustedKey>,
+    accept_forged: bool,
+}
+
+impl Trust {
+    /// No trusted key yet.
+    pub fn new() -> Self {
+        Trust::default()
+    }
+
+    /// Trusts `key`, naming where it comes from. A key already trusted keeps its first source.
+    pub fn add(&mut self, key: PublicKey, source: impl Into<String>) {
+        if !self.keys.iter().any(|k| k.key == key) {
+            self.keys.push(TrustedKey {
+                key,
+                source: source.into(),
+            });
+        }
+    }
+
+    /// Opens archives whose signature cannot be verified (unsigned, untrusted signer, wrong
+    /// signature). Their contents may be forged; the caller must say so and audit it.
+    pub fn accept_forged(&mut self) {
+        self.accept_forged = true;
+    }
+
+    /// True when [`Trust::accept_forged`] was called.
+    pub fn accepts_forged(&self) -> bool {
+        self.accept_forged
+    }
+
+    /// The ids of the trusted keys, for messages.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| hex(&k.key.key_id())).collect()
+    }
+
+    fn find(&self, key_id: &[u8; 8]) -> Option<&TrustedKey> {
+        self.keys.iter().find(|k| &k.key.key_id() == key_id)
+    }
+
+    /// Checks an archive's signature: `digest` is SHA-256 of every byte before the trailer
+    /// (`None` when the archive was not read to its end).
+    pub fn check(
+        &self,
+        header: &Header,
+        digest: Option<[u8; 32]>,
+        trailer: &[u8],
+    ) -> Result<SignatureStatus, JobError> {
+        match self.check_strict(header, digest, trailer) {
+            Ok(s) => Ok(s),
+            Err(e) if self.accept_forged => Ok(SignatureStatus::Unverified(e.to_string())),
+            Err(e) => Err(JobError::Signature(e)),
+        }
+    }
+
+    fn check_strict(
+        &self,
+        header: &Header,
+        digest: Option<[u8; 32]>,
+        trailer: &[u8],
+    ) -> Result<SignatureStatus, SignatureError> {
+        let Some(signer) = &header.signer else {
+            return Err(SignatureError::Unsigned);
+        };
+        let Some(trusted) = self.find(&signer.key_id) else {
+            return Err(SignatureError::Untrusted {
+                archive: hex(&signer.key_id),
+                trusted: if self.keys.is_empty() {
+                    "none".into()
+                } else {
+                    self.key_ids().join(", ")
+                },
+            });
+        };
+        let digest = digest.ok_or(SignatureError::Invalid)?;
+        trusted.key.verify(&signed_message(&digest), trailer)?;
+        Ok(SignatureStatus::Verified {
+            key: hex(&signer.key_id),
+            trusted_as: trusted.source.clone(),
+        })
+    }
+}
+
+/// The outcome of a signature check that let the archive through.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureStatus {
-    /// Signed by the key with this id, and the signature matches.
-    Verified(String),
-    /// Signed, but no public key was at hand to check it.
-    NotChecked(String),
-    /// Signed by another appliance's key; this appliance's key cannot check it.
-    OtherAppliance(String),
+    /// Signed by a trusted key, and the signature matches.
+    Verified {
+        /// The signing key's id.
+        key: String,
+        /// Why that key is trusted.
+        trusted_as: String,
+    },
+    /// Not verified, and opened anyway because the operator accepted forged contents; the
+    /// text says why the check failed.
+    Unverified(String),
 }
 
 impl std::fmt::Display for SignatureStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SignatureStatus::Verified(id) => write!(f, "verified (key {id})"),
-            SignatureStatus::NotChecked(id) => write!(f, "not checked (signed by key {id}; pass --public-key FILE to check it)"),
-            SignatureStatus::OtherAppliance(id) => write!(f, "not checked (signed by another appliance's key {id}; pass its --public-key FILE to check it)"),
+            SignatureStatus::Verified { key, trusted_as } => {
+                write!(f, "verified (key {key}, trusted as {trusted_as})")
+            }
+            SignatureStatus::Unverified(why) => write!(
+                f,
+                "NOT VERIFIED, THE CONTENTS MAY BE FORGED (accepted by --accept-unverified-may-be-forged): {why}"
+            ),
         }
     }
-}
-
-fn check(
-    header: &Header,
-    digest: Option<[u8; 32]>,
-    trailer: &[u8],
-    expected: Option<&Expected>,
-) -> Result<SignatureStatus, JobError> {
-    let Some(signer) = &header.signer else {
-        return Err(JobError::Signature(SignatureError::Unsigned.to_string()));
-    };
-    let Some(Expected { key, explicit }) = expected else {
-        return Ok(SignatureStatus::NotChecked(hex(&signer.key_id)));
-    };
-    if key.key_id() != signer.key_id && !explicit {
-        return Ok(SignatureStatus::OtherAppliance(hex(&signer.key_id)));
-    }
-    if key.key_id() != signer.key_id {
-        return Err(JobError::Signature(
-            SignatureError::OtherSigner {
-                archive: hex(&signer.key_id),
-                given: hex(&key.key_id()),
-            }
-            .to_string(),
-        ));
-    }
-    let digest = digest.ok_or_else(|| JobError::Signature(SignatureError::Invalid.to_string()))?;
-    key.verify(&signed_message(&digest), trailer)
-        .map_err(|e| JobError::Signature(e.to_string()))?;
-    Ok(SignatureStatus::Verified(hex(&signer.key_id)))
 }
 
 /// Checks the signature of an archive that was read to its end.
 pub fn check_read<R: Read>(
     reader: &DecryptReader<R>,
-    expected: Option<&Expected>,
+    trust: &Trust,
 ) -> Result<SignatureStatus, JobError> {
-    check(
-        reader.header(),
-        reader.stream_digest(),
-        reader.trailer(),
-        expected,
-    )
+    trust.check(reader.header(), reader.stream_digest(), reader.trailer())
 }
 
 /// What a keyless verification saw.
@@ -103,15 +169,15 @@ pub struct KeylessSummary {
     pub archive_bytes: u64,
     /// The signature status.
     pub signature: SignatureStatus,
+    /// SHA-256 of every byte before the trailer (the signed digest).
+    #[serde(skip)]
+    pub stream_digest: [u8; 32],
 }
 
 /// Checks an archive's structure and signature with no decryption key, HSM, TPM or config.
-pub fn verify_keyless<R: Read>(mut input: R, key: &PublicKey) -> Result<KeylessSummary, JobError> {
+pub fn verify_keyless<R: Read>(mut input: R, trust: &Trust) -> Result<KeylessSummary, JobError> {
     let head = read_head(&mut input)?;
     let header = head.header;
-    if header.signer.is_none() {
-        return Err(JobError::Signature(SignatureError::Unsigned.to_string()));
-    }
     let mut framer = Framer::new(
         input,
         header.segment_size,
@@ -124,20 +190,12 @@ pub fn verify_keyless<R: Read>(mut input: R, key: &PublicKey) -> Result<KeylessS
         .map_err(|e| JobError::io("reading the archive", e))?
     {
         if !seg.last && seg.len != header.segment_size as usize + crate::format::TAG_LEN {
-            return Err(JobError::Signature(SignatureError::Invalid.to_string()));
+            return Err(JobError::Signature(SignatureError::Invalid));
         }
         segments += 1;
     }
-    let expected = Expected {
-        key: key.clone(),
-        explicit: true,
-    };
-    let signature = check(
-        &header,
-        framer.stream_digest(),
-        framer.trailer(),
-        Some(&expected),
-    )?;
+    let digest = framer.stream_digest();
+    let signature = trust.check(&header, digest, framer.trailer())?;
     Ok(KeylessSummary {
         archive_id: header.archive_id_hex(),
         kind: header.kind.name(),
@@ -146,5 +204,81 @@ pub fn verify_keyless<R: Read>(mut input: R, key: &PublicKey) -> Result<KeylessS
         segments,
         archive_bytes: framer.bytes_read(),
         signature,
+        stream_digest: digest.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{ArchiveKind, Compression, KeySlot, SignerInfo, VERSION};
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    fn key_pair() -> (EcdsaKeyPair, PublicKey) {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let kp =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let pk = PublicKey::from_point(kp.public_key().as_ref()).unwrap();
+        (kp, pk)
+    }
+
+    fn header(signer: Option<[u8; 8]>) -> Header {
+        Header {
+            version: VERSION,
+            kind: ArchiveKind::System,
+            created_unix: 0,
+            appliance_id: "a".into(),
+            archive_id: [1; 16],
+            compression: Compression::None,
+            segment_size: 4096,
+            salt: [2; 32],
+            nonce_prefix: [3; 7],
+            slots: vec![KeySlot::Recovery {
+                key_id: [0; 8],
+                ephemeral: [0; 32],
+                wrapped: vec![0; 48],
+            }],
+            signer: signer.map(|key_id| SignerInfo { key_id }),
+        }
+    }
+
+    #[test]
+    fn only_a_trusted_signer_with_a_good_signature_passes() {
+        let (kp, pk) = key_pair();
+        let (_, other) = key_pair();
+        let digest = [9u8; 32];
+        let sig = kp
+            .sign(&SystemRandom::new(), &signed_message(&digest))
+            .unwrap();
+        let h = header(Some(pk.key_id()));
+        let mut trust = Trust::new();
+        trust.add(other.clone(), "other");
+        let e = trust.check(&h, Some(digest), sig.as_ref()).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the archive was signed by key {}, which is not a trusted signing key here (trusted: {}): it was not written by this appliance, or it was forged. If it comes from another appliance, pass that appliance's public key with --public-key FILE; never trust it otherwise",
+                hex(&pk.key_id()),
+                hex(&other.key_id())
+            )
+        );
+        assert_eq!(e.exit_code(), 3);
+        trust.add(pk.clone(), "--public-key k.pem");
+        assert_eq!(
+            trust.check(&h, Some(digest), sig.as_ref()).unwrap(),
+            SignatureStatus::Verified {
+                key: hex(&pk.key_id()),
+                trusted_as: "--public-key k.pem".into()
+            }
+        );
+        let e = trust.check(&h, Some([8; 32]), sig.as_ref()).err().unwrap();
+        assert!(matches!(e, JobError::Signature(SignatureError::Invalid)));
+        let e = trust.check(&header(None), Some(digest), &[]).err().unwrap();
+        assert!(matches!(e, JobError::Signature(SignatureError::Unsigned)));
+        trust.accept_forged();
+        let s = trust.check(&header(None), Some(digest), &[]).unwrap();
+        assert!(s.to_string().starts_with("NOT VERIFIED"), "{s}");
+    }
 }

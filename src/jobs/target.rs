@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::backup::{self, BackupOptions, BackupSummary};
+use super::lock::RunLock;
 use super::JobError;
 use crate::guard::SelfIdentity;
 use crate::keys::{Device, KeyCustodian};
 use crate::progress::Meter;
+use crate::run_id::RunId;
 use crate::targets::pipeline::Pipelined;
+use crate::targets::temp::{self, Leftover};
 use crate::targets::{self, ArchiveName, Target, TargetError, TargetSpec, Upload};
 
 /// Wraps a target error as a job error (exit code 1; the message says what to do).
@@ -39,23 +42,59 @@ pub struct Published {
     pub name: String,
     /// Temporaries of earlier killed runs that were removed first.
     pub cleaned: Vec<String>,
+    /// Temporaries of this appliance kept because their run is still alive.
+    pub kept: Vec<String>,
+}
+
+/// What [`remove_stale_temporaries`] did.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    /// Stale temporaries removed.
+    pub removed: Vec<String>,
+    /// Temporaries of this appliance whose run is still alive, kept.
+    pub kept: Vec<String>,
+}
+
+/// Removes the temporaries that killed uploads of `appliance` left on `target`. Only with
+/// the run lock held (`_held`): then no other backup of this appliance is in progress, and
+/// a temporary of it is stale unless its run id names a process alive on this boot (see
+/// [`temp::classify`]). Other appliances' files and anything that is not exactly a
+/// temporary name are never touched.
+pub fn remove_stale_temporaries(
+    target: &mut dyn Target,
+    appliance: &str,
+    _held: &RunLock,
+) -> Result<Cleanup, TargetError> {
+    let mut done = Cleanup::default();
+    for e in target.list()? {
+        match temp::classify(&e.name, appliance, RunId::is_alive) {
+            Leftover::NotOurs => {}
+            Leftover::Running => done.kept.push(e.name),
+            Leftover::Stale => {
+                target.delete(&e.name)?;
+                done.removed.push(e.name);
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// Streams one backup to `target` under a temporary name and publishes it under its final
 /// name only when [`backup::create`] succeeded and the stream was flushed. On any failure
-/// the upload is dropped, which removes the temporary file.
+/// the upload is dropped, which removes the temporary file. The run lock (`lock`) makes the
+/// cleanup of earlier runs' leftovers safe.
 pub fn backup_to(
     target: &mut dyn Target,
     device: &mut dyn Device,
     others: &mut [&mut dyn KeyCustodian],
     opts: BackupOptions,
     meter: Arc<Meter>,
+    lock: &RunLock,
 ) -> Result<(BackupSummary, Published), JobError> {
     let appliance = opts.appliance_id.clone();
     let kind = opts.kind.name();
     let created = now_unix();
-    let cleaned = target
-        .cleanup_temporaries(&appliance)
+    let cleanup = remove_stale_temporaries(target, &appliance, lock)
         .map_err(|e| target_err("removing leftovers of earlier uploads", e))?;
     let upload = target
         .begin(&appliance)
@@ -73,7 +112,8 @@ pub fn backup_to(
         Published {
             target: target.url(),
             name,
-            cleaned,
+            cleaned: cleanup.removed,
+            kept: cleanup.kept,
         },
     ))
 }
@@ -181,15 +221,30 @@ pub fn plan_prune(
     Ok(plan)
 }
 
-/// Applies a plan (unless `dry_run`).
+/// Applies a plan (unless `dry_run`), with the run lock held (`_held`), so that no backup
+/// of this appliance publishes while the plan is made. A name is deleted only when it
+/// parses as exactly an archive name of `appliance` (checked again right before deleting).
 pub fn prune(
     target: &mut dyn Target,
     appliance: &str,
     rules: Retention,
     dry_run: bool,
+    _held: &RunLock,
 ) -> Result<PrunePlan, JobError> {
     let (archives, _) = list(target)?;
     let plan = plan_prune(&archives, appliance, rules, now_unix())?;
+    if let Some(bad) = plan
+        .delete
+        .iter()
+        .find(|n| !ArchiveName::parse(n).is_some_and(|a| a.is_of(appliance)))
+    {
+        return Err(JobError::Io {
+            what: "prune".into(),
+            err: std::io::Error::other(format!(
+                "refusing to delete {bad}: it is not exactly an archive name of this appliance; nothing was deleted. Please report this as a bug"
+            )),
+        });
+    }
     if !dry_run {
         for name in &plan.delete {
             target
@@ -320,77 +375,4 @@ pub fn check(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l(app: &str, kind: &str, t: i64) -> Listed {
-        let info = ArchiveName::new(app, kind, t, "0123abcd");
-        Listed {
-            name: info.to_string(),
-            size: None,
-            info,
-        }
-    }
-
-    #[test]
-    fn retention() {
-        let day = 86_400;
-        let now = 100 * day;
-        let a = vec![
-            l("me", "system", now - 1),
-            l("me", "system", now - 2 * day),
-            l("me", "system", now - 10 * day),
-            l("me", "secrets", now - 50 * day),
-            l("other", "system", now - 90 * day),
-        ];
-        let keep = |p: &PrunePlan| p.keep.len();
-        let p = plan_prune(
-            &a,
-            "me",
-            Retention {
-                keep_last: Some(1),
-                keep_within_days: None,
-            },
-            now,
-        )
-        .unwrap();
-        assert_eq!((keep(&p), p.delete.len()), (2, 2), "{p:?}");
-        let p = plan_prune(
-            &a,
-            "me",
-            Retention {
-                keep_last: None,
-                keep_within_days: Some(3),
-            },
-            now,
-        )
-        .unwrap();
-        assert_eq!(
-            p.delete,
-            vec![a[2].name.clone()],
-            "newest secrets kept though old"
-        );
-        let p = plan_prune(
-            &a,
-            "me",
-            Retention {
-                keep_last: Some(0),
-                keep_within_days: Some(0),
-            },
-            now,
-        )
-        .unwrap();
-        assert_eq!(keep(&p), 2, "the newest of each kind survives");
-        assert!(!p.delete.contains(&a[4].name), "never another appliance's");
-        assert!(plan_prune(
-            &a,
-            "me",
-            Retention {
-                keep_last: None,
-                keep_within_days: None
-            },
-            now
-        )
-        .is_err());
-    }
-}
+mod tests;

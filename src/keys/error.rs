@@ -24,6 +24,12 @@ pub enum KeyError {
     /// The config does not describe the backend.
     #[error("keys.backend = \"{0}\" has no usable [keys.{0}] table in the config; add it (see docs/operator-guide.md)")]
     BackendNotConfigured(&'static str),
+    /// A device slot opened, but it was made for another archive and copied into this one.
+    #[error("the {slot} slot of this archive was made for another archive and copied into this one: the archive is forged; do not trust this file, restore from another copy")]
+    SlotMoved {
+        /// "pkcs11" or "tpm".
+        slot: &'static str,
+    },
     /// The archive has no slot that any available custodian can open.
     #[error("no key slot of this archive can be opened here (slots: {slots}); {hint}")]
     NoUsableSlot {

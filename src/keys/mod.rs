@@ -16,11 +16,12 @@ pub use error::KeyError;
 
 use crate::config::{Backend, Config};
 
-use crate::format::{ArchiveKind, KeySlot};
-use crate::secret::Dek;
+use crate::format::{ArchiveKind, Header, KeySlot};
+use crate::secret::{Dek, Key32};
 
-/// The archive a slot belongs to. Custodians that can authenticate associated data bind the
-/// wrapped key to it, so a slot cannot be moved to another archive.
+/// The archive a slot belongs to. Every custodian binds the wrapped key to it, so that a slot
+/// copied into another archive does not open (format version 2; version-1 device slots are
+/// unbound, and such archives are trusted only through their signature).
 pub struct SlotContext<'a> {
     /// The archive's random id.
     pub archive_id: &'a [u8; 16],
@@ -28,17 +29,56 @@ pub struct SlotContext<'a> {
     pub salt: &'a [u8; 32],
     /// The archive's kind.
     pub kind: ArchiveKind,
+    /// [`Header::slot_binding`]: a digest of every header field but the slots (version 2).
+    pub binding: Option<[u8; 32]>,
 }
 
-impl SlotContext<'_> {
-    /// The context as bytes: `archive_id || salt || kind name`.
+impl<'a> SlotContext<'a> {
+    /// The context of `header`'s slots.
+    pub fn of(header: &'a Header) -> Self {
+        SlotContext {
+            archive_id: &header.archive_id,
+            salt: &header.salt,
+            kind: header.kind,
+            binding: header.slot_binding(),
+        }
+    }
+
+    /// The context as bytes: the binding (version 2), else `archive_id || salt || kind name`.
     pub fn to_bytes(&self) -> Vec<u8> {
+        if let Some(b) = self.binding {
+            return b.to_vec();
+        }
         let mut v = Vec::with_capacity(64);
         v.extend_from_slice(self.archive_id);
         v.extend_from_slice(self.salt);
         v.extend_from_slice(self.kind.name().as_bytes());
         v
     }
+}
+
+/// The bytes a device custodian wraps or seals: the DEK, then (version 2) the binding.
+pub fn bound_key(dek: &Dek, ctx: &SlotContext<'_>) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut v = zeroize::Zeroizing::new(Vec::with_capacity(64));
+    v.extend_from_slice(dek.expose());
+    if let Some(b) = ctx.binding {
+        v.extend_from_slice(&b);
+    }
+    v
+}
+
+/// Splits what a device custodian unwrapped back into the DEK, checking the binding in
+/// constant time. `Err(true)` when the binding belongs to another archive (a moved slot),
+/// `Err(false)` when the length is wrong.
+pub fn unbind_key(plain: &[u8], ctx: &SlotContext<'_>) -> Result<Dek, bool> {
+    let want = 32 + ctx.binding.map_or(0, |_| 32);
+    if plain.len() != want {
+        return Err(false);
+    }
+    if let Some(b) = ctx.binding {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&plain[32..], &b).map_err(|_| true)?;
+    }
+    Key32::from_slice(&plain[..32]).ok_or(false)
 }
 
 /// Wraps data keys into slots and unwraps them again.
@@ -80,8 +120,9 @@ pub struct DeviceStatus {
 
 /// Lifecycle and signing operations of a hardware custodian (HSM or TPM).
 pub trait Device: KeyCustodian {
-    /// Creates the first key-encryption key and the signing key pair. Refuses to replace an
-    /// existing KEK unless `replace` is true.
+    /// Creates a key-encryption key and the signing key pair. Refuses to replace an existing
+    /// KEK unless `replace` is true; then every KEK version is destroyed and the new one takes
+    /// a version number never used before.
     fn init(&mut self, replace: bool) -> Result<KeyVersion, KeyError>;
 
     /// Reports the device and its key versions.
@@ -93,8 +134,14 @@ pub trait Device: KeyCustodian {
     /// Destroys an old KEK version. Refuses the current one.
     fn retire(&mut self, version: u32) -> Result<(), KeyError>;
 
-    /// The archive signing key's public half.
+    /// The archive signing key's public half: the key new archives are signed with.
     fn signing_key(&mut self) -> Result<crate::format::signature::PublicKey, KeyError>;
+
+    /// Every signing public key this device holds, current first: the keys whose archives
+    /// this appliance trusts as its own.
+    fn signing_keys(&mut self) -> Result<Vec<crate::format::signature::PublicKey>, KeyError> {
+        Ok(vec![self.signing_key()?])
+    }
 
     /// Signs a SHA-256 digest with the hardware-held signing key: raw `r || s`.
     fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<[u8; 64], KeyError>;

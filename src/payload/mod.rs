@@ -4,6 +4,8 @@
 //! authenticated.
 
 pub mod exclude;
+mod extract;
+mod fsat;
 pub mod pack;
 pub mod unpack;
 

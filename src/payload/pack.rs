@@ -1,7 +1,10 @@
 //! Packing the sources into a tar stream.
 //!
 //! Regular files, directories, symlinks, FIFOs and device nodes are stored with their mode,
-//! owner and mtime; symlinks are not followed. A file with several names (hard links) is
+//! owner and mtime; symlinks are not followed. Every entry is looked up relative to its
+//! directory's descriptor, and a file is read only through a descriptor opened with
+//! `O_NOFOLLOW` whose device, inode and type match that lookup, so a file swapped for a
+//! symlink while the backup runs is skipped with a [`Notice`], never read through the link. A file with several names (hard links) is
 //! stored once, and its other names as hard-link entries to the first, so a restore links
 //! them again (the table of such files is the only state that grows with the sources: one
 //! entry per multiply-linked file). Paths are stored relative to `/` (as GNU tar
@@ -10,14 +13,17 @@
 //! always stays well-formed (a shrunk file is padded with zeros to its announced size).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use tar::{Builder, EntryType, Header, HeaderMode};
 
 use super::exclude::Excludes;
+use super::fsat::{self, OpenFail};
 use super::Notice;
 use crate::progress::Meter;
 
@@ -60,22 +66,35 @@ pub fn pack<W: Write>(
     let mut b = Builder::new(out);
     b.mode(HeaderMode::Complete);
     b.follow_symlinks(false);
-    let mut stats = PackStats::default();
-    let mut links = Links::new();
+    let mut w = Walker {
+        b,
+        excludes,
+        meter,
+        stats: PackStats::default(),
+        links: Links::new(),
+    };
     for src in sources {
         let abs = absolute(src).map_err(|err| PackError::Source {
             path: src.display().to_string(),
             err,
         })?;
-        let meta = fs::symlink_metadata(&abs).map_err(|err| PackError::Source {
+        let source_err = |err| PackError::Source {
             path: abs.display().to_string(),
             err,
-        })?;
-        add_parents(&mut b, &abs, &mut stats).map_err(PackError::Write)?;
-        walk(&mut b, &abs, meta, excludes, &mut stats, meter, &mut links)?;
+        };
+        // The source's own name is looked up without following it; its parents are the
+        // configured path and are followed.
+        let (parent, name) = match (abs.parent(), abs.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => (abs.as_path(), OsStr::new(".")),
+        };
+        let dir = fsat::open_dir(parent).map_err(source_err)?;
+        let (handle, meta) = fsat::lstat_at(&dir, name).map_err(source_err)?;
+        add_parents(&mut w.b, &abs, &mut w.stats).map_err(PackError::Write)?;
+        w.walk(&dir, name, &abs, handle, meta)?;
     }
-    let out = b.into_inner().map_err(PackError::Write)?;
-    Ok((out, stats))
+    let out = w.b.into_inner().map_err(PackError::Write)?;
+    Ok((out, w.stats))
 }
 
 fn absolute(p: &Path) -> io::Result<PathBuf> {
@@ -120,130 +139,174 @@ fn add_parents<W: Write>(b: &mut Builder<W>, abs: &Path, stats: &mut PackStats) 
 /// The stored name of every multiply-linked file seen, by (device, inode).
 type Links = HashMap<(u64, u64), PathBuf>;
 
-fn walk<W: Write>(
-    b: &mut Builder<W>,
-    path: &Path,
-    meta: Metadata,
-    excludes: &Excludes,
-    stats: &mut PackStats,
-    meter: &Meter,
-    links: &mut Links,
-) -> Result<(), PackError> {
-    if excludes.matches(path) {
-        return Ok(());
+/// One packing run: the tar builder and what the walk accumulates.
+struct Walker<'a, W: Write> {
+    b: Builder<W>,
+    excludes: &'a Excludes,
+    meter: &'a Meter,
+    stats: PackStats,
+    links: Links,
+}
+
+impl<W: Write> Walker<'_, W> {
+    /// Stores `path`, which is `name` in the directory `dir`; `handle` and `meta` come from
+    /// looking it up there without following a symlink.
+    fn walk(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: &Path,
+        handle: OwnedFd,
+        meta: Metadata,
+    ) -> Result<(), PackError> {
+        if self.excludes.matches(path) {
+            return Ok(());
+        }
+        let stored = rel(path);
+        let ft = meta.file_type();
+        let mut h = Header::new_gnu();
+        h.set_metadata_in_mode(&meta, HeaderMode::Complete);
+        self.meter
+            .files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if ft.is_dir() {
+            h.set_size(0);
+            self.append(&mut h, stored)?;
+            self.walk_children(&handle, path)?;
+        } else if ft.is_symlink() {
+            match fsat::read_link(&handle) {
+                Ok(target) => {
+                    h.set_size(0);
+                    self.b
+                        .append_link(&mut h, stored, &target)
+                        .map_err(PackError::Write)?;
+                    self.stats.entries += 1;
+                }
+                Err(e) => notice(&mut self.stats, path, unreadable(&e)),
+            }
+        } else if ft.is_file() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                h.set_entry_type(EntryType::Link);
+                h.set_size(0);
+                self.b
+                    .append_link(&mut h, stored, first)
+                    .map_err(PackError::Write)?;
+                self.stats.entries += 1;
+            } else {
+                let before = self.stats.entries;
+                self.add_file(dir, name, path, &meta, h)?;
+                if self.stats.entries > before {
+                    self.links.insert(key, stored.to_path_buf());
+                }
+            }
+        } else if ft.is_file() {
+            self.add_file(dir, name, path, &meta, h)?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            if !ft.is_fifo() {
+                let rdev = meta.rdev();
+                h.set_device_major(nix::sys::stat::major(rdev) as u32)
+                    .map_err(PackError::Write)?;
+                h.set_device_minor(nix::sys::stat::minor(rdev) as u32)
+                    .map_err(PackError::Write)?;
+            }
+            h.set_size(0);
+            self.append(&mut h, stored)?;
+        } else {
+            notice(
+                &mut self.stats,
+                path,
+                "skipped: sockets are not backed up".into(),
+            );
+        }
+        Ok(())
     }
-    let name = rel(path);
-    let ft = meta.file_type();
-    let mut h = Header::new_gnu();
-    h.set_metadata_in_mode(&meta, HeaderMode::Complete);
-    meter
-        .files
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if ft.is_dir() {
-        h.set_size(0);
-        b.append_data(&mut h, name, io::empty())
-            .map_err(PackError::Write)?;
-        stats.entries += 1;
-        let mut children = match fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect::<Vec<_>>(),
+
+    /// Stores the entries of the directory behind `handle`, in name order, each looked up
+    /// relative to that very directory (a directory swapped for a symlink is not entered).
+    fn walk_children(&mut self, handle: &OwnedFd, path: &Path) -> Result<(), PackError> {
+        let mut children = match fsat::list_dir(handle) {
+            Ok(names) => names,
             Err(e) => {
-                notice(stats, path, unreadable(&e));
+                notice(&mut self.stats, path, unreadable(&e));
                 return Ok(());
             }
         };
         children.sort();
         for child in children {
-            match fs::symlink_metadata(&child) {
-                Ok(m) => walk(b, &child, m, excludes, stats, meter, links)?,
-                Err(e) => notice(stats, &child, unreadable(&e)),
+            let child_path = path.join(&child);
+            match fsat::lstat_at(handle, &child) {
+                Ok((h, m)) => self.walk(handle, &child, &child_path, h, m)?,
+                Err(e) => notice(&mut self.stats, &child_path, unreadable(&e)),
             }
         }
-    } else if ft.is_symlink() {
-        match fs::read_link(path) {
-            Ok(target) => {
-                h.set_size(0);
-                b.append_link(&mut h, name, &target)
-                    .map_err(PackError::Write)?;
-                stats.entries += 1;
-            }
-            Err(e) => notice(stats, path, unreadable(&e)),
-        }
-    } else if ft.is_file() && meta.nlink() > 1 {
-        let key = (meta.dev(), meta.ino());
-        if let Some(first) = links.get(&key) {
-            h.set_entry_type(EntryType::Link);
-            h.set_size(0);
-            b.append_link(&mut h, name, first)
-                .map_err(PackError::Write)?;
-            stats.entries += 1;
-        } else {
-            let before = stats.entries;
-            add_file(b, path, &meta, h, stats, meter)?;
-            if stats.entries > before {
-                links.insert(key, name.to_path_buf());
-            }
-        }
-    } else if ft.is_file() {
-        add_file(b, path, &meta, h, stats, meter)?;
-    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-        if !ft.is_fifo() {
-            let rdev = meta.rdev();
-            h.set_device_major(nix::sys::stat::major(rdev) as u32)
-                .map_err(PackError::Write)?;
-            h.set_device_minor(nix::sys::stat::minor(rdev) as u32)
-                .map_err(PackError::Write)?;
-        }
-        h.set_size(0);
-        b.append_data(&mut h, name, io::empty())
-            .map_err(PackError::Write)?;
-        stats.entries += 1;
-    } else {
-        notice(stats, path, "skipped: sockets are not backed up".into());
+        Ok(())
     }
-    Ok(())
+
+    fn append(&mut self, h: &mut Header, stored: &Path) -> Result<(), PackError> {
+        self.b
+            .append_data(h, stored, io::empty())
+            .map_err(PackError::Write)?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    fn add_file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: &Path,
+        meta: &Metadata,
+        mut h: Header,
+    ) -> Result<(), PackError> {
+        let stats = &mut self.stats;
+        let file = match fsat::open_regular_at(dir, name, meta) {
+            Ok(f) => f,
+            Err(OpenFail::Io(e)) => {
+                notice(stats, path, unreadable(&e));
+                return Ok(());
+            }
+            Err(OpenFail::Replaced(why)) => {
+                notice(
+                    stats,
+                    path,
+                    format!("replaced while being backed up ({why}); not stored"),
+                );
+                return Ok(());
+            }
+        };
+        // The size announced in the tar header is the one seen when the file was opened.
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                notice(stats, path, unreadable(&e));
+                return Ok(());
+            }
+        };
+        h.set_size(size);
+        h.set_entry_type(EntryType::Regular);
+        let mut exact = ExactSize {
+            inner: file,
+            remaining: size,
+            short: 0,
+            failed: None,
+        };
+        {
+            let mut reader = BufReader::with_capacity(256 * 1024, &mut exact);
+            self.b
+                .append_data(&mut h, rel(path), &mut reader)
+                .map_err(PackError::Write)?;
+        }
+        stats.entries += 1;
+        stats.file_bytes += size;
+        self.meter.add_in(size);
+        after_read(stats, path, meta, exact, size);
+        Ok(())
+    }
 }
 
-fn add_file<W: Write>(
-    b: &mut Builder<W>,
-    path: &Path,
-    meta: &Metadata,
-    mut h: Header,
-    stats: &mut PackStats,
-    meter: &Meter,
-) -> Result<(), PackError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            notice(stats, path, unreadable(&e));
-            return Ok(());
-        }
-    };
-    // The size announced in the tar header is the one seen when the file was opened.
-    let size = match file.metadata() {
-        Ok(m) => m.len(),
-        Err(e) => {
-            notice(stats, path, unreadable(&e));
-            return Ok(());
-        }
-    };
-    h.set_size(size);
-    h.set_entry_type(EntryType::Regular);
-    let mut exact = ExactSize {
-        inner: file,
-        remaining: size,
-        short: 0,
-        failed: None,
-    };
-    {
-        let mut reader = BufReader::with_capacity(256 * 1024, &mut exact);
-        b.append_data(&mut h, rel(path), &mut reader)
-            .map_err(PackError::Write)?;
-    }
-    stats.entries += 1;
-    stats.file_bytes += size;
-    meter.add_in(size);
+/// Records what happened to a file while it was read: an error, shrinking, growth, change.
+fn after_read(stats: &mut PackStats, path: &Path, meta: &Metadata, mut exact: ExactSize, size: u64) {
     if let Some(e) = exact.failed.take() {
         notice(
             stats,
@@ -289,7 +352,6 @@ fn add_file<W: Write>(
             );
         }
     }
-    Ok(())
 }
 
 /// Yields exactly `remaining` bytes: the file's bytes, then zeros if the file came up short.

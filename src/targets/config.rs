@@ -21,8 +21,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use secrecy::SecretString;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+
+use crate::keys::pin::{read_secret_text, SecretSource};
+use crate::secret::SecretText;
 
 use super::{TargetError, TargetUrl};
 
@@ -33,8 +36,9 @@ pub const DEFAULT_KNOWN_HOSTS: &str = "/var/lib/offbox/ssh/known_hosts";
 /// Default network timeout in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
-/// `[targets]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[targets]`. Its own keys are listed in [`TARGETS_KEYS`]; every other key is a
+/// `[targets.NAME]` table.
+#[derive(Debug, Clone, Default)]
 pub struct TargetsConfig {
     /// The appliance's SSH private key (the public key is this path + `.pub`).
     pub ssh_identity: Option<PathBuf>,
@@ -43,8 +47,42 @@ pub struct TargetsConfig {
     /// The target used when a command gets no `--to`/`--from`.
     pub default: Option<String>,
     /// Named targets.
-    #[serde(flatten)]
     pub named: BTreeMap<String, TargetConfig>,
+}
+
+/// The keys of `[targets]` itself (any other key is a target name).
+pub const TARGETS_KEYS: &[&str] = &["ssh_identity", "known_hosts", "default"];
+
+// Written out rather than derived with `#[serde(flatten)]`: a flattened map buffers each
+// `[targets.NAME]` table and reports any mistake in it only as "expected struct
+// TargetConfig". Here each table is deserialized directly, so a typo is reported as
+// "unknown field `pasword`, expected one of ..." with the table named.
+impl<'de> Deserialize<'de> for TargetsConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetsConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the [targets] table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TargetsConfig, A::Error> {
+                let mut out = TargetsConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "ssh_identity" => out.ssh_identity = Some(map.next_value()?),
+                        "known_hosts" => out.known_hosts = Some(map.next_value()?),
+                        "default" => out.default = Some(map.next_value()?),
+                        _ => {
+                            let t = map.next_value::<TargetConfig>()?;
+                            out.named.insert(key, t);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// `[targets.NAME]`.
@@ -145,26 +183,24 @@ impl TargetsConfig {
 
 impl TargetSpec {
     /// The password, from the file (first line, or the whole file without its final
-    /// newline) or else the environment variable. Any character is allowed.
-    pub fn password(&self) -> Result<SecretString, TargetError> {
+    /// newline) or else the environment variable. Any character is allowed. It is read by
+    /// the one secret reader ([`crate::keys::pin::read_secret_text`]): zeroizing, and a
+    /// warning on stderr when the file is readable by others.
+    pub fn password(&self) -> Result<SecretText, TargetError> {
         let target = self.url.to_string();
-        if let Some(p) = &self.password_file {
-            let text = std::fs::read_to_string(p).map_err(|e| TargetError::Credentials {
-                target: target.clone(),
-                detail: format!("password file {}: {e}", p.display()),
-            })?;
-            let line = text.strip_suffix('\n').unwrap_or(&text);
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            return Ok(SecretString::from(line.to_string()));
-        }
-        if let Some(var) = &self.password_env {
-            if let Ok(v) = std::env::var(var) {
-                return Ok(SecretString::from(v));
+        let source = match (&self.password_file, &self.password_env) {
+            (Some(p), _) => SecretSource::File(p.clone()),
+            (None, Some(var)) if std::env::var_os(var).is_some() => SecretSource::Env(var.clone()),
+            _ => return Err(TargetError::Credentials {
+                target,
+                detail: "no password: set password_file or password_env in [targets.NAME] (for a URL: $OFFBOX_TARGET_PASSWORD_FILE or $OFFBOX_TARGET_PASSWORD)".into(),
+            }),
+        };
+        read_secret_text(&source, "SMB password", "password_file").map_err(|e| {
+            TargetError::Credentials {
+                target,
+                detail: e.to_string(),
             }
-        }
-        Err(TargetError::Credentials {
-            target,
-            detail: "no password: set password_file or password_env in [targets.NAME] (for a URL: $OFFBOX_TARGET_PASSWORD_FILE or $OFFBOX_TARGET_PASSWORD)".into(),
         })
     }
 }

@@ -7,12 +7,12 @@
 //! Contract of every implementation:
 //! - the self-target guard ([`crate::guard`]) runs before connecting and again on the
 //!   connected socket's peer address (or on the mount, for `file://`);
-//! - an upload streams under a temporary name (`.offbox-tmp.<appliance>.<random>`), and is
-//!   published under its final name by [`Upload::commit`] only after the stream was
-//!   complete and flushed; a final name is never overwritten; a dropped upload removes its
-//!   temporary file;
-//! - [`Target::cleanup_temporaries`] removes this appliance's leftovers of killed uploads,
-//!   and runs at the start of every upload;
+//! - an upload streams under a temporary name (`.offbox-tmp.<appliance>.<run>.<random>`,
+//!   see [`temp`]), and is published under its final name by [`Upload::commit`] only after
+//!   the stream was complete and flushed; a final name is never overwritten; a dropped
+//!   upload removes its temporary file;
+//! - leftovers of killed uploads are removed by `jobs::target`, only while it holds the
+//!   appliance's run lock, and only those [`temp::classify`] calls stale;
 //! - errors are [`TargetError`]s that say what to do and whether a retry helps.
 //!
 //! No async runtime leaks out of a target module: a client that needs one keeps its own.
@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod smb;
 #[cfg(feature = "target-ssh")]
 pub mod ssh;
+pub mod temp;
 pub mod url;
 
 use std::io::{Read, Write};
@@ -36,12 +37,10 @@ use std::io::{Read, Write};
 pub use config::{TargetSpec, TargetsConfig};
 pub use error::{Retry, TargetError};
 pub use name::ArchiveName;
+pub use temp::{is_temp_of, temp_name, TMP_PREFIX};
 pub use url::TargetUrl;
 
 use crate::guard::SelfIdentity;
-
-/// Prefix of temporary upload names.
-pub const TMP_PREFIX: &str = ".offbox-tmp.";
 
 /// A file on a target.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,37 +75,6 @@ pub trait Target {
     fn delete(&mut self, name: &str) -> Result<(), TargetError>;
     /// Free bytes for this user, when the protocol tells it.
     fn free_space(&mut self) -> Result<Option<u64>, TargetError>;
-
-    /// Removes the temporaries that `appliance`'s killed uploads left behind; returns their
-    /// names.
-    fn cleanup_temporaries(&mut self, appliance: &str) -> Result<Vec<String>, TargetError> {
-        let mut removed = Vec::new();
-        for e in self.list()? {
-            if is_temp_of(&e.name, appliance) {
-                self.delete(&e.name)?;
-                removed.push(e.name);
-            }
-        }
-        Ok(removed)
-    }
-}
-
-/// A fresh temporary name for `appliance`.
-pub fn temp_name(appliance: &str) -> String {
-    let r = crate::secret::random_bytes::<8>();
-    format!(
-        "{TMP_PREFIX}{}.{}",
-        name::sanitize(appliance),
-        data_encoding::HEXLOWER.encode(&r)
-    )
-}
-
-/// Whether `name` is a temporary of `appliance` (not of another appliance sharing the
-/// target directory).
-pub fn is_temp_of(name: &str, appliance: &str) -> bool {
-    name.strip_prefix(TMP_PREFIX)
-        .and_then(|rest| rest.rsplit_once('.'))
-        .is_some_and(|(app, _)| app == name::sanitize(appliance))
 }
 
 /// Refuses names that would leave the target directory.

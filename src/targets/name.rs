@@ -18,24 +18,80 @@ pub struct ArchiveName {
     pub id_prefix: String,
 }
 
-/// Keeps `[A-Za-z0-9_-]`, replaces anything else by `_` (no dots, slashes or spaces in
-/// names, and the temporary-name parser can rely on the absence of dots).
-pub fn sanitize(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() {
-        "_".into()
-    } else {
-        out
+/// Longest appliance id accepted in the config (a DNS label's limit).
+pub const MAX_APPLIANCE_ID: usize = 63;
+
+/// Whether `id` is a safe appliance id: 1 to 63 ASCII letters, digits and `-`, like a host
+/// name label. A safe id is its own name on targets ([`sanitize`] keeps it unchanged).
+pub fn is_safe_appliance_id(id: &str) -> bool {
+    (1..=MAX_APPLIANCE_ID).contains(&id.len())
+        && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+}
+
+/// Checks a configured appliance id; the error says what is wrong and what to use instead.
+pub fn check_appliance_id(id: &str) -> Result<(), String> {
+    if is_safe_appliance_id(id) {
+        return Ok(());
     }
+    let suggestion: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(MAX_APPLIANCE_ID)
+        .collect();
+    Err(format!(
+        "appliance_id = {id:?} is not allowed: use 1 to {MAX_APPLIANCE_ID} ASCII letters, digits and '-' (like a host name, for example {:?}). The id names this appliance's archives on shared targets, where two ids must never look alike. Choose one id per appliance and keep it: prune and cleanup act only on archives whose name carries exactly this id",
+        if suggestion.is_empty() { "pam-01" } else { suggestion.as_str() }
+    ))
+}
+
+/// The appliance's part of file names on a target. Injective: `[A-Za-z0-9-]` stays as it
+/// is, and every other byte (`_` included) becomes `_` and two lowercase hex digits, so two
+/// different ids never share a name ("pam.prod" is `pam_2eprod`, "pam_prod" is
+/// `pam_5fprod`). The result has no dots, slashes or spaces, which the temporary-name parser
+/// relies on. The config accepts only safe ids, which map to themselves; the encoding covers
+/// the fallback ids (machine id, host name) and any other caller.
+pub fn sanitize(s: &str) -> String {
+    if s.is_empty() {
+        return "_".into();
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Whether `s` is a possible output of [`sanitize`] (so that decoding it is unambiguous).
+fn is_sanitized(s: &str) -> bool {
+    if s == "_" {
+        return true;
+    }
+    let safe = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    let lower_hex = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if safe(b[i]) {
+            i += 1;
+            continue;
+        }
+        let Some(hex) = b.get(i + 1..i + 3).filter(|h| b[i] == b'_' && h.iter().all(lower_hex))
+        else {
+            return false;
+        };
+        let byte = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        if byte.is_none_or(safe) {
+            return false;
+        }
+        i += 3;
+    }
+    !s.is_empty()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant).
@@ -104,15 +160,22 @@ impl ArchiveName {
         }
     }
 
-    /// Parses a file name; `None` for anything that is not an offbox archive.
+    /// Parses a file name; `None` for anything that is not exactly an offbox archive name:
+    /// the name must be the one [`ArchiveName`]'s `Display` writes for what it parsed (no
+    /// uppercase hex, no 30 February, no look-alike), with a valid appliance encoding.
     pub fn parse(name: &str) -> Option<ArchiveName> {
+        let n = Self::parse_fields(name)?;
+        (is_sanitized(&n.appliance) && n.to_string() == name).then_some(n)
+    }
+
+    fn parse_fields(name: &str) -> Option<ArchiveName> {
         let body = name.strip_prefix("offbox-")?.strip_suffix(".obx")?;
         let mut it = body.rsplitn(4, '-');
         let id = it.next()?;
         let stamp = it.next()?;
         let kind = it.next()?;
         let appliance = it.next()?;
-        if id.len() != 8 || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
+        if id.len() != 8 || !id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
         if !matches!(kind, "system" | "secrets" | "videos") || appliance.is_empty() {
@@ -165,7 +228,7 @@ mod tests {
         let s = n.to_string();
         assert_eq!(
             s,
-            "offbox-pam-01_example-system-20261118T110640Z-0123abcd.obx"
+            "offbox-pam-01_2eexample-system-20261118T110640Z-0123abcd.obx"
         );
         assert_eq!(ArchiveName::parse(&s), Some(n));
         for bad in [
@@ -174,8 +237,59 @@ mod tests {
             "offbox-a-other-20261118T110640Z-0123abcd.obx",
             "offbox--system-20261118T110640Z-0123abcd.obx",
             "offbox-a-system-2026120T070640Z-0123abcd.obx",
+            // Look-alikes that a loose parser would take: not exactly a name offbox writes.
+            "offbox-pam01-system-garbage.obx",
+            "offbox-pam01-system-20261118T110640Z-0123ABCD.obx",
+            "offbox-pam01-system-20260230T110640Z-0123abcd.obx",
+            "offbox-pam01-system-20261118T110660Z-0123abcd.obx",
+            "offbox-pam.01-system-20261118T110640Z-0123abcd.obx",
+            "offbox-pam_5-system-20261118T110640Z-0123abcd.obx",
+            "offbox-pam_41-system-20261118T110640Z-0123abcd.obx",
+            "offbox-pam_2E-system-20261118T110640Z-0123abcd.obx",
+            "offbox-pam01-system-20261118T110640Z-0123abcd.obx.part",
+            ".offbox-tmp.pam01.4711-a880fd02.0123456789abcdef",
         ] {
             assert_eq!(ArchiveName::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn sanitize_is_injective() {
+        let ids = [
+            "pam.prod", "pam_prod", "pam-prod", "pam prod", "pam/prod", "päm", "pam", "pám",
+            "", "_", "_2e", ".", "pam_2eprod", "PAM", "pam-01.example",
+        ];
+        let names: Vec<String> = ids.iter().map(|i| sanitize(i)).collect();
+        for (i, a) in names.iter().enumerate() {
+            assert!(is_sanitized(a), "{a}");
+            assert!(!a.contains('.') && !a.contains('/'), "{a}");
+            for (j, b) in names.iter().enumerate() {
+                if i != j {
+                    assert_ne!(a, b, "{:?} and {:?} share a name", ids[i], ids[j]);
+                }
+            }
+        }
+        assert_eq!(sanitize("pam.prod"), "pam_2eprod");
+        assert_eq!(sanitize("pam_prod"), "pam_5fprod");
+        assert_eq!(sanitize("pam-01"), "pam-01", "safe ids keep their name");
+        // Archives of "pam.prod" are not archives of "pam_prod", and the other way round.
+        let a = ArchiveName::new("pam.prod", "system", 1_795_000_000, "0123abcd");
+        let b = ArchiveName::new("pam_prod", "system", 1_795_000_000, "0123abcd");
+        assert_ne!(a.to_string(), b.to_string());
+        assert!(a.is_of("pam.prod") && !a.is_of("pam_prod"));
+        assert!(b.is_of("pam_prod") && !b.is_of("pam.prod"));
+        assert_eq!(ArchiveName::parse(&a.to_string()), Some(a));
+    }
+
+    #[test]
+    fn config_ids_must_be_safe() {
+        for ok in ["pam01", "pam-prod", "A", &"a".repeat(63), "hsm-sim"] {
+            assert!(check_appliance_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["pam.prod", "pam_prod", "päm", "", "pam prod", &"a".repeat(64)] {
+            let e = check_appliance_id(bad).unwrap_err();
+            assert!(e.contains("appliance_id") && e.contains("letters, digits and '-'"), "{e}");
+        }
+        assert!(check_appliance_id("pam.prod").unwrap_err().contains("\"pam-prod\""));
     }
 }

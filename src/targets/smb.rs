@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use secrecy::ExposeSecret;
 use smb::transport::{SmbTransport, SmbTransportRead, SmbTransportWrite, TransportError};
 use smb::{
     Connection, ConnectionConfig, CreateDisposition, CreateOptions, Directory, FileAccessMask,
@@ -500,9 +499,10 @@ impl SmbTarget {
             target: url.clone(),
             why: format!("user name {user:?}: {e}"),
         })?;
+        // The only copy handed on goes into sspi's zeroizing `Secret`; ours is zeroized here.
         let identity = sspi::AuthIdentity {
             username,
-            password: password.expose_secret().to_string().into(),
+            password: password.expose().to_string().into(),
         };
         drop(password);
         let unc =

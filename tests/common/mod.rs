@@ -67,7 +67,8 @@ impl Sim {
         }
     }
 
-    /// `hsm-sim/up DIR ARGS...`; `init` runs `keys init` afterwards.
+    /// `hsm-sim/up DIR ARGS...`, which runs `keys init` and the recovery ceremony; with
+    /// `init` false, the token (or TPM) is left without keys (`--no-keys`: no recovery key).
     pub fn with_args(args: &[&str], init: bool) -> Sim {
         let dir = tempfile::Builder::new()
             .prefix("offbox-sim")
@@ -77,6 +78,7 @@ impl Sim {
         let out = Command::new(repo().join("hsm-sim/up"))
             .arg(&sim)
             .args(args)
+            .args(if init { None } else { Some("--no-keys") })
             .env("OFFBOX_BIN", bin())
             .stdin(Stdio::null())
             .output()
@@ -91,9 +93,6 @@ impl Sim {
             softhsm_conf: sim.join("softhsm2.conf"),
             dir,
         };
-        if init {
-            s.ok(&["keys", "init"]);
-        }
         s
     }
 
@@ -128,6 +127,7 @@ impl Sim {
             .args(args)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("TSS2_LOG", "all+none")
+            .env("OFFBOX_STATE_DIR", self.path().join("state"))
             .env_remove("OFFBOX_CONFIG")
             .stdin(Stdio::null());
         c

@@ -25,7 +25,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::pin::{read_secret, SecretSource};
 use super::{Device, DeviceStatus, KeyCustodian, KeyError, KeyVersion, SlotContext};
 use crate::format::KeySlot;
-use crate::secret::{Dek, Key32};
+use crate::secret::Dek;
 use error::call_error;
 
 /// CKM_AES_KEY_WRAP, recorded in every PKCS#11 slot.
@@ -175,17 +175,24 @@ impl KeyCustodian for Pkcs11Custodian {
         "pkcs11"
     }
 
-    fn wrap(&mut self, dek: &Dek, _ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
+    fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
         let versions = kek::list(&self.session, &self.cfg.key_label)?;
         let (version, kek) = versions.last().copied().ok_or_else(|| self.kek_missing())?;
+        // Version 2: the wrapped object is DEK || binding, a 64-byte generic secret, so the
+        // slot opens only in the archive it was made for.
+        let key_type = if ctx.binding.is_some() {
+            KeyType::GENERIC_SECRET
+        } else {
+            KeyType::AES
+        };
         let mut template = vec![
             Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
+            Attribute::KeyType(key_type),
             Attribute::Token(false),
             Attribute::Private(true),
             Attribute::Sensitive(false),
             Attribute::Extractable(true),
-            Attribute::Value(dek.expose().to_vec()),
+            Attribute::Value(super::bound_key(dek, ctx).to_vec()),
         ];
         let created = self.session.create_object(&template);
         for attr in template.iter_mut() {
@@ -208,7 +215,7 @@ impl KeyCustodian for Pkcs11Custodian {
         })
     }
 
-    fn unwrap(&mut self, slot: &KeySlot, _ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
+    fn unwrap(&mut self, slot: &KeySlot, ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
         let KeySlot::Pkcs11 {
             key_label,
             key_version,
@@ -240,9 +247,14 @@ impl KeyCustodian for Pkcs11Custodian {
             }
             .into());
         };
+        let key_type = if ctx.binding.is_some() {
+            KeyType::GENERIC_SECRET
+        } else {
+            KeyType::AES
+        };
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
+            Attribute::KeyType(key_type),
             Attribute::Token(false),
             Attribute::Private(true),
             Attribute::Sensitive(false),
@@ -276,13 +288,18 @@ impl KeyCustodian for Pkcs11Custodian {
         for attr in attrs {
             if let Attribute::Value(v) = attr {
                 let v = Zeroizing::new(v);
-                if let Some(k) = Key32::from_slice(&v) {
-                    return Ok(Some(k));
-                }
+                return match super::unbind_key(&v, ctx) {
+                    Ok(k) => Ok(Some(k)),
+                    Err(true) => Err(KeyError::SlotMoved { slot: "pkcs11" }),
+                    Err(false) => Err(Pkcs11Error::UnwrapRefused {
+                        rv: format!("the unwrapped key is {} bytes, not the expected length", v.len()),
+                    }
+                    .into()),
+                };
             }
         }
         Err(Pkcs11Error::UnwrapRefused {
-            rv: "the unwrapped key is not 32 bytes".into(),
+            rv: "the token returned no key value".into(),
         }
         .into())
     }
@@ -300,18 +317,24 @@ impl Device for Pkcs11Custodian {
                 }
                 .into());
             }
+        }
+        // A version number is never used twice: the new KEK and signing key generation come
+        // after every version and generation this token has held.
+        let newest_sign = sign::newest_generation(&self.session, &self.cfg.key_label)?;
+        let next = existing.last().map_or(0, |v| v.0).max(newest_sign) + 1;
+        if replace {
             for (_, handle) in existing {
                 self.session
                     .destroy_object(handle)
                     .map_err(|e| call_error(e, "the token refused to delete the old key"))?;
             }
-            sign::destroy(&self.session, &self.cfg.key_label)?;
+            sign::retire_private(&self.session, &self.cfg.key_label)?;
         }
-        kek::generate(&self.session, &self.cfg.key_label, 1)?;
-        sign::ensure(&self.session, &self.cfg.key_label)?;
+        kek::generate(&self.session, &self.cfg.key_label, next)?;
+        sign::ensure(&self.session, &self.cfg.key_label, next)?;
         Ok(KeyVersion {
-            version: 1,
-            location: self.location(1),
+            version: next,
+            location: self.location(next),
             current: true,
         })
     }
@@ -348,6 +371,10 @@ impl Device for Pkcs11Custodian {
 
     fn signing_key(&mut self) -> Result<crate::format::signature::PublicKey, KeyError> {
         Ok(sign::public_key(&self.session, &self.cfg.key_label)?)
+    }
+
+    fn signing_keys(&mut self) -> Result<Vec<crate::format::signature::PublicKey>, KeyError> {
+        Ok(sign::public_keys(&self.session, &self.cfg.key_label)?)
     }
 
     fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<[u8; 64], KeyError> {

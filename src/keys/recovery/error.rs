@@ -43,6 +43,18 @@ pub enum RecoveryError {
         /// The key id of the first share.
         expected: String,
     },
+    /// Shares of one recovery key that disagree on the threshold or count.
+    #[error("share {which} says {found} shares are needed, but share {first} says {expected}: one of them was altered or mistyped; check both against the custodians' copies")]
+    ThresholdMismatch {
+        /// The share that differs.
+        which: String,
+        /// What it says ("M of N").
+        found: String,
+        /// The first share.
+        first: String,
+        /// What the first share says.
+        expected: String,
+    },
     /// Not enough shares.
     #[error("{given} distinct share(s) given, but recovery key {key_id} needs {threshold}; bring more custodians")]
     TooFewShares {

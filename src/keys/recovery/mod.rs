@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod share;
+pub mod signers;
 
 pub use error::RecoveryError;
 
@@ -23,6 +24,15 @@ use crate::format::KeySlot;
 use crate::secret::{Dek, Key32};
 
 const INFO: &[u8] = b"offbox v1 recovery wrap";
+const INFO_V2: &[u8] = b"offbox v2 recovery wrap";
+
+fn info(ctx: &SlotContext<'_>) -> &'static [u8] {
+    if ctx.binding.is_some() {
+        INFO_V2
+    } else {
+        INFO
+    }
+}
 const PUBLIC_PREFIX: &str = "offbox-recovery-v1:";
 
 /// The recovery public key, as stored in the config.
@@ -104,11 +114,17 @@ impl RecoveryCustodian {
     }
 }
 
-fn wrap_key(ephemeral: &[u8; 32], recipient: &[u8; 32], shared: &[u8], ctx: &[u8]) -> LessSafeKey {
+fn wrap_key(
+    ephemeral: &[u8; 32],
+    recipient: &[u8; 32],
+    shared: &[u8],
+    info: &[u8],
+    ctx: &[u8],
+) -> LessSafeKey {
     let mut salt = [0u8; 64];
     salt[..32].copy_from_slice(ephemeral);
     salt[32..].copy_from_slice(recipient);
-    let k = hkdf32(&salt, shared, &[INFO, ctx]);
+    let k = hkdf32(&salt, shared, &[info, ctx]);
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k.expose()).expect("AES-256 key"))
 }
 
@@ -117,13 +133,14 @@ fn agree(
     peer: &[u8; 32],
     ephemeral: &[u8; 32],
     recipient: &[u8; 32],
+    info: &[u8],
     ctx: &[u8],
 ) -> Result<LessSafeKey, RecoveryError> {
     agreement::agree(
         sk,
         UnparsedPublicKey::new(&X25519, peer),
         RecoveryError::BadSlot,
-        |shared| Ok(wrap_key(ephemeral, recipient, shared, ctx)),
+        |shared| Ok(wrap_key(ephemeral, recipient, shared, info, ctx)),
     )
 }
 
@@ -144,7 +161,7 @@ impl KeyCustodian for RecoveryCustodian {
             .try_into()
             .expect("32 bytes");
         let ctx_bytes = ctx.to_bytes();
-        let key = agree(&eph, &public.0, &eph_pub, &public.0, &ctx_bytes)?;
+        let key = agree(&eph, &public.0, &eph_pub, &public.0, info(ctx), &ctx_bytes)?;
         let mut wrapped = dek.expose().to_vec();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key([0u8; 12]),
@@ -182,7 +199,7 @@ impl KeyCustodian for RecoveryCustodian {
         let sk = PrivateKey::from_private_key(&X25519, secret.expose())
             .expect("any 32 bytes are an X25519 private key");
         let ctx_bytes = ctx.to_bytes();
-        let key = agree(&sk, ephemeral, ephemeral, &public.0, &ctx_bytes)?;
+        let key = agree(&sk, ephemeral, ephemeral, &public.0, info(ctx), &ctx_bytes)?;
         let mut buf = zeroize::Zeroizing::new(wrapped.clone());
         let plain = key
             .open_in_place(
@@ -215,6 +232,7 @@ mod tests {
             archive_id: &id,
             salt: &salt,
             kind: ArchiveKind::Secrets,
+            binding: None,
         };
         let dek = Key32::random();
         let slot = RecoveryCustodian::for_wrapping(public)
@@ -235,6 +253,7 @@ mod tests {
             archive_id: &id,
             salt: &salt,
             kind: ArchiveKind::System,
+            binding: Some([3; 32]),
         };
         let slot = RecoveryCustodian::for_wrapping(secret.public())
             .wrap(&Key32::random(), &c)
@@ -244,6 +263,7 @@ mod tests {
             archive_id: &other_id,
             salt: &salt,
             kind: ArchiveKind::System,
+            binding: Some([4; 32]),
         };
         let mut opener = RecoveryCustodian::for_opening(secret);
         let e = opener.unwrap(&slot, &c2).err().unwrap();

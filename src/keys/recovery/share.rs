@@ -12,7 +12,9 @@ use aws_lc_rs::digest;
 use blahaj::Sharks;
 use zeroize::Zeroizing;
 
+use super::signers::{self, Listed};
 use super::{RecoveryError, RecoverySecret};
+use crate::format::signature::PublicKey;
 use crate::format::header::hex;
 use crate::secret::Key32;
 
@@ -30,6 +32,8 @@ pub struct Share {
     /// Shares made (N).
     pub count: u8,
     y: Zeroizing<Vec<u8>>,
+    /// The appliance signing keys the ceremony recorded, with their tag (share files only).
+    pub signers: Listed,
 }
 
 impl Share {
@@ -57,10 +61,12 @@ impl Share {
             "# offbox recovery share. SECRET: keep it offline, in a sealed envelope or a safe.\n\
              # {m} of the {n} custodians together can open every offbox archive of key {id}.\n\
              # Check it at each drill: offbox recovery verify-shares --share FILE ...\n\
+             # The signing-key lines name the appliance keys whose archives break the glass trusts.\n\
              key-id: {id}\n\
              share: {i} of {n}\n\
              threshold: {m}\n\
              format: {v}\n\
+             {signers}\
              \n\
              {code}\n",
             id = hex(&self.key_id),
@@ -69,6 +75,7 @@ impl Share {
             m = self.threshold,
             v = SHARE_VERSION,
             code = self.code().as_str(),
+            signers = signers::lines(&self.signers.keys, &self.signers.tag.unwrap_or_default()),
         ))
     }
 
@@ -79,8 +86,12 @@ impl Share {
             detail: detail.to_string(),
         };
         let mut code = Zeroizing::new(String::new());
+        let mut listed = Listed::default();
         for line in text.lines() {
             let line = line.trim();
+            if listed.read_line(line).map_err(bad)? {
+                continue;
+            }
             if line.is_empty() || line.starts_with('#') || line.contains(':') {
                 continue;
             }
@@ -119,7 +130,9 @@ impl Share {
             threshold: body[10],
             count: body[11],
             y: Zeroizing::new(body[12..44].to_vec()),
+            signers: listed,
         };
+        share.signers.check_shape().map_err(bad)?;
         if share.index == 0
             || share.threshold < 2
             || share.threshold > share.count
@@ -152,8 +165,16 @@ pub fn check_parameters(count: u32, threshold: u32) -> Result<(u8, u8), Recovery
 }
 
 /// Splits the recovery private key into `count` shares, any `threshold` of which rebuild it.
-pub fn split(secret: &RecoverySecret, count: u8, threshold: u8) -> Vec<Share> {
+/// Every share records `signers`, the appliance signing keys, under a tag only the recovery
+/// key can make.
+pub fn split(
+    secret: &RecoverySecret,
+    count: u8,
+    threshold: u8,
+    signing_keys: &[PublicKey],
+) -> Vec<Share> {
     let key_id = secret.public().key_id();
+    let tag = (!signing_keys.is_empty()).then(|| signers::tag(secret, signing_keys));
     Sharks(threshold)
         .dealer(secret.expose())
         .take(count as usize)
@@ -165,6 +186,10 @@ pub fn split(secret: &RecoverySecret, count: u8, threshold: u8) -> Vec<Share> {
                 threshold,
                 count,
                 y: Zeroizing::new(bytes[1..].to_vec()),
+                signers: Listed {
+                    keys: signing_keys.to_vec(),
+                    tag,
+                },
             }
         })
         .collect()
@@ -178,7 +203,16 @@ pub fn combine(shares: &[(String, Share)]) -> Result<RecoverySecret, RecoveryErr
     };
     let mut distinct: BTreeMap<u8, &Share> = BTreeMap::new();
     for (which, s) in shares {
-        if s.key_id != first.key_id || s.threshold != first.threshold {
+        if s.key_id == first.key_id && (s.threshold != first.threshold || s.count != first.count)
+        {
+            return Err(RecoveryError::ThresholdMismatch {
+                which: which.clone(),
+                found: format!("{} of {}", s.threshold, s.count),
+                first: shares[0].0.clone(),
+                expected: format!("{} of {}", first.threshold, first.count),
+            });
+        }
+        if s.key_id != first.key_id {
             return Err(RecoveryError::MixedShares {
                 which: which.clone(),
                 found: hex(&s.key_id),
@@ -246,7 +280,7 @@ mod tests {
     #[test]
     fn any_three_of_five_rebuild_the_key() {
         let secret = RecoverySecret::generate();
-        let shares = split(&secret, 5, 3);
+        let shares = split(&secret, 5, 3, &[]);
         let texts: Vec<_> = shares.iter().map(|s| s.to_file_text()).collect();
         for subset in [[0, 1, 2], [0, 2, 4], [1, 3, 4], [4, 3, 2]] {
             let picked: Vec<_> = subset
@@ -259,7 +293,7 @@ mod tests {
 
     #[test]
     fn two_of_three_needed_is_an_error() {
-        let shares = named(split(&RecoverySecret::generate(), 5, 3));
+        let shares = named(split(&RecoverySecret::generate(), 5, 3, &[]));
         let two: Vec<_> = shares.into_iter().take(2).collect();
         assert!(matches!(
             combine(&two),
@@ -273,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_typo_is_caught_by_the_checksum() {
-        let s = split(&RecoverySecret::generate(), 3, 2).remove(0);
+        let s = split(&RecoverySecret::generate(), 3, 2, &[]).remove(0);
         let code = s.code();
         let mut typo: Vec<char> = code.chars().collect();
         typo[7] = if typo[7] == 'A' { 'B' } else { 'A' };
@@ -287,8 +321,8 @@ mod tests {
 
     #[test]
     fn shares_of_two_ceremonies_do_not_mix() {
-        let a = split(&RecoverySecret::generate(), 3, 2);
-        let b = split(&RecoverySecret::generate(), 3, 2);
+        let a = split(&RecoverySecret::generate(), 3, 2, &[]);
+        let b = split(&RecoverySecret::generate(), 3, 2, &[]);
         let mixed = vec![
             ("a1".to_string(), Share::parse(&a[0].code(), "a1").unwrap()),
             ("b2".to_string(), Share::parse(&b[1].code(), "b2").unwrap()),

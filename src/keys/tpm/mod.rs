@@ -50,7 +50,7 @@ use tss_esapi::{Context, Error as TssError, WrapperErrorKind};
 
 use crate::format::KeySlot;
 use crate::keys::{Device, DeviceStatus, KeyCustodian, KeyError, KeyVersion, SlotContext};
-use crate::secret::{Dek, Key32};
+use crate::secret::Dek;
 use error::{kind_of, rc_text};
 
 /// Key-encryption key version N lives at persistent handle `KEK_HANDLE_BASE + N`.
@@ -200,7 +200,7 @@ impl TpmCustodian {
         Ok(out)
     }
 
-    fn wrap_inner(&mut self, dek: &Dek) -> Result<KeySlot, TpmError> {
+    fn wrap_inner(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, TpmError> {
         let version = *self
             .kek_versions()?
             .last()
@@ -215,7 +215,8 @@ impl TpmCustodian {
             Some(self.current_pcr_policy()?)
         };
         let template = objects::sealed_template(policy).map_err(|e| self.err("template", e))?;
-        let data = SensitiveData::try_from(dek.expose().to_vec())
+        // Version 2 seals DEK || binding, so the slot opens only in its own archive.
+        let data = SensitiveData::try_from(super::bound_key(dek, ctx).to_vec())
             .map_err(|e| self.err("SensitiveData", e))?;
         let session = self.salted_session(kek, SessionType::Hmac, true, false)?;
         let created = self.with_flushed(session_object(session), |me| {
@@ -242,7 +243,7 @@ impl TpmCustodian {
         pcrs: &[u8],
         public: &[u8],
         private: &[u8],
-    ) -> Result<Dek, TpmError> {
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
         let bad = |what: &str| TpmError::BadSlot { what: what.into() };
         if version == 0 || version > MAX_VERSION {
             return Err(bad("its key version is out of range"));
@@ -302,7 +303,7 @@ impl TpmCustodian {
                     })
             })
         })?;
-        Key32::from_slice(data.value()).ok_or_else(|| bad("the sealed data is not 32 bytes"))
+        Ok(zeroize::Zeroizing::new(data.value().to_vec()))
     }
 
     /// Runs one TPM command with `session` in slot 1 (None: no session), counting it.
@@ -490,16 +491,36 @@ impl TpmCustodian {
                 version: newest.map_or(0, |h| h - KEK_HANDLE_BASE),
             });
         }
-        for handle in existing {
-            self.evict(handle)?;
+        // A version number is never used twice: the new KEK comes after every version present.
+        let next = existing
+            .iter()
+            .filter(|&&h| h < SIGNING_HANDLE)
+            .map(|h| h - KEK_HANDLE_BASE)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        if next > MAX_VERSION {
+            return Err(TpmError::VersionMissing {
+                version: next,
+                handle: Self::kek_handle(next),
+            });
         }
-        let kek = objects::kek_template(1).map_err(|e| self.err("key template", e))?;
-        self.create_persistent(kek, Self::kek_handle(1))?;
-        let signing = objects::signing_template().map_err(|e| self.err("key template", e))?;
-        self.create_persistent(signing, SIGNING_HANDLE)?;
+        for handle in existing {
+            if handle != SIGNING_HANDLE {
+                self.evict(handle)?;
+            }
+        }
+        let kek = objects::kek_template(next).map_err(|e| self.err("key template", e))?;
+        self.create_persistent(kek, Self::kek_handle(next))?;
+        // The signing key is a primary derived from the owner seed: it stays the same key
+        // until the TPM is cleared, so the archives it signed keep verifying.
+        if self.persistent(SIGNING_HANDLE)?.is_none() {
+            let signing = objects::signing_template().map_err(|e| self.err("key template", e))?;
+            self.create_persistent(signing, SIGNING_HANDLE)?;
+        }
         Ok(KeyVersion {
-            version: 1,
-            location: location(Self::kek_handle(1)),
+            version: next,
+            location: location(Self::kek_handle(next)),
             current: true,
         })
     }
@@ -552,11 +573,11 @@ impl KeyCustodian for TpmCustodian {
         "tpm"
     }
 
-    fn wrap(&mut self, dek: &Dek, _ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
-        Ok(self.wrap_inner(dek)?)
+    fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
+        Ok(self.wrap_inner(dek, ctx)?)
     }
 
-    fn unwrap(&mut self, slot: &KeySlot, _ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
+    fn unwrap(&mut self, slot: &KeySlot, ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
         let KeySlot::Tpm {
             key_version,
             parent_name,
@@ -567,13 +588,15 @@ impl KeyCustodian for TpmCustodian {
         else {
             return Ok(None);
         };
-        Ok(Some(self.unwrap_inner(
-            *key_version,
-            parent_name,
-            pcrs,
-            public,
-            private,
-        )?))
+        let plain = self.unwrap_inner(*key_version, parent_name, pcrs, public, private)?;
+        match super::unbind_key(&plain, ctx) {
+            Ok(k) => Ok(Some(k)),
+            Err(true) => Err(KeyError::SlotMoved { slot: "tpm" }),
+            Err(false) => Err(TpmError::BadSlot {
+                what: "the sealed data has the wrong length".into(),
+            }
+            .into()),
+        }
     }
 }
 

@@ -1,0 +1,248 @@
+//! Output files of `decrypt`/`recover --output` on the real SoftHSM test bed: a planted
+//! symlink redirects nothing, an existing file is kept unless `--replace` is given, and a
+//! run killed mid-write leaves no plaintext behind once the next run has cleaned up.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{pattern, stderr, tree, Sim};
+
+/// A secrets archive of `len` pseudo-random bytes; returns (archive, plaintext).
+fn secrets_archive(sim: &Sim, work: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+    let plain = pattern(len, 7);
+    let src = work.join("export.bin");
+    fs::write(&src, &plain).unwrap();
+    let archive = work.join("secrets.obx");
+    sim.backup("secrets", &src, &archive);
+    fs::remove_file(&src).unwrap();
+    (archive, plain)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The first hex digits of this boot's id, as offbox puts them in run ids.
+fn boot8() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect()
+}
+
+/// Whether any file under `dir` holds a 4 KiB run of `plain` (taken from its middle).
+fn holds_plaintext(dir: &Path, plain: &[u8]) -> Option<String> {
+    let probe = &plain[plain.len() / 2..plain.len() / 2 + 4096];
+    tree(dir).into_iter().find(|f| {
+        let data = fs::read(dir.join(f)).unwrap_or_default();
+        data.windows(probe.len()).any(|w| w == probe)
+    })
+}
+
+#[test]
+fn planted_symlinks_do_not_redirect_the_output() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let (archive, plain) = secrets_archive(&sim, work.path(), 64 << 10);
+    let victim = work.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let out_dir = work.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("vault.json");
+    // Every name that an attacker could predict: the old partial name and its variants.
+    let planted = [
+        "vault.json.offbox-partial",
+        ".vault.json.offbox-partial",
+        ".vault.json.offbox-partial.",
+    ];
+    for p in planted {
+        symlink(&victim, out_dir.join(p)).unwrap();
+    }
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&victim).unwrap(), b"precious", "the symlink's target");
+    assert_eq!(fs::read(&out).unwrap(), plain);
+    let md = fs::symlink_metadata(&out).unwrap();
+    assert!(md.file_type().is_file(), "a regular file, not a symlink");
+    assert_eq!(md.permissions().mode() & 0o077, 0, "no access for group or others");
+    for p in planted {
+        let l = fs::symlink_metadata(out_dir.join(p)).unwrap();
+        assert!(l.file_type().is_symlink(), "{p} is left alone, not written through");
+    }
+}
+
+#[test]
+fn an_existing_destination_is_kept_unless_replace_is_given() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let (archive, plain) = secrets_archive(&sim, work.path(), 64 << 10);
+    let dir = work.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    let out = dir.join("vault.json");
+    fs::write(&out, b"yesterday's export").unwrap();
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&out)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains("the file exists") && msg.contains("--replace"),
+        "{msg}"
+    );
+    assert_eq!(fs::read(&out).unwrap(), b"yesterday's export");
+    assert_eq!(tree(&dir), vec!["vault.json"], "nothing else written");
+
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&out), "--replace"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), plain);
+    assert_eq!(tree(&dir), vec!["vault.json"]);
+
+    // A symlink at the destination is replaced itself; its target is never written.
+    let victim = work.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let link = dir.join("link.json");
+    symlink(&victim, &link).unwrap();
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&link)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&link), "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
+    assert_eq!(fs::read(&link).unwrap(), plain);
+
+    // The same rules for break the glass.
+    let pem = work.path().join("signing.pem");
+    sim.ok(&["keys", "export-public", "--output", s(&pem)]);
+    let mut args = vec!["recover".to_string(), s(&archive).to_string()];
+    for i in 1..=3 {
+        args.extend(["--share".to_string(), s(&sim.share(i)).to_string()]);
+    }
+    args.extend(["--public-key", s(&pem), "--output", s(&out)].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fs::write(&out, b"older").unwrap();
+    let o = sim.run(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the file exists"), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), b"older");
+    let mut replace = args.clone();
+    replace.push("--replace");
+    let o = sim.run(&replace);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), plain);
+}
+
+#[test]
+fn stale_partials_of_dead_runs_are_removed_and_reported() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let (archive, plain) = secrets_archive(&sim, work.path(), 64 << 10);
+    let dir = work.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    let boot = boot8();
+    let me = std::process::id();
+    // 4194305 is above the kernel's largest pid: that process never runs.
+    let dead = format!(".vault.json.offbox-partial.4194305-{boot}.0123456789abcdef");
+    let old = format!(".vault.json.offbox-partial.{me}-{boot}.00000000000000aa");
+    let kept = [
+        format!(".vault.json.offbox-partial.{me}-{boot}.0123456789abcdef"),
+        ".vault.json.offbox-partial.junk".to_string(),
+        format!(".other.json.offbox-partial.4194305-{boot}.0123456789abcdef"),
+    ];
+    for f in kept.iter().chain([&dead, &old]) {
+        fs::write(dir.join(f), &plain[..4096]).unwrap();
+    }
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 86_400);
+    fs::File::options()
+        .write(true)
+        .open(dir.join(&old))
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let out = dir.join("vault.json");
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains(&format!("removed {}", dir.join(&dead).display())),
+        "{msg}"
+    );
+    assert!(msg.contains("process 4194305 no longer runs"), "{msg}");
+    assert!(msg.contains(&old) && msg.contains("more than a day"), "{msg}");
+    assert!(!dir.join(&dead).exists() && !dir.join(&old).exists());
+    for f in &kept {
+        assert!(dir.join(f).exists(), "{f} must be kept");
+    }
+    assert_eq!(fs::read(&out).unwrap(), plain);
+}
+
+/// The output's temporary among `pid`'s open files: a descriptor whose path is in `dir`.
+fn temp_fd(pid: u32, dir: &Path) -> Option<PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|fd| fs::read_link(fd).is_ok_and(|t| t.starts_with(dir)))
+}
+
+#[test]
+fn a_killed_decrypt_leaves_no_plaintext_after_the_next_run() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let (archive, plain) = secrets_archive(&sim, work.path(), 24 << 20);
+    let bytes = fs::read(&archive).unwrap();
+    let dir = work.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    let out = dir.join("vault.json");
+    // Feed half the archive and keep the pipe open: decrypt writes what it has, then waits.
+    let mut child = sim
+        .cmd(&["decrypt", "-", "--output", s(&out)])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written = loop {
+        let size = temp_fd(child.id(), &dir)
+            .and_then(|fd| fs::metadata(fd).ok())
+            .map_or(0, |m| m.len());
+        if size > (4 << 20) || Instant::now() > deadline {
+            break size;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup of its own.
+    child.wait().unwrap();
+    drop(stdin);
+    assert!(written > (4 << 20), "decrypt streamed {written} bytes before the kill");
+    let leftovers = tree(&dir);
+    assert!(!out.exists(), "nothing published: {leftovers:?}");
+
+    // The next run to the same destination removes whatever a named temporary left.
+    let o = sim.run(&["decrypt", s(&archive), "--output", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(tree(&dir), vec!["vault.json"], "before: {leftovers:?}");
+    assert_eq!(fs::read(&out).unwrap(), plain);
+    fs::remove_file(&out).unwrap();
+    assert_eq!(holds_plaintext(&dir, &plain), None);
+    assert_eq!(holds_plaintext(work.path(), &plain), None);
+}
+
+#[test]
+fn keys_export_public_never_overwrites() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let pem = work.path().join("signing.pem");
+    fs::write(&pem, b"keep").unwrap();
+    let o = sim.run(&["keys", "export-public", "--output", s(&pem)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(fs::read(&pem).unwrap(), b"keep");
+}
