@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use crate::format::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 use crate::keys::pkcs11::Pkcs11Config;
-use crate::targets::name::MAX_APPLIANCE_ID;
 #[cfg(feature = "tpm")]
 use crate::keys::tpm::TpmConfig;
+use crate::targets::name::MAX_APPLIANCE_ID;
 #[cfg(not(feature = "tpm"))]
 type TpmConfig = toml::Table;
 
@@ -208,7 +208,10 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
-            detail: e.to_string(),
+            detail: match e.span().and_then(|span| table_at(text, span.start)) {
+                Some(table) => format!("{}\n(in table [{table}])", e.to_string().trim_end()),
+                None => e.to_string(),
+            },
         })?;
         let missing = match cfg.keys.backend {
             Backend::Pkcs11 if cfg.keys.pkcs11.is_none() => Some("pkcs11"),
@@ -313,6 +316,27 @@ impl Config {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into())
     }
+}
+
+/// The name of the `[table]` (or `[[table]]`) whose header is on or above the line holding
+/// byte `offset` of `text`, for messages: the parser shows the line of a mistake, which may
+/// be far below its table's header.
+fn table_at(text: &str, offset: usize) -> Option<&str> {
+    let end = text.get(offset..).map_or(text.len(), |rest| {
+        offset + rest.find('\n').unwrap_or(rest.len())
+    });
+    text.get(..end)?.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let line = line.split_once('#').map_or(line, |(l, _)| l).trim_end();
+        let name = line.strip_prefix('[')?.strip_suffix(']')?;
+        let name = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name)
+            .trim();
+        let plain = |c: char| c.is_ascii_alphanumeric() || "_-.\" ".contains(c);
+        (!name.is_empty() && name.chars().all(plain)).then_some(name)
+    })
 }
 
 #[cfg(test)]
@@ -434,17 +458,23 @@ mod tests {
     fn typo_in_a_target_table_names_the_key_and_the_table() {
         let e = parse_err("[targets.nas]\nurl = \"smb://u@h/s/p\"\npasword = \"x\"");
         assert!(
-            e.contains("in [targets.nas]: unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`"),
+            e.contains("unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`\n(in table [targets.nas])"),
             "{e}"
         );
+        assert!(e.contains("3 | pasword = "), "{e}");
         assert!(!e.contains("expected struct TargetConfig"), "{e}");
         // A misspelt key of [targets] itself reads as a target that is not a table.
         let e = parse_err("[targets]\nssh_identiy = \"/x\"");
-        assert!(e.contains("in [targets.ssh_identiy]: "), "{e}");
-        assert!(e.contains("ssh_identity, known_hosts, default"), "{e}");
-        // A missing url is named too.
-        let e = parse_err("[targets.nas]\npassword_env = \"X\"");
-        assert!(e.contains("in [targets.nas]: missing field `url`"), "{e}");
+        assert!(
+            e.contains("invalid type: string \"/x\", expected a [targets.NAME] table (the keys of [targets] itself are ssh_identity, known_hosts, default)\n(in table [targets])"),
+            "{e}"
+        );
+        // A missing url is named, with its table.
+        let e = parse_err("[backup]\n[targets.nas]\npassword_env = \"X\"");
+        assert!(
+            e.contains("missing field `url`\n(in table [targets.nas])"),
+            "{e}"
+        );
         // The well-formed form still parses.
         let c = parse(
             "[targets]\ndefault = \"nas\"\nknown_hosts = \"/k\"\n[targets.nas]\nurl = \"smb://u@h/s/p\"\npassword_file = \"/p\"\n[targets.dr]\nurl = \"ssh://u@h/p\"\ntimeout_secs = 5",
@@ -454,6 +484,17 @@ mod tests {
         assert_eq!(c.targets.known_hosts.as_deref(), Some(Path::new("/k")));
         assert_eq!(c.targets.named.len(), 2);
         assert_eq!(c.targets.named["dr"].timeout_secs, Some(5));
+    }
+
+    #[test]
+    fn parse_errors_name_their_table() {
+        let e = parse_err("[backup]\nsources = [\n  \"/etc\",\n]\nexclud = []");
+        assert!(e.contains("unknown field `exclud`"), "{e}");
+        assert!(e.contains("(in table [backup])"), "{e}");
+        assert_eq!(table_at("a = 1\n[x.y] # c\nb = 2\n", 20), Some("x.y"));
+        assert_eq!(table_at("[[arr]]\nb = 2\n", 9), Some("arr"));
+        assert_eq!(table_at("[t]\n", 0), Some("t"));
+        assert_eq!(table_at("a = 1\n", 2), None);
     }
 
     #[test]

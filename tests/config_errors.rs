@@ -38,9 +38,17 @@ fn segment_size_is_refused_before_the_hsm_is_opened() {
     let d = dir.path();
     // With a valid value the same config reaches the HSM and fails on its module: that is
     // the error the config check must come before.
-    let o = run(d, &config("segment_size = 4096", "", ""), &["keys", "status"]);
+    let o = run(
+        d,
+        &config("segment_size = 4096", "", ""),
+        &["keys", "status"],
+    );
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("libpkcs11-offbox-test.so"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("libpkcs11-offbox-test.so"),
+        "{}",
+        stderr(&o)
+    );
 
     for (value, args) in [
         ("1", &["keys", "status"][..]),
@@ -78,7 +86,7 @@ fn other_values_name_their_key() {
         ),
         (
             config("", "", "[targets.nas]\nurl = \"smb://u@nas.example/share/dir\"\npasword = \"x\""),
-            "in [targets.nas]: unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`",
+            "unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`\n(in table [targets.nas])",
         ),
     ];
     for (cfg, want) in cases {

@@ -93,7 +93,7 @@ fn keyless_verify_refuses_another_appliance(backend: Backend) {
     let bad = run(&from_b);
     assert_eq!(bad.status.code(), Some(3));
     assert!(
-        stderr(&bad).contains("not by the given public key"),
+        stderr(&bad).contains("which is not a trusted signing key here (trusted: "),
         "{}",
         stderr(&bad)
     );

@@ -8,9 +8,10 @@ mod tb;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{pattern, stderr, Sim};
-use tb::{finals, temps, Testbed};
+use tb::{backup_to, finals, setup, source, temps, Remote, Testbed};
 
 /// An sshfs mount of the test bed's data directory, unmounted on drop.
 struct Sshfs {
@@ -105,4 +106,116 @@ fn round_trip_on_sshfs_mount() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The first hex digits of this boot's id, as offbox puts them in run ids.
+fn boot8() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect()
+}
+
+/// Two runs at once: the second (backup or prune) exits 75 and leaves the first one's
+/// temporary alone; the first then publishes a complete archive.
+#[test]
+fn a_second_run_waits_for_the_lock_and_leaves_the_first_upload_alone() {
+    let (sim, tb) = setup();
+    let mnt = Sshfs::mount(&tb, sim.dir.path().join("mnt"));
+    let url = format!("file://{}", mnt.point.display());
+    let remote = Remote {
+        target: Box::leak(url.clone().into_boxed_str()),
+        data_dir_key: "SSH_DATA_DIR",
+        small_dir_key: "SSH_DATA_DIR",
+        scheme: "file://",
+        shown_url: "file://",
+    };
+    let (child, tx) = remote.start_stalled_upload(&sim, &tb);
+    let before = temps(&tb.files("SSH_DATA_DIR"))
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(
+        before[0].starts_with(&format!(".offbox-tmp.hsm-sim.{}-", child.id())),
+        "the temporary names its run: {before:?}"
+    );
+    let src = source(&sim, 1);
+    let busy = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(75), "{}", stderr(out));
+        let err = stderr(out);
+        assert!(err.contains("busy; another offbox run holds the lock"), "{err}");
+        assert!(err.contains(&format!("(pid {})", child.id())), "{err}");
+    };
+    busy(&backup_to(&sim, &src, &url));
+    busy(&sim.run(&["prune", "--to", &url, "--keep-last", "1"]));
+    let t = Instant::now();
+    let mut args = tb::backup_args(src.to_str().unwrap(), &url);
+    args.extend(["--wait", "1"]);
+    let waited = sim.run(&args);
+    busy(&waited);
+    assert!(t.elapsed() >= Duration::from_secs(1), "it waited");
+    assert!(stderr(&waited).contains("within 1 s"), "{}", stderr(&waited));
+    let files = tb.files("SSH_DATA_DIR");
+    assert_eq!(temps(&files), before.iter().collect::<Vec<_>>(), "untouched");
+    assert!(finals(&files).is_empty(), "{files:?}");
+
+    tx.send(()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = tb.files("SSH_DATA_DIR");
+    assert!(temps(&files).is_empty(), "{files:?}");
+    let f = finals(&files);
+    assert_eq!(f.len(), 1, "{files:?}");
+    let v = sim.ok(&["verify", "--from", &url, f[0]]);
+    assert!(String::from_utf8_lossy(&v).contains("verify OK"));
+    cleanup_and_prune_touch_only_this_appliance(&sim, &tb, &url, &src, f[0]);
+}
+
+/// With the lock free: cleanup removes only dead runs' temporaries of this appliance, and
+/// prune deletes only what parses as exactly this appliance's archive name.
+fn cleanup_and_prune_touch_only_this_appliance(
+    sim: &Sim,
+    tb: &Testbed,
+    url: &str,
+    src: &std::path::Path,
+    secrets: &str,
+) {
+    let data = PathBuf::from(tb.get("SSH_DATA_DIR"));
+    let boot = boot8();
+    let me = std::process::id();
+    let dead = format!(".offbox-tmp.hsm-sim.4194305-{boot}.0123456789abcdef");
+    let old_mine = "offbox-hsm-sim-system-20200101T000000Z-0123abcd.obx".to_string();
+    let untouchable = [
+        format!(".offbox-tmp.hsm-sim.{me}-{boot}.0123456789abcdef"),
+        format!(".offbox-tmp.pam01.4194305-{boot}.0123456789abcdef"),
+        "offbox-pam01-system-20200101T000000Z-0123abcd.obx".to_string(),
+        "offbox-hsm-sim-b-system-20200101T000000Z-0123abcd.obx".to_string(),
+        "offbox-hsm_2esim-system-20200101T000000Z-0123abcd.obx".to_string(),
+        "offbox-hsm-sim-system-garbage.obx".to_string(),
+        "offbox-hsm-sim-system-20200230T000000Z-0123abcd.obx".to_string(),
+        "offbox-hsm-sim-system-20200101T000000Z-0123ABCD.obx".to_string(),
+        "offbox-hsm-sim-system-20200101T000000Z-0123abcd.obx.part".to_string(),
+    ];
+    for f in untouchable.iter().chain([&dead, &old_mine]) {
+        std::fs::write(data.join(f), b"x").unwrap();
+    }
+    let out = backup_to(sim, src, url);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("removed 1 stale temporary file(s)"), "{err}");
+    assert!(err.contains(&format!("removed the leftover {dead}")), "{err}");
+    assert!(err.contains("kept the temporary"), "{err}");
+    assert!(!data.join(&dead).exists());
+    let plan = sim.ok(&["prune", "--to", url, "--keep-last", "1"]);
+    let plan = String::from_utf8_lossy(&plan).into_owned();
+    assert!(plan.contains(&format!("deleted\t{old_mine}")), "{plan}");
+    assert_eq!(plan.matches("deleted").count(), 1, "{plan}");
+    assert!(!data.join(&old_mine).exists());
+    assert!(data.join(secrets).exists(), "the newest secrets archive is kept");
+    for f in &untouchable {
+        assert!(data.join(f).exists(), "{f} was deleted");
+    }
 }

@@ -106,6 +106,9 @@ pub fn decrypted(s: &ReadSummary, output: &Path, json: bool) {
 
 /// `restore` and `recover --to`.
 pub fn restored(s: &RestoreSummary, json: bool) {
+    for w in s.extract.warnings() {
+        eprintln!("offbox: warning: {w}");
+    }
     if json {
         println!("{}", json_line(s));
         return;

@@ -111,10 +111,12 @@ pub fn backup_to(
     let (summary, published) = job::backup_to(target, device, others, opts, meter, lock)?;
     if !published.cleaned.is_empty() {
         eprintln!(
-            "offbox: removed {} stale temporary file(s) of earlier interrupted uploads: {}",
-            published.cleaned.len(),
-            published.cleaned.join(", ")
+            "offbox: removed {} stale temporary file(s) of earlier interrupted uploads",
+            published.cleaned.len()
         );
+    }
+    for c in &published.cleaned {
+        eprintln!("offbox: removed the leftover {c} of an earlier interrupted upload");
     }
     for k in &published.kept {
         eprintln!("offbox: kept the temporary {k}: the offbox process that writes it still runs");

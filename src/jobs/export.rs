@@ -59,8 +59,9 @@ fn open_command(argv: &[String]) -> Result<Box<dyn Read>, JobError> {
         name: name.clone(),
     };
     // A failure before the first byte is reported by the reader itself (exit status).
-    let first =
-        first_bytes(&mut reader).map_err(|e| JobError::Export(format!("{e}; check secrets.export_command in the config")))?;
+    let first = first_bytes(&mut reader).map_err(|e| {
+        JobError::Export(format!("{e}; check secrets.export_command in the config"))
+    })?;
     if first.is_empty() {
         return Err(JobError::Export(format!(
             "the export command {name} succeeded but wrote nothing (0 bytes), and an empty export is not a backup; no archive was written. Run secrets.export_command by hand as the service user and check that it prints the vault export on its standard output"
@@ -76,8 +77,8 @@ fn open_file(path: &Path) -> Result<Box<dyn Read>, JobError> {
             path.display()
         )
     };
-    let mut f = File::open(path)
-        .map_err(|e| JobError::Export(format!("cannot open {}: {e}", what())))?;
+    let mut f =
+        File::open(path).map_err(|e| JobError::Export(format!("cannot open {}: {e}", what())))?;
     let first = first_bytes(&mut f)
         .map_err(|e| JobError::Export(format!("cannot read {}: {e}", what())))?;
     if first.is_empty() {
@@ -148,7 +149,11 @@ mod tests {
 
     #[test]
     fn command_output_is_streamed_whole() {
-        let r = open(&cfg(&["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x"]), &[]).unwrap();
+        let r = open(
+            &cfg(&["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x"]),
+            &[],
+        )
+        .unwrap();
         let v = read_all(r).unwrap();
         assert_eq!(v.len(), 200_000);
         assert!(v.iter().all(|&b| b == b'x'));
@@ -189,8 +194,10 @@ mod tests {
         std::fs::write(&p, b"").unwrap();
         let e = open(&SecretsConfig::default(), &[p.clone()]).err().unwrap();
         assert!(
-            e.to_string()
-                .contains(&format!("{} (secrets.file in the config, or --source) is empty (0 bytes)", p.display())),
+            e.to_string().contains(&format!(
+                "{} (secrets.file in the config, or --source) is empty (0 bytes)",
+                p.display()
+            )),
             "{e}"
         );
         let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();

@@ -4,8 +4,8 @@
 
 pub mod backup;
 pub mod error;
-pub mod lock;
 pub mod export;
+pub mod lock;
 pub mod open;
 pub mod read;
 pub mod recovery;

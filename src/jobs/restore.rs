@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::payload::unpack::Staging;
+use crate::payload::unpack::{ExtractReport, Staging, UnpackOptions};
 use crate::stream::DecryptReader;
 
 use super::read::{with_payload, ReadSummary};
@@ -20,6 +20,9 @@ pub struct RestoreSummary {
     pub read: ReadSummary,
     /// The signature check.
     pub signature: super::signature::SignatureStatus,
+    /// What the restore stripped (setuid/setgid bits), could not create (device nodes
+    /// without root), skipped, or cleaned up (leftovers of killed restores).
+    pub extract: ExtractReport,
 }
 
 /// Extracts an opened archive to `dest`, which must not exist or be empty. The tree is
@@ -30,15 +33,26 @@ pub fn restore<R: Read>(
     dest: &Path,
     trust: &super::signature::Trust,
 ) -> Result<RestoreSummary, JobError> {
+    restore_with(reader, dest, trust, UnpackOptions::default())
+}
+
+/// [`restore`] with the choices of `opts` (setuid/setgid bits are stripped unless
+/// `opts.keep_setuid`).
+pub fn restore_with<R: Read>(
+    reader: DecryptReader<R>,
+    dest: &Path,
+    trust: &super::signature::Trust,
+    opts: UnpackOptions,
+) -> Result<RestoreSummary, JobError> {
     expect_tree(reader.header(), "restore")?;
-    let staging = Staging::create(dest)?;
-    let (reader, payload_bytes) = with_payload(reader, |payload| {
+    let staging = Staging::create_with(dest, opts)?;
+    let (reader, (payload_bytes, extract)) = with_payload(reader, |payload| {
         let mut counted = super::read::CountRead::new(payload);
-        let extracted = staging.extract(&mut counted).map(|_| ());
-        extracted.map(|()| counted.count()).map_err(|e| match e {
+        let (_, report) = staging.extract(&mut counted).map_err(|e| match e {
             crate::payload::unpack::UnpackError::Extract(io) => io,
             other => std::io::Error::other(other.to_string()),
-        })
+        })?;
+        Ok((counted.count(), report))
     })?;
     let h = reader.header();
     let read = ReadSummary {
@@ -48,7 +62,7 @@ pub fn restore<R: Read>(
         created_unix: h.created_unix,
         archive_bytes: reader.archive_len(),
         payload_bytes,
-        entries: 0,
+        entries: extract.entries,
         slots: super::open::slot_list(h),
         signature: None,
     };
@@ -58,5 +72,6 @@ pub fn restore<R: Read>(
         restored_to,
         read,
         signature,
+        extract,
     })
 }

@@ -321,7 +321,9 @@ mod tests {
         );
         let w = permission_warning(p, "PIN", 0o100662, 999, 999, "offbox").unwrap();
         assert!(
-            w.contains("is readable by its group and writable by others than its owner (mode 0662)"),
+            w.contains(
+                "is readable by its group and writable by others than its owner (mode 0662)"
+            ),
             "{w}"
         );
     }
@@ -346,12 +348,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("empty");
         std::fs::write(&p, "\n").unwrap();
-        let e = read_secret_text(&SecretSource::File(p.clone()), "SMB password", "password_file")
-            .err()
-            .unwrap();
+        let e = read_secret_text(
+            &SecretSource::File(p.clone()),
+            "SMB password",
+            "password_file",
+        )
+        .err()
+        .unwrap();
         assert_eq!(
             e.to_string(),
-            format!("the SMB password from file {} is empty; write the secret there", p.display())
+            format!(
+                "the SMB password from file {} is empty; write the secret there",
+                p.display()
+            )
         );
     }
 }

@@ -99,7 +99,9 @@ pub(super) fn extract_tree<R: Read>(
 /// The entry's path, relative and without `..`, or `None` for an entry naming the top
 /// directory itself (`./`), which is skipped as tar does.
 fn checked_path<R: Read>(entry: &Entry<'_, R>, name: &str) -> io::Result<Option<PathBuf>> {
-    let path = entry.path().map_err(|e| entry_error(name, Path::new(""), e))?;
+    let path = entry
+        .path()
+        .map_err(|e| entry_error(name, Path::new(""), e))?;
     let mut rel = PathBuf::new();
     for c in path.components() {
         match c {
@@ -263,7 +265,13 @@ impl Node<'_> {
         if self.as_root {
             let uid = Uid::from_raw(h.uid()? as u32);
             let gid = Gid::from_raw(h.gid()? as u32);
-            nix::unistd::fchownat(&dir, file, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            nix::unistd::fchownat(
+                &dir,
+                file,
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
         }
         // After the chown, which clears setuid/setgid bits.
         let mut perm = h.mode()? & 0o7777;
@@ -272,7 +280,12 @@ impl Node<'_> {
             report.stripped_setid.push(self.name.to_string());
         }
         // The node was just made in a directory opened without following symlinks.
-        stat::fchmodat(&dir, file, Mode::from_bits_truncate(perm), FchmodatFlags::FollowSymlink)?;
+        stat::fchmodat(
+            &dir,
+            file,
+            Mode::from_bits_truncate(perm),
+            FchmodatFlags::FollowSymlink,
+        )?;
         let mtime = TimeSpec::new(i64::try_from(h.mtime()?).unwrap_or(i64::MAX), 0);
         stat::utimensat(&dir, file, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)?;
         Ok(())

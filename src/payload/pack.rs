@@ -306,7 +306,13 @@ impl<W: Write> Walker<'_, W> {
 }
 
 /// Records what happened to a file while it was read: an error, shrinking, growth, change.
-fn after_read(stats: &mut PackStats, path: &Path, meta: &Metadata, mut exact: ExactSize, size: u64) {
+fn after_read(
+    stats: &mut PackStats,
+    path: &Path,
+    meta: &Metadata,
+    mut exact: ExactSize,
+    size: u64,
+) {
     if let Some(e) = exact.failed.take() {
         notice(
             stats,

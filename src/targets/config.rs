@@ -53,6 +53,32 @@ pub struct TargetsConfig {
 /// The keys of `[targets]` itself (any other key is a target name).
 pub const TARGETS_KEYS: &[&str] = &["ssh_identity", "known_hosts", "default"];
 
+/// One `[targets.NAME]` value: a table, read as [`TargetConfig`] straight from the
+/// parser (so that its errors keep their position), and otherwise an error that says what
+/// is expected.
+struct TargetTable(TargetConfig);
+
+impl<'de> Deserialize<'de> for TargetTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "a [targets.NAME] table (the keys of [targets] itself are {})",
+                    TARGETS_KEYS.join(", ")
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetTable, A::Error> {
+                TargetConfig::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(TargetTable)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 // Written out rather than derived with `#[serde(flatten)]`: a flattened map buffers each
 // `[targets.NAME]` table and reports any mistake in it only as "expected struct
 // TargetConfig". Here each table is deserialized directly, so a typo is reported as
@@ -73,7 +99,7 @@ impl<'de> Deserialize<'de> for TargetsConfig {
                         "known_hosts" => out.known_hosts = Some(map.next_value()?),
                         "default" => out.default = Some(map.next_value()?),
                         _ => {
-                            let t = map.next_value::<TargetConfig>()?;
+                            let TargetTable(t) = map.next_value()?;
                             out.named.insert(key, t);
                         }
                     }

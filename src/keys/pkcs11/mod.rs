@@ -370,7 +370,13 @@ impl Device for Pkcs11Custodian {
     }
 
     fn signing_key(&mut self) -> Result<crate::format::signature::PublicKey, KeyError> {
-        Ok(sign::public_key(&self.session, &self.cfg.key_label)?)
+        sign::public_key(&self.session, &self.cfg.key_label).map_err(|e| {
+            // Neither key exists: the token was never initialised; say that.
+            match kek::list(&self.session, &self.cfg.key_label) {
+                Ok(v) if v.is_empty() => self.kek_missing().into(),
+                _ => e.into(),
+            }
+        })
     }
 
     fn signing_keys(&mut self) -> Result<Vec<crate::format::signature::PublicKey>, KeyError> {
