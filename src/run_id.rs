@@ -112,7 +112,15 @@ mod tests {
             },
         };
         assert!(!other_boot.is_alive(), "a run of another boot is dead");
-        for bad in ["", "12", "12-", "-a880fd02", "012-a880fd02", "12-A880FD02", "12-a880fd0"] {
+        for bad in [
+            "",
+            "12",
+            "12-",
+            "-a880fd02",
+            "012-a880fd02",
+            "12-A880FD02",
+            "12-a880fd0",
+        ] {
             assert_eq!(RunId::parse(bad), None, "{bad}");
         }
     }

@@ -68,14 +68,25 @@ fn planted_symlinks_do_not_redirect_the_output() {
     }
     let o = sim.run(&["decrypt", s(&archive), "--output", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(fs::read(&victim).unwrap(), b"precious", "the symlink's target");
+    assert_eq!(
+        fs::read(&victim).unwrap(),
+        b"precious",
+        "the symlink's target"
+    );
     assert_eq!(fs::read(&out).unwrap(), plain);
     let md = fs::symlink_metadata(&out).unwrap();
     assert!(md.file_type().is_file(), "a regular file, not a symlink");
-    assert_eq!(md.permissions().mode() & 0o077, 0, "no access for group or others");
+    assert_eq!(
+        md.permissions().mode() & 0o077,
+        0,
+        "no access for group or others"
+    );
     for p in planted {
         let l = fs::symlink_metadata(out_dir.join(p)).unwrap();
-        assert!(l.file_type().is_symlink(), "{p} is left alone, not written through");
+        assert!(
+            l.file_type().is_symlink(),
+            "{p} is left alone, not written through"
+        );
     }
 }
 
@@ -110,7 +121,10 @@ fn an_existing_destination_is_kept_unless_replace_is_given() {
     symlink(&victim, &link).unwrap();
     let o = sim.run(&["decrypt", s(&archive), "--output", s(&link)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     let o = sim.run(&["decrypt", s(&archive), "--output", s(&link), "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
@@ -174,7 +188,10 @@ fn stale_partials_of_dead_runs_are_removed_and_reported() {
         "{msg}"
     );
     assert!(msg.contains("process 4194305 no longer runs"), "{msg}");
-    assert!(msg.contains(&old) && msg.contains("more than a day"), "{msg}");
+    assert!(
+        msg.contains(&old) && msg.contains("more than a day"),
+        "{msg}"
+    );
     assert!(!dir.join(&dead).exists() && !dir.join(&old).exists());
     for f in &kept {
         assert!(dir.join(f).exists(), "{f} must be kept");
@@ -224,14 +241,20 @@ fn a_killed_decrypt_leaves_no_plaintext_after_the_next_run() {
     child.kill().unwrap(); // SIGKILL: no destructor, no cleanup of its own.
     child.wait().unwrap();
     drop(stdin);
-    assert!(written > (4 << 20), "decrypt streamed {written} bytes before the kill");
+    assert!(
+        written > (4 << 20),
+        "decrypt streamed {written} bytes before the kill"
+    );
     let leftovers = tree(&dir);
     assert!(!out.exists(), "nothing published: {leftovers:?}");
     // Nothing at all where the filesystem has O_TMPFILE; elsewhere only a partial that
     // names the dead run, so that the next run can tell it is stale.
     let dead_run = format!(".vault.json.offbox-partial.{pid}-");
     for f in &leftovers {
-        assert!(f.starts_with(&dead_run), "{f} left behind by the killed run");
+        assert!(
+            f.starts_with(&dead_run),
+            "{f} left behind by the killed run"
+        );
     }
 
     // The next run to the same destination removes whatever a named temporary left.

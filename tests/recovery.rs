@@ -407,9 +407,8 @@ fn three_of_five_end_to_end_with_the_token_destroyed() {
     assert_audit(&err, &sec_id, "secrets", "1,3,5");
     assert!(
         err.contains(&format!(
-            "offbox: decrypted: kind=secrets archive={sec_id} payload_bytes=300000 to {}",
-            out.display()
-        )),
+            "offbox: decrypted: kind=secrets archive={sec_id} payload_bytes=300000 signature verified (key "
+        )) && err.contains(&format!(", trusted as the custodians' shares) to {}\n", out.display())),
         "{err}"
     );
 
@@ -592,12 +591,16 @@ fn disaster_restore_drill_on_a_new_token() {
     let new = Sim::new();
     assert_ne!(key_id_of(&new.share(1)), key_id);
 
-    // Its own token cannot open the old archive: nothing is restored, recovery is named.
+    // The new appliance does not trust the old one's signing key, and its token could not
+    // open the archive anyway: nothing is restored, the shares are named.
     let dest0 = w.join("without-shares");
     let o = new.run(&["restore", s(&arch), "--to", s(&dest0)]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("the device slot does not open with this token's key-encryption key (the archive comes from another HSM, or its slot was altered); open it with the recovery shares"),
+        stderr(&o).contains("which is not a trusted signing key here (trusted: ")
+            && stderr(&o).contains(
+                "An archive of another appliance opens with the custodians' shares (--share FILE"
+            ),
         "{}",
         stderr(&o)
     );
@@ -655,7 +658,8 @@ fn disaster_restore_drill_on_a_new_token() {
     );
     // The old appliance's signing key is trusted because the shares vouch for it.
     assert!(
-        out.contains(" signature verified (key ") && out.contains(", trusted as the custodians' shares) to "),
+        out.contains(" signature verified (key ")
+            && out.contains(", trusted as the custodians' shares) to "),
         "{out}"
     );
     assert!(out.ends_with(&format!(" to {}\n", dest.display())), "{out}");
@@ -931,16 +935,16 @@ fn typed_shares_on_standard_input() {
         let out = dir.join("payload");
         let o = with_stdin(
             bare(
-            &cwd,
-            &[
-                "recover",
-                s(&arch),
-                "--output",
-                s(&out),
-                "--public-key",
-                s(&sim.path().join("shares/signing-keys.pem")),
-            ],
-        ),
+                &cwd,
+                &[
+                    "recover",
+                    s(&arch),
+                    "--output",
+                    s(&out),
+                    "--public-key",
+                    s(&sim.path().join("shares/signing-keys.pem")),
+                ],
+            ),
             input,
         );
         assert_fails(&o, 4, message);

@@ -77,6 +77,25 @@ fn fifos_devices_and_setid_files_restore_as_what_they_were() {
         "{err}"
     );
     assert!(!stale.exists());
+
+    // With --keep-setid the bit comes back, and nothing is said about stripping.
+    let kept = work.path().join("kept");
+    let out = sim.run(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--to",
+        kept.to_str().unwrap(),
+        "--keep-setid",
+    ]);
+    let err = common::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let back = kept.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::symlink_metadata(back.join("tool")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert!(!err.contains("stripped"), "{err}");
+    fs::remove_dir_all(&kept).unwrap();
     assert_eq!(
         common::tree(work.path())
             .iter()

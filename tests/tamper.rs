@@ -100,6 +100,7 @@ const CLEAR_ERRORS: &[&str] = &[
     "header is ",
     "is not supported by this build",
     "the archive signature does not match its content",
+    "slot does not belong to this archive's header",
 ];
 
 fn every_tamper_case_fails_and_restores_nothing(backend: Backend) {

@@ -146,7 +146,10 @@ fn a_second_run_waits_for_the_lock_and_leaves_the_first_upload_alone() {
     let busy = |out: &std::process::Output| {
         assert_eq!(out.status.code(), Some(75), "{}", stderr(out));
         let err = stderr(out);
-        assert!(err.contains("busy; another offbox run holds the lock"), "{err}");
+        assert!(
+            err.contains("busy; another offbox run holds the lock"),
+            "{err}"
+        );
         assert!(err.contains(&format!("(pid {})", child.id())), "{err}");
     };
     busy(&backup_to(&sim, &src, &url));
@@ -157,9 +160,17 @@ fn a_second_run_waits_for_the_lock_and_leaves_the_first_upload_alone() {
     let waited = sim.run(&args);
     busy(&waited);
     assert!(t.elapsed() >= Duration::from_secs(1), "it waited");
-    assert!(stderr(&waited).contains("within 1 s"), "{}", stderr(&waited));
+    assert!(
+        stderr(&waited).contains("within 1 s"),
+        "{}",
+        stderr(&waited)
+    );
     let files = tb.files("SSH_DATA_DIR");
-    assert_eq!(temps(&files), before.iter().collect::<Vec<_>>(), "untouched");
+    assert_eq!(
+        temps(&files),
+        before.iter().collect::<Vec<_>>(),
+        "untouched"
+    );
     assert!(finals(&files).is_empty(), "{files:?}");
 
     tx.send(()).unwrap();
@@ -206,7 +217,10 @@ fn cleanup_and_prune_touch_only_this_appliance(
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("removed 1 stale temporary file(s)"), "{err}");
-    assert!(err.contains(&format!("removed the leftover {dead}")), "{err}");
+    assert!(
+        err.contains(&format!("removed the leftover {dead}")),
+        "{err}"
+    );
     assert!(err.contains("kept the temporary"), "{err}");
     assert!(!data.join(&dead).exists());
     let plan = sim.ok(&["prune", "--to", url, "--keep-last", "1"]);
@@ -214,7 +228,10 @@ fn cleanup_and_prune_touch_only_this_appliance(
     assert!(plan.contains(&format!("deleted\t{old_mine}")), "{plan}");
     assert_eq!(plan.matches("deleted").count(), 1, "{plan}");
     assert!(!data.join(&old_mine).exists());
-    assert!(data.join(secrets).exists(), "the newest secrets archive is kept");
+    assert!(
+        data.join(secrets).exists(),
+        "the newest secrets archive is kept"
+    );
     for f in &untouchable {
         assert!(data.join(f).exists(), "{f} was deleted");
     }

@@ -206,15 +206,21 @@ fn round_trip_and_init_twice() {
     assert!(matches!(err, TpmError::BadSlot { .. }), "{err}");
     eprintln!("tampered: {err}");
 
-    // init --replace re-derives the same version 1, so old slots still open.
-    c.init(true).unwrap();
-    let back = c.unwrap(&slot, &ctx()).unwrap().unwrap();
-    assert_eq!(back.expose(), dek.expose());
+    // init --replace never reuses a version number: it makes version 2 and evicts version 1,
+    // so the old slots open only through the recovery shares now.
+    let v = c.init(true).unwrap();
+    assert_eq!(v.version, 2);
+    let err = tpm_err(c.unwrap(&slot, &ctx()).err().unwrap());
+    assert!(
+        matches!(err, TpmError::VersionMissing { version: 1, .. }),
+        "{err}"
+    );
 
     let st = c.status().unwrap();
     eprintln!("status: {}", serde_json::to_string(&st).unwrap());
     assert_eq!(st.backend, "tpm");
     assert_eq!(st.versions.len(), 1);
+    assert_eq!(st.versions[0].version, 2);
 }
 
 #[test]

@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(h) = Header::decode_body(data) {
         h.validate().expect("a decoded header is valid");
         let enc = h.encode().expect("a decoded header encodes");
-        assert_eq!(&enc[12..], data, "decode_body accepted a non-canonical body");
+        assert_eq!(
+            &enc[12..],
+            data,
+            "decode_body accepted a non-canonical body"
+        );
         assert_eq!(Header::decode_body(&enc[12..]).expect("re-decodes"), h);
     }
 
@@ -33,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(head) = ArchiveHead::read_from(&mut Chunked::new(stream, pattern)) {
         let enc = head.header.encode().expect("an accepted header encodes");
-        assert_eq!(enc, head.encoded, "read_from accepted a non-canonical header");
+        assert_eq!(
+            enc, head.encoded,
+            "read_from accepted a non-canonical header"
+        );
         assert_eq!(stream[..enc.len()], enc[..]);
         assert_eq!(
             stream[enc.len()..enc.len() + HEADER_MAC_LEN],

@@ -13,7 +13,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use offbox_fuzz::{build_archive, decrypt, edit, head_len, plaintext, vector_header, Chunked, Input, SEALED};
+use offbox_fuzz::{
+    build_archive, decrypt, edit, head_len, plaintext, vector_header, Chunked, Input, SEALED,
+};
 
 /// The header blocks (unsigned, signed) of empty archives.
 fn heads() -> &'static [Vec<u8>; 2] {
@@ -50,12 +52,23 @@ fuzz_target!(|data: &[u8]| {
             let edited = edit(&archive, head, SEALED, &mut input);
             let result = decrypt(Chunked::new(&edited, &pattern), out_step);
             if edited == archive {
-                assert_eq!(result.as_deref(), Ok(&plain[..]), "the untouched archive must decrypt");
+                assert_eq!(
+                    result.as_deref(),
+                    Ok(&plain[..]),
+                    "the untouched archive must decrypt"
+                );
             }
             if let Ok(out) = result {
                 let keep = archive.len() - header.trailer_len();
-                assert_eq!(edited.len(), archive.len(), "an archive of another length authenticated");
-                assert!(edited[..keep] == archive[..keep], "edited bytes authenticated");
+                assert_eq!(
+                    edited.len(),
+                    archive.len(),
+                    "an archive of another length authenticated"
+                );
+                assert!(
+                    edited[..keep] == archive[..keep],
+                    "edited bytes authenticated"
+                );
                 assert!(out == plain, "a different plaintext authenticated");
             }
         }

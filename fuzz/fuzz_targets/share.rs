@@ -28,7 +28,8 @@ fn texts(input: &mut Input) {
             assert_eq!(RecoveryPublicKey::parse(&pk.encode()).ok(), Some(pk));
         }
         if let Ok(s) = Share::parse(&text, "fuzz") {
-            let again = Share::parse(&s.to_file_text(), "again").expect("a share's own file parses");
+            let again =
+                Share::parse(&s.to_file_text(), "again").expect("a share's own file parses");
             assert_eq!(again.code().as_str(), s.code().as_str());
             shares.push((format!("share {i}"), s));
         }
@@ -66,8 +67,13 @@ fn records(input: &mut Input) {
         bin.extend_from_slice(&sum.as_ref()[..4]);
         let parsed = Share::parse(&code_of(&bin, style), "record");
         let (version, index, threshold, count) = (bin[0], bin[9], bin[10], bin[11]);
-        let possible = version == 1 && index != 0 && threshold >= 2 && threshold <= count && index <= count;
-        assert_eq!(parsed.is_ok(), possible, "v{version} {index}/{threshold}/{count}");
+        let possible =
+            version == 1 && index != 0 && threshold >= 2 && threshold <= count && index <= count;
+        assert_eq!(
+            parsed.is_ok(),
+            possible,
+            "v{version} {index}/{threshold}/{count}"
+        );
         if let Ok(s) = parsed {
             assert_eq!((s.index, s.threshold, s.count), (index, threshold, count));
             assert_eq!(s.key_id[..], bin[1..9]);
@@ -99,10 +105,18 @@ fn round_trip(input: &mut Input) {
         if corrupt & 0x80 != 0 && usize::from(corrupt & 0x7f) % files.len() == i {
             // Change one character of the code: the checksum must catch it.
             let at = text.len() - 2 - usize::from(corrupt) % 20;
-            let c = if text.as_bytes()[at] == b'A' { "B" } else { "A" };
+            let c = if text.as_bytes()[at] == b'A' {
+                "B"
+            } else {
+                "A"
+            };
             text.replace_range(at..at + 1, c);
             if let Ok(s) = Share::parse(&text, "corrupt") {
-                assert_eq!(s.code().as_str(), shares[i].code().as_str(), "a changed code parsed as another share");
+                assert_eq!(
+                    s.code().as_str(),
+                    shares[i].code().as_str(),
+                    "a changed code parsed as another share"
+                );
             }
             continue;
         }
@@ -112,10 +126,16 @@ fn round_trip(input: &mut Input) {
     }
     match combine(&picked) {
         Ok(got) => {
-            assert!(distinct.len() >= usize::from(threshold), "rebuilt from too few shares");
+            assert!(
+                distinct.len() >= usize::from(threshold),
+                "rebuilt from too few shares"
+            );
             assert_eq!(got.expose(), secret.expose(), "rebuilt another key");
         }
-        Err(e) => assert!(distinct.len() < usize::from(threshold), "enough shares refused: {e}"),
+        Err(e) => assert!(
+            distinct.len() < usize::from(threshold),
+            "enough shares refused: {e}"
+        ),
     }
 }
 

@@ -15,15 +15,29 @@ use offbox::targets::{ArchiveName, TargetUrl};
 
 /// Characters that print back unchanged in every part of a URL.
 fn plain(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
 }
 
 fn plain_url(u: &TargetUrl) -> bool {
     match u {
         TargetUrl::File { path } => plain(path),
-        TargetUrl::Ssh { user, host, path, .. } => plain(user) && plain(host) && plain(path),
-        TargetUrl::Smb { domain, user, host, share, path, .. } => {
-            domain.as_deref().is_none_or(plain) && plain(user) && plain(host) && plain(share) && plain(path)
+        TargetUrl::Ssh {
+            user, host, path, ..
+        } => plain(user) && plain(host) && plain(path),
+        TargetUrl::Smb {
+            domain,
+            user,
+            host,
+            share,
+            path,
+            ..
+        } => {
+            domain.as_deref().is_none_or(plain)
+                && plain(user)
+                && plain(host)
+                && plain(share)
+                && plain(path)
         }
         TargetUrl::Nfs { host, export, .. } => plain(host) && plain(export),
     }
@@ -37,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(url) = TargetUrl::parse(s) {
         let printed = url.to_string();
         if plain_url(&url) {
-            assert_eq!(TargetUrl::parse(&printed).ok(), Some(url.clone()), "{s:?} printed as {printed:?}");
+            assert_eq!(
+                TargetUrl::parse(&printed).ok(),
+                Some(url.clone()),
+                "{s:?} printed as {printed:?}"
+            );
         }
         if let Some(host) = url.host() {
             if let Some(IpAddr::V6(v6)) = literal::parse(host) {
@@ -50,6 +68,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(name) = ArchiveName::parse(s) {
         let printed = name.to_string();
-        assert_eq!(ArchiveName::parse(&printed), Some(name), "{s:?} printed as {printed:?}");
+        assert_eq!(
+            ArchiveName::parse(&printed),
+            Some(name),
+            "{s:?} printed as {printed:?}"
+        );
     }
 });

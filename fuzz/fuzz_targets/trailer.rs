@@ -17,11 +17,17 @@ use offbox::format::signature::PublicKey;
 use offbox::format::TAG_LEN;
 use offbox::jobs::signature::verify_keyless;
 use offbox::stream::{signed_message, Framer};
-use offbox_fuzz::{build_archive, edit, head_len, plaintext, public_key, vector_header, Chunked, Input, SEALED};
+use offbox_fuzz::{
+    build_archive, edit, head_len, plaintext, public_key, vector_header, Chunked, Input, SEALED,
+};
 
 fn framer(input: &mut Input, pattern: &[u8]) {
     let knobs = input.byte();
-    let segment_size = if knobs & 1 == 0 { 1 + u32::from(knobs >> 1) % 48 } else { 4096 };
+    let segment_size = if knobs & 1 == 0 {
+        1 + u32::from(knobs >> 1) % 48
+    } else {
+        4096
+    };
     let trailer_len = match input.byte() {
         0..=127 => 0,
         128..=191 => 64,
@@ -29,7 +35,12 @@ fn framer(input: &mut Input, pattern: &[u8]) {
     };
     let prelude = input.take(usize::from(knobs >> 4)).to_vec();
     let body = input.rest();
-    let mut f = Framer::new(Chunked::new(body, pattern), segment_size, trailer_len, &[&prelude]);
+    let mut f = Framer::new(
+        Chunked::new(body, pattern),
+        segment_size,
+        trailer_len,
+        &[&prelude],
+    );
     let sealed = segment_size as usize + TAG_LEN;
     let mut at = 0usize;
     let mut expected_index = 0;
@@ -48,18 +59,28 @@ fn framer(input: &mut Input, pattern: &[u8]) {
         assert_eq!(seg.index, expected_index);
         expected_index += 1;
         if seg.last {
-            assert!(seg.len >= TAG_LEN && seg.len <= sealed, "last segment of {} bytes", seg.len);
+            assert!(
+                seg.len >= TAG_LEN && seg.len <= sealed,
+                "last segment of {} bytes",
+                seg.len
+            );
         } else {
             assert_eq!(seg.len, sealed, "a short segment that is not the last");
         }
-        assert!(f.segment(seg.len) == &body[at..at + seg.len], "the segment is not the input");
+        assert!(
+            f.segment(seg.len) == &body[at..at + seg.len],
+            "the segment is not the input"
+        );
         at += seg.len;
         assert_eq!(f.is_done(), seg.last);
     }
     assert!(f.is_done());
     assert!(f.advance().expect("done stays done").is_none());
     assert_eq!(f.trailer().len(), trailer_len);
-    assert!(f.trailer() == &body[at..], "the trailer is not the rest of the input");
+    assert!(
+        f.trailer() == &body[at..],
+        "the trailer is not the rest of the input"
+    );
     assert_eq!(f.bytes_read(), (prelude.len() + body.len()) as u64);
     let want = (trailer_len > 0).then(|| {
         let mut d = digest::Context::new(&digest::SHA256);
@@ -74,12 +95,19 @@ fn public_key_file(input: &mut Input) {
     // Odd first byte: the last 64 bytes are a signature to check, the rest is the key file.
     let with_signature = input.byte() & 1 == 1;
     let rest = input.rest();
-    let n = if with_signature { rest.len().min(64) } else { 0 };
+    let n = if with_signature {
+        rest.len().min(64)
+    } else {
+        0
+    };
     let (key, sig) = rest.split_at(rest.len() - n);
     let Ok(pk) = PublicKey::from_pem_or_der(key) else {
         return;
     };
-    assert_eq!(PublicKey::from_pem_or_der(pk.to_pem().as_bytes()), Ok(pk.clone()));
+    assert_eq!(
+        PublicKey::from_pem_or_der(pk.to_pem().as_bytes()),
+        Ok(pk.clone())
+    );
     assert_eq!(PublicKey::from_pem_or_der(&pk.spki_der()), Ok(pk.clone()));
     let _ = pk.key_id();
     let _ = pk.verify(&signed_message(&[0; 32]), sig);
@@ -109,7 +137,11 @@ fuzz_target!(|data: &[u8]| {
             }
             if result.is_ok() {
                 let keep = archive.len() - 64;
-                assert_eq!(edited.len(), archive.len(), "an archive of another length verified");
+                assert_eq!(
+                    edited.len(),
+                    archive.len(),
+                    "an archive of another length verified"
+                );
                 assert!(edited[..keep] == archive[..keep], "edited bytes verified");
             }
         }

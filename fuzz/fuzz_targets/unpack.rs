@@ -128,7 +128,8 @@ fn scratch() -> &'static Scratch {
         fs::create_dir_all(&parent).expect("create the scratch directory");
         fs::create_dir_all(sentinel.join("dir")).expect("create the sentinel");
         fs::write(sentinel.join("secret"), b"sentinel: must never change").expect("sentinel file");
-        fs::set_permissions(sentinel.join("secret"), fs::Permissions::from_mode(0o600)).expect("chmod");
+        fs::set_permissions(sentinel.join("secret"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
         std::os::unix::fs::symlink("secret", sentinel.join("link")).expect("sentinel link");
         Scratch {
             dest: parent.join("out"),
@@ -157,7 +158,11 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let root: Vec<_> = names(&s.root).into_iter().collect();
-    assert_eq!(root, ["box", "sentinel"], "something appeared beside the destination's parent");
+    assert_eq!(
+        root,
+        ["box", "sentinel"],
+        "something appeared beside the destination's parent"
+    );
     let in_box: Vec<_> = names(&s.parent).into_iter().collect();
     if committed {
         assert_eq!(in_box, ["out"], "something appeared beside the destination");
@@ -165,8 +170,14 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert!(in_box.is_empty(), "a failed restore left {in_box:?}");
     }
-    assert!(!staging_path.exists(), "the staging directory is still there");
-    assert!(snapshot(&s.sentinel) == s.snapshot, "the sentinel changed: a write escaped the destination");
+    assert!(
+        !staging_path.exists(),
+        "the staging directory is still there"
+    );
+    assert!(
+        snapshot(&s.sentinel) == s.snapshot,
+        "the sentinel changed: a write escaped the destination"
+    );
 
     if committed {
         force_remove(&s.dest).expect("remove the destination");

@@ -192,6 +192,10 @@ pub struct RestoreArgs {
     /// opened (disaster restore on a replacement appliance).
     #[arg(long = "share", value_name = "FILE")]
     pub shares: Vec<PathBuf>,
+    /// Keep setuid and setgid bits on restored files (default: strip them and say so, as
+    /// `tar --no-same-permissions` does).
+    #[arg(long)]
+    pub keep_setid: bool,
     /// Signature trust.
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -220,6 +224,10 @@ pub struct RecoverArgs {
     /// Replace the --output FILE if it exists (without it, it is never overwritten).
     #[arg(long, alias = "force", conflicts_with = "to")]
     pub replace: bool,
+    /// Keep setuid and setgid bits on restored files (default: strip them and say so, as
+    /// `tar --no-same-permissions` does).
+    #[arg(long, requires = "to")]
+    pub keep_setid: bool,
     /// Signature trust.
     #[command(flatten)]
     pub trust: TrustArgs,

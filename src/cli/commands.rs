@@ -174,8 +174,7 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         threads: cfg.backup.threads,
     };
     if let Some(t) = target.as_mut() {
-        let r =
-            super::targets::backup_to(
+        let r = super::targets::backup_to(
             t.as_mut(),
             device.as_mut(),
             &mut others,

@@ -25,6 +25,7 @@ use crate::jobs::signature::{verify_keyless, Trust};
 use crate::jobs::{open, read, recovery, restore, JobError};
 use crate::keys::recovery::RecoveryCustodian;
 use crate::keys::{open_device, Device, KeyCustodian};
+use crate::payload::unpack::UnpackOptions;
 
 /// `verify`: keyless (structure and signature), or a full keyed read.
 pub fn verify_cmd(
@@ -45,8 +46,10 @@ pub fn verify_cmd(
     let cfg = Config::load(config_path)?;
     let mut device = open_device(&cfg)?;
     add_device(&mut trust, device.as_mut())?;
-    let inp = super::targets::input_from(config_path, from, archive, input)?;
-    let reader = open::open(inp, &mut [device.as_mut() as &mut dyn KeyCustodian])?;
+    let mut inp = super::targets::input_from(config_path, from, archive, input)?;
+    let head = open::read_head(&mut inp)?;
+    trust.precheck(&head.header)?;
+    let (reader, _) = open::open_head(head, inp, &mut [device.as_mut() as &mut dyn KeyCustodian])?;
     let s = read::verify(reader, &trust)?;
     report::verified(&s, json);
     Ok(())
@@ -70,10 +73,13 @@ pub fn decrypt_cmd(config_path: &Path, a: DecryptArgs, json: bool) -> Result<(),
         add_device(&mut trust, d.as_mut())?;
     }
     accept_forged(&a.trust, &mut trust, &a.archive);
-    let inp = spool_for(&a.output, input(&a.archive)?, &trust)?;
+    let mut inp = spool_for(&a.output, input(&a.archive)?, &trust)?;
+    let head = open::read_head(&mut inp)?;
+    precheck_around_open(&trust, rec.is_some(), &head)?;
     let (mut rec_c, indexes) = rec.map_or((None, String::new()), |(r, i)| (Some(r), i));
     let mut cs = custodians(&mut device, rec_c.as_mut());
-    let (reader, opened_by) = open::open_by(inp, &mut cs)?;
+    let (reader, opened_by) = open::open_head(head, inp, &mut cs)?;
+    trust.precheck(reader.header())?;
     if opened_by == "recovery" {
         recovery::audit(&format!(
             "decrypt of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
@@ -111,9 +117,13 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     }
     accept_forged(&a.trust, &mut trust, &a.archive);
     let (mut rec_c, indexes) = rec.map_or((None, String::new()), |(r, i)| (Some(r), i));
+    let with_shares = rec_c.is_some();
     let mut cs = custodians(&mut device, rec_c.as_mut());
-    let inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
-    let (reader, opened_by) = open::open_by(inp, &mut cs)?;
+    let mut inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
+    let head = open::read_head(&mut inp)?;
+    precheck_around_open(&trust, with_shares, &head)?;
+    let (reader, opened_by) = open::open_head(head, inp, &mut cs)?;
+    trust.precheck(reader.header())?;
     if opened_by == "recovery" {
         recovery::audit(&format!(
             "restore of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
@@ -123,7 +133,10 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
             a.to.display()
         ));
     }
-    let s = restore::restore(reader, &a.to, &trust)?;
+    let opts = UnpackOptions {
+        keep_setuid: a.keep_setid,
+    };
+    let s = restore::restore_with(reader, &a.to, &trust, opts)?;
     report::restored(&s, json);
     Ok(())
 }
@@ -144,6 +157,16 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
     // Read the header first, so that a bad archive fails before custodians type anything.
     let mut inp = input(&a.archive)?;
     let head = open::read_head(&mut inp)?;
+    if a.shares.is_empty() {
+        // Typed shares carry no signing keys: refuse an archive that cannot pass before
+        // custodians type anything.
+        let mut early = Trust::new();
+        add_files(&mut early, &a.trust.public_keys)?;
+        if a.trust.accept_forged {
+            early.accept_forged();
+        }
+        early.precheck(&head.header)?;
+    }
     let (mut rec, indexes) = recovery_opener(&a.shares, &mut trust)?;
     accept_forged(&a.trust, &mut trust, &a.archive);
     let header = head.header.clone();
@@ -157,6 +180,8 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
         _ => inp,
     };
     let (reader, _) = open::open_head(head, inp, &mut [&mut rec as &mut dyn KeyCustodian])?;
+    // After the slot opened: wrong shares get their own, clearer error first.
+    trust.precheck(&header)?;
     recovery::audit(&format!(
         "break-the-glass: archive {} ({} of appliance {}, created {}) opened with recovery shares {indexes}",
         header.archive_id_hex(),
@@ -165,13 +190,31 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
         header.created_unix
     ));
     if let Some(dir) = a.to {
-        let s = restore::restore(reader, &dir, &trust)?;
+        let opts = UnpackOptions {
+            keep_setuid: a.keep_setid,
+        };
+        let s = restore::restore_with(reader, &dir, &trust, opts)?;
         report::restored(&s, json);
     } else if let Some(output) = a.output {
         let s = write_output(&output, a.replace, |w| read::decrypt(reader, w, &trust))?;
         report::decrypted(&s, &output, json);
     }
     Ok(())
+}
+
+/// Without shares, refuses an archive whose signer is not trusted before any key is used.
+/// With shares, the check waits until the slot opened (see [`Trust::precheck`] after
+/// `open_head`), so that shares of another ceremony, which vouch for other keys, get the
+/// clearer "another recovery key" error.
+fn precheck_around_open(
+    trust: &Trust,
+    with_shares: bool,
+    head: &crate::stream::head::ArchiveHead,
+) -> Result<(), JobError> {
+    if with_shares {
+        return Ok(());
+    }
+    trust.precheck(&head.header)
 }
 
 fn custodians<'a>(
@@ -269,11 +312,7 @@ fn accept_forged(a: &TrustArgs, trust: &mut Trust, archive: &Path) {
 }
 
 /// For standard output, a checked spool of the archive; otherwise the input as it is.
-fn spool_for(
-    output: &Path,
-    inp: Box<dyn Read>,
-    trust: &Trust,
-) -> Result<Box<dyn Read>, JobError> {
+fn spool_for(output: &Path, inp: Box<dyn Read>, trust: &Trust) -> Result<Box<dyn Read>, JobError> {
     if output != Path::new("-") {
         return Ok(inp);
     }

@@ -169,8 +169,11 @@ impl Dest {
                 continue;
             };
             // Only our own regular files, looked at without following a symlink.
-            let Ok(st) = fstatat(&self.dirfd, name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-            else {
+            let Ok(st) = fstatat(
+                &self.dirfd,
+                name.as_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) else {
                 continue;
             };
             let regular = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
@@ -222,11 +225,8 @@ impl Dest {
                 Err(e) => return Err(self.io_err("creating a temporary beside", e)),
             }
         }
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut tries = 0;
         loop {
             let name = self.partial_name();
@@ -337,7 +337,12 @@ mod tests {
         let n = dest.partial_name();
         let rest = n.strip_prefix(".out.tar.offbox-partial.").unwrap();
         assert_eq!(parse_partial(rest), Some(RunId::current()));
-        for bad in ["", "4711-a880fd02", "4711-a880fd02.0123", "x.0123456789abcdef"] {
+        for bad in [
+            "",
+            "4711-a880fd02",
+            "4711-a880fd02.0123",
+            "x.0123456789abcdef",
+        ] {
             assert_eq!(parse_partial(bad), None, "{bad}");
         }
         assert!(Dest::open(Path::new("/")).is_err());
@@ -350,15 +355,28 @@ mod tests {
         let dest = Dest::open(&out).unwrap();
         let name = dest.partial_name();
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
-        let fd = openat(&dest.dirfd, name.as_str(), flags, Mode::from_bits_truncate(0o600));
+        let fd = openat(
+            &dest.dirfd,
+            name.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        );
         let tmp = dest.temp(fd.unwrap(), Some(name.clone()));
         (&tmp.file).write_all(b"new").unwrap();
         fs::write(&out, b"old").unwrap();
         assert!(dest.publish(tmp, false).is_err());
         assert_eq!(fs::read(&out).unwrap(), b"old", "kept");
-        assert!(!d.path().join(&name).exists(), "the refused temporary is removed");
+        assert!(
+            !d.path().join(&name).exists(),
+            "the refused temporary is removed"
+        );
         fs::remove_file(&out).unwrap();
-        let fd = openat(&dest.dirfd, name.as_str(), flags, Mode::from_bits_truncate(0o600));
+        let fd = openat(
+            &dest.dirfd,
+            name.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        );
         let tmp = dest.temp(fd.unwrap(), Some(name));
         (&tmp.file).write_all(b"new").unwrap();
         dest.publish(tmp, false).unwrap();

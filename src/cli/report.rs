@@ -92,10 +92,13 @@ pub fn decrypted(s: &ReadSummary, output: &Path, json: bool) {
         return;
     }
     eprintln!(
-        "offbox: decrypted: kind={} archive={} payload_bytes={} to {}",
+        "offbox: decrypted: kind={} archive={} payload_bytes={} signature {} to {}",
         s.kind,
         s.archive_id,
         s.payload_bytes,
+        s.signature
+            .as_ref()
+            .map_or("not checked".to_string(), |x| x.to_string()),
         if output == Path::new("-") {
             "standard output".to_string()
         } else {

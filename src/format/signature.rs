@@ -24,7 +24,7 @@ pub enum SignatureError {
     #[error("the archive is not signed, so it cannot be checked without keys; make new archives with a signing key (`offbox keys init`)")]
     Unsigned,
     /// The archive was signed by a key that is not trusted here.
-    #[error("the archive was signed by key {archive}, which is not a trusted signing key here (trusted: {trusted}): it was not written by this appliance, or it was forged. If it comes from another appliance, pass that appliance's public key with --public-key FILE; never trust it otherwise")]
+    #[error("the archive was signed by key {archive}, which is not a trusted signing key here (trusted: {trusted}): it was not written by this appliance, or it was forged. An archive of another appliance opens with the custodians' shares (--share FILE: their files record that appliance's signing keys) or with that appliance's public key (--public-key FILE); never trust it otherwise")]
     Untrusted {
         /// Key id in the archive.
         archive: String,

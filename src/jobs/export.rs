@@ -192,7 +192,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("export.json");
         std::fs::write(&p, b"").unwrap();
-        let e = open(&SecretsConfig::default(), &[p.clone()]).err().unwrap();
+        let e = open(&SecretsConfig::default(), std::slice::from_ref(&p))
+            .err()
+            .unwrap();
         assert!(
             e.to_string().contains(&format!(
                 "{} (secrets.file in the config, or --source) is empty (0 bytes)",

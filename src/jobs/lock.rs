@@ -80,7 +80,10 @@ impl RunLock {
             what: format!("writing {}", path.display()),
             err,
         })?;
-        Ok(RunLock { _file: locked, path })
+        Ok(RunLock {
+            _file: locked,
+            path,
+        })
     }
 
     /// The lock file.
@@ -153,12 +156,19 @@ mod tests {
         let e = RunLock::acquire(&state, Duration::ZERO, |_| panic!("must not wait")).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         let msg = e.to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("retry later"), "{msg}");
         let mut waited = None;
         let e = RunLock::acquire(&state, Duration::from_millis(300), |p| waited = Some(p));
         assert_eq!(e.unwrap_err().exit_code(), 75);
-        assert_eq!(waited, Some(Some(std::process::id())), "told whom it waits for");
+        assert_eq!(
+            waited,
+            Some(Some(std::process::id())),
+            "told whom it waits for"
+        );
         drop(first);
         let again = RunLock::acquire(&state, Duration::ZERO, |_| {}).unwrap();
         assert_eq!(again.path(), state.join(LOCK_FILE));

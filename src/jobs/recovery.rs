@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::format::header::hex;
 use crate::format::signature::PublicKey;
-use crate::keys::recovery::signers;
 use crate::keys::recovery::share::{self, Share};
+use crate::keys::recovery::signers;
 use crate::keys::recovery::{RecoveryError, RecoveryPublicKey, RecoverySecret};
 use crate::keys::KeyError;
 
@@ -274,11 +274,10 @@ pub fn vouched_signers(
     secret: &RecoverySecret,
     shares: &[(String, Share)],
 ) -> Result<Vec<PublicKey>, JobError> {
-    Ok(signers::vouched(
-        secret,
-        shares.iter().map(|(w, s)| (w.as_str(), &s.signers)),
+    Ok(
+        signers::vouched(secret, shares.iter().map(|(w, s)| (w.as_str(), &s.signers)))
+            .map_err(KeyError::from)?,
     )
-    .map_err(KeyError::from)?)
 }
 
 /// "1,3,5": the indexes of the shares used.

@@ -71,6 +71,28 @@ impl Trust {
         self.keys.iter().find(|k| &k.key.key_id() == key_id)
     }
 
+    /// Refuses, before any key is used, an archive that cannot pass [`Trust::check`]: one
+    /// with no signer, or whose signer is not trusted (unless forged contents are accepted).
+    pub fn precheck(&self, header: &Header) -> Result<(), JobError> {
+        if self.accept_forged {
+            return Ok(());
+        }
+        match &header.signer {
+            None => Err(JobError::Signature(SignatureError::Unsigned)),
+            Some(s) if self.find(&s.key_id).is_none() => {
+                Err(JobError::Signature(SignatureError::Untrusted {
+                    archive: hex(&s.key_id),
+                    trusted: if self.keys.is_empty() {
+                        "none".into()
+                    } else {
+                        self.key_ids().join(", ")
+                    },
+                }))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Checks an archive's signature: `digest` is SHA-256 of every byte before the trailer
     /// (`None` when the archive was not read to its end).
     pub fn check(
@@ -259,7 +281,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "the archive was signed by key {}, which is not a trusted signing key here (trusted: {}): it was not written by this appliance, or it was forged. If it comes from another appliance, pass that appliance's public key with --public-key FILE; never trust it otherwise",
+                "the archive was signed by key {}, which is not a trusted signing key here (trusted: {}): it was not written by this appliance, or it was forged. An archive of another appliance opens with the custodians' shares (--share FILE: their files record that appliance's signing keys) or with that appliance's public key (--public-key FILE); never trust it otherwise",
                 hex(&pk.key_id()),
                 hex(&other.key_id())
             )

@@ -24,8 +24,9 @@ pub enum KeyError {
     /// The config does not describe the backend.
     #[error("keys.backend = \"{0}\" has no usable [keys.{0}] table in the config; add it (see docs/operator-guide.md)")]
     BackendNotConfigured(&'static str),
-    /// A device slot opened, but it was made for another archive and copied into this one.
-    #[error("the {slot} slot of this archive was made for another archive and copied into this one: the archive is forged; do not trust this file, restore from another copy")]
+    /// A device slot opened, but it is bound to another header: the header was changed, or
+    /// the slot was copied from another archive.
+    #[error("the {slot} slot does not belong to this archive's header: the header was modified after the archive was written, or the slot was copied from another archive (a forgery); do not trust this file, restore from another copy")]
     SlotMoved {
         /// "pkcs11" or "tpm".
         slot: &'static str,

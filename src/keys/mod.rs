@@ -68,12 +68,14 @@ pub fn bound_key(dek: &Dek, ctx: &SlotContext<'_>) -> zeroize::Zeroizing<Vec<u8>
 }
 
 /// Splits what a device custodian unwrapped back into the DEK, checking the binding in
-/// constant time. `Err(true)` when the binding belongs to another archive (a moved slot),
-/// `Err(false)` when the length is wrong.
+/// constant time. `Err(true)` when the slot belongs to another header (a moved slot, or one
+/// of the other format version), `Err(false)` when the length is not a DEK's at all.
 pub fn unbind_key(plain: &[u8], ctx: &SlotContext<'_>) -> Result<Dek, bool> {
     let want = 32 + ctx.binding.map_or(0, |_| 32);
     if plain.len() != want {
-        return Err(false);
+        // A slot of the other format version: it was moved (a downgrade to version 1 keeps
+        // a version-2 slot's 64 bytes), not damaged.
+        return Err(plain.len() == 32 || plain.len() == 64);
     }
     if let Some(b) = ctx.binding {
         aws_lc_rs::constant_time::verify_slices_are_equal(&plain[32..], &b).map_err(|_| true)?;

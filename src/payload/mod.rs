@@ -14,7 +14,7 @@ pub mod unpack;
 pub struct Notice {
     /// The path concerned.
     pub path: String,
-    /// What happened: "vanished", "changed", "unreadable", "skipped socket", ...
+    /// What happened: "vanished", "changed", "replaced", "unreadable", "skipped socket", ...
     pub what: String,
 }
 

@@ -79,7 +79,9 @@ fn is_sanitized(s: &str) -> bool {
             i += 1;
             continue;
         }
-        let Some(hex) = b.get(i + 1..i + 3).filter(|h| b[i] == b'_' && h.iter().all(lower_hex))
+        let Some(hex) = b
+            .get(i + 1..i + 3)
+            .filter(|h| b[i] == b'_' && h.iter().all(lower_hex))
         else {
             return false;
         };
@@ -256,8 +258,21 @@ mod tests {
     #[test]
     fn sanitize_is_injective() {
         let ids = [
-            "pam.prod", "pam_prod", "pam-prod", "pam prod", "pam/prod", "päm", "pam", "pám",
-            "", "_", "_2e", ".", "pam_2eprod", "PAM", "pam-01.example",
+            "pam.prod",
+            "pam_prod",
+            "pam-prod",
+            "pam prod",
+            "pam/prod",
+            "päm",
+            "pam",
+            "pám",
+            "",
+            "_",
+            "_2e",
+            ".",
+            "pam_2eprod",
+            "PAM",
+            "pam-01.example",
         ];
         let names: Vec<String> = ids.iter().map(|i| sanitize(i)).collect();
         for (i, a) in names.iter().enumerate() {
@@ -286,10 +301,22 @@ mod tests {
         for ok in ["pam01", "pam-prod", "A", &"a".repeat(63), "hsm-sim"] {
             assert!(check_appliance_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["pam.prod", "pam_prod", "päm", "", "pam prod", &"a".repeat(64)] {
+        for bad in [
+            "pam.prod",
+            "pam_prod",
+            "päm",
+            "",
+            "pam prod",
+            &"a".repeat(64),
+        ] {
             let e = check_appliance_id(bad).unwrap_err();
-            assert!(e.contains("appliance_id") && e.contains("letters, digits and '-'"), "{e}");
+            assert!(
+                e.contains("appliance_id") && e.contains("letters, digits and '-'"),
+                "{e}"
+            );
         }
-        assert!(check_appliance_id("pam.prod").unwrap_err().contains("\"pam-prod\""));
+        assert!(check_appliance_id("pam.prod")
+            .unwrap_err()
+            .contains("\"pam-prod\""));
     }
 }

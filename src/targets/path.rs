@@ -210,7 +210,11 @@ mod tests {
         // Temporaries carry the appliance; cleanup (jobs::target) decides by that name.
         let temp = t.begin("app").unwrap().temp_name().to_string();
         assert!(super::super::is_temp_of(&temp, "app"), "{temp}");
-        assert_eq!(t.list().unwrap().len(), 1, "the dropped upload left nothing");
+        assert_eq!(
+            t.list().unwrap().len(),
+            1,
+            "the dropped upload left nothing"
+        );
         let mut s = String::new();
         t.open("a.obx").unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "hello");

@@ -124,7 +124,11 @@ mod tests {
             ".offbox-probe.0123456789abcdef",
             "offbox-pam01-system-20261118T110640Z-0123abcd.obx",
         ] {
-            assert_eq!(classify(other, "pam01", alive), Leftover::NotOurs, "{other}");
+            assert_eq!(
+                classify(other, "pam01", alive),
+                Leftover::NotOurs,
+                "{other}"
+            );
         }
     }
 }

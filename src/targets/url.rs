@@ -176,17 +176,19 @@ impl TargetUrl {
                     .ok_or_else(|| invalid(url, "write ssh://user@host/path"))?;
                 let (host, port) = host_port(url, hostport, 22)?;
                 let path = match path.strip_prefix("/~/") {
-                    Some(rel) => rel.to_string(),
-                    None => path,
+                    Some(rel) => rel,
+                    None => &path,
                 };
-                if path.is_empty() || path == "/" {
+                // Checked after trimming, so that `ssh://u@h//` is no empty path.
+                let path = path.trim_end_matches('/').to_string();
+                if path.is_empty() {
                     return Err(invalid(url, "give a directory: ssh://user@host/srv/offbox"));
                 }
                 Ok(TargetUrl::Ssh {
                     user,
                     host,
                     port,
-                    path: path.trim_end_matches('/').to_string(),
+                    path,
                 })
             }
             "smb" | "cifs" => {
@@ -394,6 +396,8 @@ mod tests {
             "ssh://u@2001:db8::1/p",
             "ssh://u@h:0/p",
             "ssh://u@h/a/../b",
+            "ssh://u@h//",
+            "ssh://u@h/~//",
             "smb://u@h",
             "nfs://h",
             "file://relative",

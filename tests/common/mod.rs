@@ -89,11 +89,10 @@ impl Sim {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let s = Sim {
+        Sim {
             softhsm_conf: sim.join("softhsm2.conf"),
             dir,
-        };
-        s
+        }
     }
 
     pub fn path(&self) -> PathBuf {

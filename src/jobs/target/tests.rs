@@ -174,7 +174,11 @@ fn cleanup_removes_only_dead_runs_temporaries_of_this_appliance() {
     let mut want = vec![dead, legacy];
     want.sort();
     assert_eq!(removed, want);
-    assert_eq!(done.kept, vec![running.clone()], "a live run's temporary is kept");
+    assert_eq!(
+        done.kept,
+        vec![running.clone()],
+        "a live run's temporary is kept"
+    );
     for f in others.iter().chain([&running]) {
         assert!(t.files.contains(f), "{f} was deleted");
     }

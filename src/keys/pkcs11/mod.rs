@@ -292,7 +292,10 @@ impl KeyCustodian for Pkcs11Custodian {
                     Ok(k) => Ok(Some(k)),
                     Err(true) => Err(KeyError::SlotMoved { slot: "pkcs11" }),
                     Err(false) => Err(Pkcs11Error::UnwrapRefused {
-                        rv: format!("the unwrapped key is {} bytes, not the expected length", v.len()),
+                        rv: format!(
+                            "the unwrapped key is {} bytes, not the expected length",
+                            v.len()
+                        ),
                     }
                     .into()),
                 };

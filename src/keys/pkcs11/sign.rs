@@ -55,7 +55,7 @@ fn find_all(
             }
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|g| std::cmp::Reverse(g.0));
     Ok(out)
 }
 

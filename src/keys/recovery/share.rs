@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 
 use super::signers::{self, Listed};
 use super::{RecoveryError, RecoverySecret};
-use crate::format::signature::PublicKey;
 use crate::format::header::hex;
+use crate::format::signature::PublicKey;
 use crate::secret::Key32;
 
 const SHARE_VERSION: u8 = 1;
@@ -203,8 +203,7 @@ pub fn combine(shares: &[(String, Share)]) -> Result<RecoverySecret, RecoveryErr
     };
     let mut distinct: BTreeMap<u8, &Share> = BTreeMap::new();
     for (which, s) in shares {
-        if s.key_id == first.key_id && (s.threshold != first.threshold || s.count != first.count)
-        {
+        if s.key_id == first.key_id && (s.threshold != first.threshold || s.count != first.count) {
             return Err(RecoveryError::ThresholdMismatch {
                 which: which.clone(),
                 found: format!("{} of {}", s.threshold, s.count),

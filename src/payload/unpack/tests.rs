@@ -107,7 +107,8 @@ fn packed_fifo_round_trips() {
     let meter = crate::progress::Meter::default();
     let excludes = crate::payload::exclude::Excludes::new(&[]);
     let (tar, _) =
-        crate::payload::pack::pack(&[src.clone()], &excludes, Vec::new(), &meter).unwrap();
+        crate::payload::pack::pack(std::slice::from_ref(&src), &excludes, Vec::new(), &meter)
+            .unwrap();
     let (out, _) = extract(&dir.path().join("out"), UnpackOptions::default(), &tar).unwrap();
     let back = out.join(src.strip_prefix("/").unwrap()).join("p");
     assert!(fs::symlink_metadata(back).unwrap().file_type().is_fifo());
