@@ -6,6 +6,8 @@
 //! and nothing is written. The escape hatch opens one, loudly and audited.
 
 mod common;
+#[path = "common/targets.rs"]
+mod tb;
 
 use std::fs;
 use std::io::{Cursor, Write};
@@ -23,6 +25,9 @@ use offbox::keys::recovery::{RecoveryCustodian, RecoverySecret};
 use offbox::keys::{open_device, KeyCustodian, SlotContext};
 use offbox::secret::Key32;
 use offbox::stream::{signed_message, ArchiveHead, EncryptWriter};
+
+/// Serialises the in-process use of the PKCS#11 module (it is initialised once per process).
+static DEVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// What the forged archives carry: a tar stream with an `etc/shadow` of the attacker's.
 const FORGED_SHADOW: &[u8] = b"root:$6$forged$0000:19000:0:99999:7:::\n";
@@ -163,6 +168,8 @@ fn forgeries(sim: &Sim, genuine: &Genuine, secret: &RecoverySecret) -> Vec<Forge
 
     // 5. A genuine unbound version-1 device slot (an old archive whose DEK leaked) in a new
     // version-1 archive with a foreign signer: the slot opens, the signature does not.
+    // One PKCS#11 library per process: the tests of this file take turns.
+    let _turn = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("SOFTHSM2_CONF", &sim.softhsm_conf);
     let cfg = Config::load(&sim.config()).unwrap();
     let mut device = open_device(&cfg).unwrap();
@@ -220,7 +227,11 @@ fn genuine(sim: &Sim, dir: &Path) -> (Genuine, RecoverySecret) {
     fs::write(src.join("etc/app.conf"), b"genuine\n").unwrap();
     let path = dir.join("genuine.obx");
     sim.backup("system", &src, &path);
-    let bytes = fs::read(&path).unwrap();
+    learn(sim, fs::read(&path).unwrap())
+}
+
+/// What a break-the-glass opening of `bytes` reveals: its header and DEK.
+fn learn(sim: &Sim, bytes: Vec<u8>) -> (Genuine, RecoverySecret) {
     let shares: Vec<_> = (1..=3)
         .map(|i| read_share_file(&sim.share(i)).unwrap())
         .collect();
@@ -414,4 +425,46 @@ fn a_share_with_an_edited_signing_key_is_refused() {
         )
     );
     assert!(!out.exists());
+}
+
+/// The same forgeries on an off-box target (the test bed's SSH server): `verify --from` and
+/// `restore --from`, with and without shares, refuse them and write nothing.
+#[test]
+fn forged_archives_on_a_target_are_refused() {
+    let (sim, bed) = tb::setup();
+    let src = tb::source(&sim, 1);
+    let o = tb::backup_to(&sim, &src, "testbed-ssh");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = tb::list(&sim, "testbed-ssh").remove(0);
+    let dir = PathBuf::from(bed.get("SSH_DATA_DIR"));
+    let (genuine, secret) = learn(&sim, fs::read(dir.join(&name)).unwrap());
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path();
+    let shares: Vec<PathBuf> = (1..=3).map(|i| sim.share(i)).collect();
+    for (i, f) in forgeries(&sim, &genuine, &secret).iter().enumerate() {
+        // A name of this appliance's form, beside the genuine archive.
+        let forged_name = name.replace(".obx", &format!("{i}.obx"));
+        fs::write(dir.join(&forged_name), &f.bytes).unwrap();
+        let dest = out.join("restored");
+        let o = sim.run(&["verify", "--from", "testbed-ssh", &forged_name]);
+        assert_refused(&o, f.name, "verify --from", out);
+        let mut args = vec![
+            "restore",
+            "--from",
+            "testbed-ssh",
+            &forged_name,
+            "--to",
+            s(&dest),
+        ];
+        let o = sim.run(&args);
+        assert_refused(&o, f.name, "restore --from", out);
+        for p in &shares {
+            args.extend(["--share", s(p)]);
+        }
+        let o = sim.run(&args);
+        assert_refused(&o, f.name, "restore --from --share", out);
+        fs::remove_file(dir.join(&forged_name)).unwrap();
+    }
+    // The genuine archive still restores from the target.
+    sim.ok(&["verify", "--from", "testbed-ssh", &name]);
 }

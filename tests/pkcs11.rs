@@ -173,3 +173,92 @@ fn backup_refuses_a_local_output_file_and_a_terminal() {
     assert!(stderr(&out).contains("never to a local file"));
     assert!(!std::path::Path::new("/tmp/x.obx").exists());
 }
+
+/// `keys init --replace` destroys keys only with `--yes`, says what becomes unreadable, never
+/// reuses a version number, and keeps the public halves of replaced signing keys, so that old
+/// archives still verify (through their recovery slot) and new ones use the new key.
+#[test]
+fn init_replace_needs_yes_never_reuses_a_version_and_keeps_old_signing_keys() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let old = small_archive(&sim, w);
+    let pem_old = w.join("old.pem");
+    sim.ok(&[
+        "keys",
+        "export-public",
+        "--output",
+        pem_old.to_str().unwrap(),
+    ]);
+
+    let out = sim.run(&["keys", "init", "--replace"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("offbox: error: `keys init --replace` was not done: it destroys every key-encryption key version (1) and the private signing key."),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Run again with --replace --yes"));
+    let status = String::from_utf8(sim.ok(&["keys", "status"])).unwrap();
+    assert!(status.contains("version 1 (current)"), "{status}");
+    // --yes alone is refused by the parser (it needs --replace).
+    assert_eq!(sim.run(&["keys", "init", "--yes"]).status.code(), Some(2));
+
+    let out = sim.run(&["keys", "init", "--replace", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `offbox recovery rotate` now"),
+        "{}",
+        stderr(&out)
+    );
+    let status = String::from_utf8(sim.ok(&["keys", "status"])).unwrap();
+    assert!(
+        status.contains("KEK:      version 2 (current) at token \"offbox\", label \"offbox-kek\", id \"offbox-kek-v2\""),
+        "{status}"
+    );
+    assert!(!status.contains("version 1"), "{status}");
+
+    // The old archive's device slot is gone with version 1; the recovery slot still opens it,
+    // and its signature still verifies.
+    let out = sim.run(&["verify", old.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let dest = w.join("restored");
+    let out = sim.run(&[
+        "restore",
+        old.to_str().unwrap(),
+        "--to",
+        dest.to_str().unwrap(),
+        "--share",
+        sim.share(1).to_str().unwrap(),
+        "--share",
+        sim.share(2).to_str().unwrap(),
+        "--share",
+        sim.share(3).to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" signature verified (key "));
+
+    // The device keeps the old public key beside the new one: both are trusted as its own.
+    std::env::set_var("SOFTHSM2_CONF", &sim.softhsm_conf);
+    let cfg = offbox::config::Config::load(&sim.config()).unwrap();
+    let mut device = offbox::keys::open_device(&cfg).unwrap();
+    let keys = device.signing_keys().unwrap();
+    let old_key =
+        offbox::format::signature::PublicKey::from_pem_or_der(&fs::read(&pem_old).unwrap())
+            .unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[1], old_key);
+    assert_ne!(keys[0], old_key);
+    assert_eq!(device.signing_key().unwrap(), keys[0]);
+    drop(device);
+
+    // A new archive is signed by the new key; another replace makes version 3, not 1.
+    let again = w.join("again");
+    fs::create_dir(&again).unwrap();
+    let new = small_archive(&sim, &again);
+    sim.ok(&["verify", new.to_str().unwrap()]);
+    let out = sim.run(&["keys", "init", "--replace", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = String::from_utf8(sim.ok(&["keys", "status"])).unwrap();
+    assert!(status.contains("id \"offbox-kek-v3\""), "{status}");
+}

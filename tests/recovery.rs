@@ -1793,3 +1793,28 @@ fn a_failing_export_command_fails_the_backup_and_leaves_no_valid_archive() {
     );
     assert_eq!(fs::metadata(&arch).unwrap().len(), 0);
 }
+
+/// Share files are read with a size limit: `--share /dev/zero` is refused at once, naming the
+/// file, and nothing is opened.
+#[test]
+fn an_endless_share_file_is_refused_not_read() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    make_tree(&src);
+    let arch = w.join("system.obx");
+    sim.backup("system", &src, &arch);
+    let cwd = fresh(w, "cwd");
+    let out = cwd.join("payload");
+    let shares = vec![sim.share(1), PathBuf::from("/dev/zero"), sim.share(3)];
+    let t0 = Instant::now();
+    let o = recover(&cwd, &arch, &shares, &["--output", s(&out)]);
+    assert_fails(
+        &o,
+        4,
+        "share /dev/zero is damaged or mistyped (it is larger than 65536 bytes, so it is not a share file); check it character by character against the custodian's copy",
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_nothing_written(&cwd, &out);
+}

@@ -333,6 +333,72 @@ mod tests {
     }
 
     #[test]
+    fn a_threshold_mismatch_shows_both_values() {
+        let mut shares = named(split(&RecoverySecret::generate(), 5, 3, &[]));
+        let (_, s1) = &shares[1];
+        let altered = Share {
+            key_id: s1.key_id,
+            index: s1.index,
+            threshold: 2,
+            count: s1.count,
+            y: Zeroizing::new(s1.y.to_vec()),
+            signers: Listed::default(),
+        };
+        shares[1] = ("b.txt".to_string(), altered);
+        assert_eq!(
+            combine(&shares).err().unwrap().to_string(),
+            "share b.txt says 2 of 5 shares are needed, but share #1 says 3 of 5: one of them was altered or mistyped; check both against the custodians' copies"
+        );
+    }
+
+    #[test]
+    fn signing_keys_round_trip_through_the_file_and_are_vouched_for() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let kp =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let pk = PublicKey::from_point(kp.public_key().as_ref()).unwrap();
+        let secret = RecoverySecret::generate();
+        let shares = split(&secret, 3, 2, std::slice::from_ref(&pk));
+        let parsed: Vec<_> = shares
+            .iter()
+            .map(|s| {
+                (
+                    "f".to_string(),
+                    Share::parse(&s.to_file_text(), "f").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(parsed[0].1.signers.keys, vec![pk.clone()]);
+        let rebuilt = combine(&parsed).unwrap();
+        let vouched = signers::vouched(
+            &rebuilt,
+            parsed.iter().map(|(w, s)| (w.as_str(), &s.signers)),
+        );
+        assert_eq!(vouched.unwrap(), vec![pk]);
+        // Under another recovery key the tag does not verify.
+        let other = RecoverySecret::generate();
+        let e = signers::vouched(&other, parsed.iter().map(|(w, s)| (w.as_str(), &s.signers)))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("signing-key lines were changed"),
+            "{e}"
+        );
+        // A file with key lines but no tag is damaged.
+        let text = shares[0].to_file_text();
+        let no_tag: String = text
+            .lines()
+            .filter(|l| !l.starts_with("signing-keys-tag:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = Share::parse(&no_tag, "g").err().unwrap();
+        assert!(e.to_string().contains("no signing-keys-tag line"), "{e}");
+    }
+
+    #[test]
     fn parameters() {
         assert!(check_parameters(5, 1).is_err());
         assert!(check_parameters(3, 4).is_err());

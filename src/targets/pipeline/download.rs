@@ -2,17 +2,22 @@
 
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::time::Duration;
 
 use super::{CHUNK, DEPTH};
+
+/// How long dropping a [`Prefetched`] waits for its thread to let go of the connection.
+const STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// A reader whose reads happen ahead, on a thread of their own, at most [`DEPTH`] chunks
 /// ahead. The first error is returned once, in order, after the bytes before it.
 pub struct Prefetched {
-    rx: Receiver<io::Result<Vec<u8>>>,
+    rx: Option<Receiver<io::Result<Vec<u8>>>>,
     spare: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     done: bool,
+    stopped: Receiver<()>,
 }
 
 impl Prefetched {
@@ -20,17 +25,21 @@ impl Prefetched {
     pub fn new(inner: Box<dyn Read + Send>) -> io::Result<Prefetched> {
         let (tx, rx) = mpsc::sync_channel(DEPTH);
         let (spare, spare_rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH + 1);
-        // Not joined: a reader blocked on a stalled server ends with the target's timeout,
-        // and its result then goes nowhere.
+        let (stopped_tx, stopped) = mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
             .name("offbox-download".into())
-            .spawn(move || read_ahead(inner, tx, spare_rx))?;
+            .spawn(move || {
+                read_ahead(inner, tx, spare_rx);
+                // `inner` (the connection's reader) is closed by now.
+                let _ = stopped_tx.send(());
+            })?;
         Ok(Prefetched {
-            rx,
+            rx: Some(rx),
             spare,
             cur: Vec::new(),
             pos: 0,
             done: false,
+            stopped,
         })
     }
 }
@@ -79,7 +88,10 @@ impl Read for Prefetched {
             if self.done || out.is_empty() {
                 return Ok(0);
             }
-            let next = match self.rx.recv() {
+            let Some(rx) = self.rx.as_ref() else {
+                return Ok(0);
+            };
+            let next = match rx.recv() {
                 Ok(Ok(chunk)) => chunk,
                 Ok(Err(e)) => {
                     self.done = true;
@@ -101,6 +113,18 @@ impl Read for Prefetched {
         out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// Stops the thread and waits (at most [`STOP_WAIT`]) until it closed the connection's
+/// reader, so that a reader dropped early (a refused archive) does not leave the thread in
+/// the transport's library while the process exits. A thread blocked on a stalled server is
+/// left to the target's timeout.
+impl Drop for Prefetched {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        // Unblock a thread waiting to send a chunk: the channel holds at most DEPTH of them.
+        let _ = self.stopped.recv_timeout(STOP_WAIT);
     }
 }
 
@@ -162,5 +186,31 @@ mod tests {
         assert!(got == d);
         let e = p.read(&mut [0u8; 8]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    /// Endless data that records when it is dropped.
+    struct Endless(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    impl Read for Endless {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            out.fill(7);
+            Ok(out.len())
+        }
+    }
+
+    impl Drop for Endless {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn dropping_early_closes_the_source_before_returning() {
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut p = Prefetched::new(Box::new(Endless(closed.clone()))).unwrap();
+        let mut some = vec![0u8; 10];
+        p.read_exact(&mut some).unwrap();
+        drop(p);
+        assert!(closed.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
