@@ -97,8 +97,16 @@ fn keyless_verify_refuses_another_appliance(backend: Backend) {
         "{}",
         stderr(&bad)
     );
-    // B's device cannot open A's archive either: clear error, recovery named.
+    // B does not trust A's key; and trusting it, B's device cannot open A's archive either:
+    // clear error, recovery named.
     let out = b.run(&["verify", from_a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = b.run(&[
+        "verify",
+        from_a.to_str().unwrap(),
+        "--public-key",
+        pem.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("recovery"), "{}", stderr(&out));
 }

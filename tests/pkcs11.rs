@@ -147,7 +147,19 @@ fn another_hsms_archive_does_not_open_through_the_device_slot() {
     let b = Sim::new();
     let work = tempfile::tempdir().unwrap();
     let archive = small_archive(&a, work.path());
+    // B does not trust A's signing key: refused before any key is used.
     let out = b.run(&["verify", archive.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("which is not a trusted signing key here"));
+    // Trusting it (A's exported key), B's token still cannot open A's device slot.
+    let pem = work.path().join("a.pem");
+    a.ok(&["keys", "export-public", "--output", pem.to_str().unwrap()]);
+    let out = b.run(&[
+        "verify",
+        archive.to_str().unwrap(),
+        "--public-key",
+        pem.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(4));
     assert!(
         stderr(&out).contains("the device slot does not open with this token's key-encryption key (the archive comes from another HSM, or its slot was altered); open it with the recovery shares"),
