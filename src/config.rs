@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::format::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
-use crate::keys::pkcs11::Pkcs11Config;
-#[cfg(feature = "tpm")]
-use crate::keys::tpm::TpmConfig;
+use crate::keys::KeysConfig;
 use crate::targets::name::MAX_APPLIANCE_ID;
-#[cfg(not(feature = "tpm"))]
-type TpmConfig = toml::Table;
+
+mod edit;
+pub use edit::record_public_key;
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
@@ -36,7 +35,7 @@ pub struct Config {
     /// What the system backup covers.
     #[serde(default)]
     pub backup: BackupConfig,
-    /// The hardware key custodian.
+    /// The hardware key custodian (`[keys]`, owned by [`crate::keys`]).
     pub keys: KeysConfig,
     /// The offline recovery key.
     #[serde(default)]
@@ -101,28 +100,6 @@ fn default_level() -> i32 {
     1
 }
 
-/// Which hardware holds the key-encryption key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// A PKCS#11 HSM or token.
-    Pkcs11,
-    /// A TPM 2.0.
-    Tpm,
-}
-
-/// `[keys]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeysConfig {
-    /// The backend in use.
-    pub backend: Backend,
-    /// `[keys.pkcs11]`.
-    pub pkcs11: Option<Pkcs11Config>,
-    /// `[keys.tpm]`.
-    pub tpm: Option<TpmConfig>,
-}
-
 /// `[recovery]`: the public half of the offline recovery key.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +162,14 @@ pub enum ConfigError {
         /// The backend name.
         backend: &'static str,
     },
+    /// The config file could not be updated (see [`record_public_key`]).
+    #[error("updating {path} failed: {err}")]
+    Update {
+        /// The path.
+        path: String,
+        /// What failed.
+        err: std::io::Error,
+    },
 }
 
 impl Config {
@@ -213,12 +198,7 @@ impl Config {
                 None => e.to_string(),
             },
         })?;
-        let missing = match cfg.keys.backend {
-            Backend::Pkcs11 if cfg.keys.pkcs11.is_none() => Some("pkcs11"),
-            Backend::Tpm if cfg.keys.tpm.is_none() => Some("tpm"),
-            _ => None,
-        };
-        if let Some(backend) = missing {
+        if let Some(backend) = cfg.keys.missing_table() {
             return Err(ConfigError::MissingBackend {
                 path: path.display().to_string(),
                 backend,

@@ -69,3 +69,5 @@ impl SecretText {
         self.0
     }
 }
+
+pub mod source;

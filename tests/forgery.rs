@@ -21,8 +21,8 @@ use offbox::config::Config;
 use offbox::format::signature::PublicKey;
 use offbox::format::{Header, KeySlot, SignerInfo};
 use offbox::jobs::recovery::{read_share_file, rebuild};
-use offbox::keys::recovery::{RecoveryCustodian, RecoverySecret};
-use offbox::keys::{open_device, KeyCustodian, SlotContext};
+use offbox::keys::recovery::{RecoveryIdentity, RecoveryRecipient, RecoverySecret};
+use offbox::keys::{open_device, SlotContext, SlotIdentity, SlotRecipient};
 use offbox::secret::Key32;
 use offbox::stream::{signed_message, ArchiveHead, EncryptWriter};
 
@@ -102,7 +102,7 @@ fn seal(header: &Header, dek: &Key32, payload: &[u8], trailer: Trailer<'_>) -> V
 
 /// A fresh recovery slot for `header`, as anyone holding the recovery public key can make.
 fn recovery_slot(secret: &RecoverySecret, header: &Header, dek: &Key32) -> KeySlot {
-    RecoveryCustodian::for_wrapping(secret.public())
+    RecoveryRecipient(secret.public())
         .wrap(dek, &SlotContext::of(header))
         .unwrap()
 }
@@ -172,7 +172,7 @@ fn forgeries(sim: &Sim, genuine: &Genuine, secret: &RecoverySecret) -> Vec<Forge
     let _turn = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("SOFTHSM2_CONF", &sim.softhsm_conf);
     let cfg = Config::load(&sim.config()).unwrap();
-    let mut device = open_device(&cfg).unwrap();
+    let mut device = open_device(&cfg.keys).unwrap();
     let old_dek = Key32::random();
     let mut h5 = genuine.header.clone();
     h5.version = 1;
@@ -241,7 +241,7 @@ fn learn(sim: &Sim, bytes: Vec<u8>) -> (Genuine, RecoverySecret) {
         .unwrap();
     let header = head.header;
     let ctx = SlotContext::of(&header);
-    let dek = RecoveryCustodian::for_opening(rebuild(&shares).unwrap())
+    let dek = RecoveryIdentity(rebuild(&shares).unwrap())
         .unwrap(&header.slots[1], &ctx)
         .ok()
         .flatten()

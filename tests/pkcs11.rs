@@ -253,7 +253,7 @@ fn init_replace_needs_yes_never_reuses_a_version_and_keeps_old_signing_keys() {
     // The device keeps the old public key beside the new one: both are trusted as its own.
     std::env::set_var("SOFTHSM2_CONF", &sim.softhsm_conf);
     let cfg = offbox::config::Config::load(&sim.config()).unwrap();
-    let mut device = offbox::keys::open_device(&cfg).unwrap();
+    let mut device = offbox::keys::open_device(&cfg.keys).unwrap();
     let keys = device.signing_keys().unwrap();
     let old_key =
         offbox::format::signature::PublicKey::from_pem_or_der(&fs::read(&pem_old).unwrap())

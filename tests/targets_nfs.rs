@@ -75,7 +75,7 @@ fn killed_server_leaves_no_archive_and_next_run_cleans() {
 
     // While the server is down, check says so.
     let out = sim.run(&["target", "check", NFS.target]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
 
     let st = Command::new(repo().join("tests/testbed/nfs.sh"))
@@ -99,13 +99,13 @@ fn refused_export_and_unreachable_server_are_clear_errors() {
     // An export whose client list does not contain this host: MNT3ERR_ACCES.
     let out = sim.run(&["target", "check", "testbed-nfs-denied"]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("MNT3ERR_ACCES"), "{err}");
     assert!(err.contains("does not allow this host"), "{err}");
     assert!(err.contains("client list"), "says what to do: {err}");
     let src = source(&sim, 1);
     let out = backup_to(&sim, &src, "testbed-nfs-denied");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(69));
     assert!(stderr(&out).contains("does not allow this host"));
 
     // A port where nothing listens: unreachable, retry may help.
@@ -113,7 +113,7 @@ fn refused_export_and_unreachable_server_are_clear_errors() {
     let url = format!("nfs://{remote}:2050/offbox?mountport=2050");
     let out = sim.run(&["target", "check", &url]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(75), "{err}");
     assert!(err.contains("cannot reach"), "{err}");
     assert!(err.contains("retry"), "{err}");
 

@@ -97,7 +97,7 @@ fn special_character_password_from_the_environment_and_a_url() {
     // reinterpreted on the way.
     let cut = &pw[..pw.len() - 1];
     let out = run(&[("TB_SMB_PW", cut)], &["target", "check", SMB.target]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     assert!(stderr(&out).contains("authentication as offbox-smb failed"));
 }
 
@@ -153,7 +153,7 @@ fn wrong_credentials_are_refused_with_guidance() {
     });
     let out = sim.run(&["target", "check", SMB.target]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("authentication as offbox-smb failed"), "{err}");
     assert!(err.contains("STATUS_LOGON_FAILURE"), "{err}");
     assert!(err.contains(&wrong.display().to_string()), "{err}");

@@ -72,7 +72,7 @@ fn wrong_key_is_refused_with_guidance() {
     });
     let out = sim.run(&["target", "check", SSH.target]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("authentication as offbox-tb failed"), "{err}");
     assert!(err.contains("authorized_keys"), "{err}");
     // A missing key says how to make one.
@@ -94,7 +94,7 @@ fn unpinned_host_key_fails_until_accepted() {
     let src = source(&sim, 1);
     let out = backup_to(&sim, &src, SSH.target);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("is not pinned"), "{err}");
     let fp = err
         .split_whitespace()
@@ -154,7 +154,7 @@ fn server_with_this_appliances_host_key_is_refused() {
     tb.attach(&sim, |t| t);
     let out = sim.run(&["target", "check", SSH.target]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("SSH host key of this appliance"), "{err}");
     assert!(
         err.contains(tb.get("TESTBED_REMOTE")) || err.contains("server host key"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use offbox::format::{ArchiveKind, KeySlot};
 use offbox::keys::tpm::{TpmConfig, TpmCustodian, TpmError};
-use offbox::keys::{Device, KeyCustodian, KeyError, SlotContext};
+use offbox::keys::{Device, KeyError, SlotContext, SlotIdentity, SlotRecipient};
 use offbox::secret::Key32;
 
 /// One swtpm process with its state in a temporary directory; killed by PID on drop.

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use offbox::format::header::hex;
 use offbox::format::schedule::{hkdf32, ArchiveKeys};
 use offbox::format::{ArchiveKind, Compression, Header, KeySlot, SignerInfo};
-use offbox::keys::recovery::{RecoveryCustodian, RecoverySecret};
-use offbox::keys::{KeyCustodian, SlotContext};
+use offbox::keys::recovery::{RecoveryIdentity, RecoveryRecipient, RecoverySecret};
+use offbox::keys::{SlotContext, SlotIdentity, SlotRecipient};
 use offbox::secret::Key32;
 use offbox::stream::{ArchiveHead, DecryptReader, EncryptWriter};
 
@@ -152,7 +152,7 @@ fn recovery_slot_vectors_open() {
             ephemeral: unhex(&v["ephemeral"]).try_into().unwrap(),
             wrapped: unhex(&v["wrapped"]),
         };
-        let dek = RecoveryCustodian::for_opening(secret)
+        let dek = RecoveryIdentity(secret)
             .unwrap(&slot, &ctx)
             .ok()
             .flatten()
@@ -253,9 +253,7 @@ fn print_vectors() {
             binding,
         };
         let dek = Key32::from_slice(&[0x11; 32]).unwrap();
-        let slot = RecoveryCustodian::for_wrapping(secret.public())
-            .wrap(&dek, &ctx)
-            .unwrap();
+        let slot = RecoveryRecipient(secret.public()).wrap(&dek, &ctx).unwrap();
         let KeySlot::Recovery {
             key_id,
             ephemeral,

@@ -46,7 +46,14 @@ pub fn public_key() -> PublicKey {
 /// Smallest segment size a header accepts; small segments make multi-segment archives short.
 pub const SEGMENT: u32 = offbox::format::MIN_SEGMENT_SIZE;
 
-/// The header of the format vectors (docs/format.md §8), signed by the test key if asked.
+/// The salt of the format vectors (docs/format.md §8), as printed there.
+pub const VECTOR_SALT: [u8; 32] = [
+    0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d,
+    0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d,
+];
+
+/// The header of the format vectors (docs/format.md §8): unsigned, it is exactly their
+/// header; signed, it names the test key as signer.
 pub fn vector_header(signed: bool) -> Header {
     let seq = |start: u8| move |i: usize| start + i as u8;
     Header {
@@ -57,7 +64,7 @@ pub fn vector_header(signed: bool) -> Header {
         archive_id: std::array::from_fn(seq(0xa0)),
         compression: Compression::None,
         segment_size: SEGMENT,
-        salt: std::array::from_fn(seq(0x20)),
+        salt: VECTOR_SALT,
         nonce_prefix: std::array::from_fn(seq(0xb0)),
         slots: vec![KeySlot::Pkcs11 {
             key_label: "offbox-kek".into(),

@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// offbox: encrypted, hardware-keyed backups that leave the appliance.
 #[derive(Debug, Parser)]
-#[command(name = "offbox", version, about)]
+#[command(
+    name = "offbox",
+    version,
+    about,
+    after_help = "Exit codes:\n  0   success\n  1   configuration or usage (the message names the key or option)\n  3   archive integrity or signature: do not trust the file\n  4   key: HSM, TPM, PIN, key version, recovery shares\n  69  target failure a retry cannot fix: full, credentials refused, host key, self-target\n  75  try again later: target unreachable or timed out, or another offbox run holds the lock\nWith --json, a failure also prints {\"error\":{\"kind\",\"retry\",\"hint\",...}} on standard error."
+)]
 pub struct Cli {
     /// Config file [default: $OFFBOX_CONFIG, else /etc/offbox/offbox.toml].
     #[arg(long, global = true, value_name = "FILE")]

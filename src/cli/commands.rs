@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use super::args::*;
 use super::output::write_output;
+use super::prompt::prompt_shares;
 use super::report;
 use crate::config::Config;
 use crate::format::ArchiveKind;
 use crate::harden::{harden_process, no_core_dumps};
 use crate::jobs::backup::{self, BackupOptions, Payload};
+use crate::jobs::error::Policy;
 use crate::jobs::{export, recovery, JobError};
-use crate::keys::recovery::{RecoveryCustodian, RecoveryPublicKey};
-use crate::keys::{open_device, KeyCustodian, KeyError};
+use crate::keys::recovery::{RecoveryPublicKey, RecoveryRecipient};
+use crate::keys::{open_device, KeyError, SlotRecipient};
 use crate::payload::exclude::Excludes;
 use crate::progress::{Meter, Ticker};
 
@@ -56,7 +58,7 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
 
 fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
-    let mut device = open_device(&cfg)?;
+    let mut device = open_device(&cfg.keys)?;
     match cmd {
         KeysCmd::Init { replace, yes } => {
             if replace && !yes {
@@ -87,12 +89,13 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
         }
         KeysCmd::Retire { version, yes } => {
             if !yes {
-                return Err(JobError::Io {
-                    what: format!("retiring key-encryption key version {version}"),
-                    err: io::Error::other(format!(
+                return Err(JobError::refused(
+                    format!("retiring key-encryption key version {version}"),
+                    Policy::NeedsConfirmation,
+                    format!(
                         "not done: every archive whose device slot uses version {version} could then be opened ONLY through its recovery slot, with the custodians' shares. Check which archives still need it (their `verify` output names the slot), then run again with --yes"
-                    )),
-                });
+                    ),
+                ));
             }
             device.retire(version)?;
             report::retired(version, json);
@@ -115,26 +118,22 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     // An off-box target is connected (and guarded) before any key or payload is touched.
     let mut target = super::targets::connect_to(&cfg, a.to.as_deref())?;
     if target.is_none() && a.output.as_deref() != Some(Path::new("-")) {
-        return Err(JobError::Io {
-            what: format!(
+        return Err(JobError::refused(
+            format!(
                 "writing the archive to {}",
                 a.output.as_deref().unwrap_or(Path::new("")).display()
             ),
-            err: io::Error::new(
-                io::ErrorKind::Unsupported,
-                "offbox writes archives to standard output (--output -) or to an off-box target, never to a local file: a backup kept on the appliance dies with it",
-            ),
-        });
+            Policy::LocalOutput,
+            "offbox writes archives to standard output (--output -) or to an off-box target, never to a local file: a backup kept on the appliance dies with it",
+        ));
     }
     let stdout = io::stdout();
     if target.is_none() && stdout.is_terminal() {
-        return Err(JobError::Io {
-            what: "writing the archive to standard output".into(),
-            err: io::Error::new(
-                io::ErrorKind::Unsupported,
-                "standard output is a terminal; redirect it to a file or pipe it to a transport",
-            ),
-        });
+        return Err(JobError::refused(
+            "writing the archive to standard output",
+            Policy::TerminalOutput,
+            "standard output is a terminal; redirect it to a file or pipe it to a transport",
+        ));
     }
     let recovery_pk = match &cfg.recovery.public_key {
         Some(pk) => Some(RecoveryPublicKey::parse(pk).map_err(KeyError::from)?),
@@ -157,9 +156,9 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         },
         ArchiveKind::Secrets => Payload::Stream(export::open(&cfg.secrets, &a.sources)?),
     };
-    let mut device = open_device(&cfg)?;
-    let mut rec = recovery_pk.map(RecoveryCustodian::for_wrapping);
-    let mut others: Vec<&mut dyn KeyCustodian> = Vec::new();
+    let mut device = open_device(&cfg.keys)?;
+    let mut rec = recovery_pk.map(RecoveryRecipient);
+    let mut others: Vec<&mut dyn SlotRecipient> = Vec::new();
     if let Some(r) = rec.as_mut() {
         others.push(r);
     }
@@ -203,7 +202,7 @@ fn recovery_cmd(config_path: &Path, cmd: RecoveryCmd, json: bool) -> Result<(), 
         RecoveryCmd::VerifyShares { shares } => {
             harden_process();
             let shares = if shares.is_empty() {
-                recovery::prompt_shares()?
+                prompt_shares()?
             } else {
                 shares
                     .iter()
@@ -229,26 +228,24 @@ fn ceremony(config_path: &Path, c: CeremonyArgs, rotate: bool, json: bool) -> Re
         .transpose()
         .map_err(KeyError::from)?;
     if old.is_some() && !rotate {
-        return Err(JobError::Io {
-            what: "recovery init".into(),
-            err: io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the config already has a recovery public key; use `offbox recovery rotate` to replace it",
-            ),
-        });
+        return Err(JobError::refused(
+            "recovery init",
+            Policy::AlreadyConfigured,
+            "the config already has a recovery public key; use `offbox recovery rotate` to replace it",
+        ));
     }
     if old.is_none() && rotate {
         return Err(KeyError::from(crate::keys::recovery::RecoveryError::NoPublicKey).into());
     }
     // The shares record the appliance's signing keys, so that break the glass on a bare
     // machine can tell its archives from forged ones: the device must be initialised first.
-    let signing_keys = open_device(&cfg)
+    let signing_keys = open_device(&cfg.keys)
         .and_then(|mut d| d.signing_keys())
         .map_err(|e| JobError::CeremonyNeedsSigningKey(e.to_string()))?;
     let h = harden_process();
     let result = recovery::ceremony(&c.out, c.count, c.threshold, &signing_keys)?;
     let new = RecoveryPublicKey::parse(&result.public_key).map_err(KeyError::from)?;
-    recovery::record_public_key(config_path, &new, old.as_ref())?;
+    crate::config::record_public_key(config_path, &new, old.as_ref())?;
     report::ceremony(&result, old.as_ref(), &h, config_path, json);
     Ok(())
 }

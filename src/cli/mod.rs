@@ -2,9 +2,11 @@
 //! terminal to the jobs. PINs, passwords and shares never come from arguments.
 
 mod args;
+mod audit;
 mod commands;
 mod open;
 mod output;
+mod prompt;
 mod report;
 mod targets;
 
@@ -12,13 +14,21 @@ pub use args::Cli;
 
 use clap::Parser;
 
-/// Parses arguments, runs the command, and returns the process exit code.
+/// Parses arguments, runs the command, and returns the process exit code. A failure prints
+/// `offbox: error: MESSAGE` on standard error; with `--json`, then also one line
+/// `{"error":{"kind":…,"retry":…,"hint":…,"message":…,"exit_code":…}}` on standard error
+/// (standard output may carry data).
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    let json = cli.json;
     match commands::run(cli) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("offbox: error: {e}");
+            if json {
+                let report = crate::jobs::error_kind::ErrorReport::of(&e);
+                eprintln!("{}", serde_json::json!({ "error": report }));
+            }
             e.exit_code()
         }
     }

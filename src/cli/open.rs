@@ -15,16 +15,18 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::args::{DecryptArgs, RecoverArgs, RestoreArgs, TrustArgs};
+use super::audit::audit;
 use super::commands::input;
 use super::output::write_output;
+use super::prompt::prompt_shares;
 use super::report;
 use crate::config::Config;
 use crate::format::signature::PublicKey;
 use crate::harden::harden_process;
 use crate::jobs::signature::{verify_keyless, Trust};
 use crate::jobs::{open, read, recovery, restore, JobError};
-use crate::keys::recovery::RecoveryCustodian;
-use crate::keys::{open_device, Device, KeyCustodian};
+use crate::keys::recovery::RecoveryIdentity;
+use crate::keys::{open_device, Device, SlotIdentity};
 use crate::payload::unpack::UnpackOptions;
 
 /// `verify`: keyless (structure and signature), or a full keyed read.
@@ -44,12 +46,12 @@ pub fn verify_cmd(
         return Ok(());
     }
     let cfg = Config::load(config_path)?;
-    let mut device = open_device(&cfg)?;
+    let mut device = open_device(&cfg.keys)?;
     add_device(&mut trust, device.as_mut())?;
     let mut inp = super::targets::input_from(config_path, from, archive, input)?;
     let head = open::read_head(&mut inp)?;
     trust.precheck(&head.header)?;
-    let (reader, _) = open::open_head(head, inp, &mut [device.as_mut() as &mut dyn KeyCustodian])?;
+    let (reader, _) = open::open_head(head, inp, &mut [device.as_mut() as &mut dyn SlotIdentity])?;
     let s = read::verify(reader, &trust)?;
     report::verified(&s, json);
     Ok(())
@@ -66,8 +68,8 @@ pub fn decrypt_cmd(config_path: &Path, a: DecryptArgs, json: bool) -> Result<(),
     let mut device = match rec {
         Some(_) => Config::load(config_path)
             .ok()
-            .and_then(|c| open_device(&c).ok()),
-        None => Some(open_device(&Config::load(config_path)?)?),
+            .and_then(|c| open_device(&c.keys).ok()),
+        None => Some(open_device(&Config::load(config_path)?.keys)?),
     };
     if let Some(d) = device.as_mut() {
         add_device(&mut trust, d.as_mut())?;
@@ -81,7 +83,7 @@ pub fn decrypt_cmd(config_path: &Path, a: DecryptArgs, json: bool) -> Result<(),
     let (reader, opened_by) = open::open_head(head, inp, &mut cs)?;
     trust.precheck(reader.header())?;
     if opened_by == "recovery" {
-        recovery::audit(&format!(
+        audit(&format!(
             "decrypt of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
             reader.header().archive_id_hex(),
             reader.header().kind.name(),
@@ -104,7 +106,7 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     }
     // With shares, a missing token or KEK is expected (replacement appliance): skip the device.
     let mut device = match (
-        Config::load(config_path).map(|c| open_device(&c)),
+        Config::load(config_path).map(|c| open_device(&c.keys)),
         rec.is_some(),
     ) {
         (Ok(Ok(d)), _) => Some(d),
@@ -125,7 +127,7 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     let (reader, opened_by) = open::open_head(head, inp, &mut cs)?;
     trust.precheck(reader.header())?;
     if opened_by == "recovery" {
-        recovery::audit(&format!(
+        audit(&format!(
             "restore of archive {} ({} of appliance {}) to {} with recovery shares {indexes}",
             reader.header().archive_id_hex(),
             reader.header().kind.name(),
@@ -144,13 +146,11 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
 /// `recover`: break the glass with the custodians' shares alone.
 pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
     if a.shares.is_empty() && a.archive == Path::new("-") {
-        return Err(JobError::Io {
-            what: "reading the shares".into(),
-            err: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the archive comes from standard input, so the shares cannot be typed there; pass them with --share FILE",
-            ),
-        });
+        return Err(JobError::refused(
+            "reading the shares",
+            crate::jobs::error::Policy::SharesNeedFiles,
+            "the archive comes from standard input, so the shares cannot be typed there; pass them with --share FILE",
+        ));
     }
     let mut trust = Trust::new();
     add_files(&mut trust, &a.trust.public_keys)?;
@@ -179,10 +179,10 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
         }
         _ => inp,
     };
-    let (reader, _) = open::open_head(head, inp, &mut [&mut rec as &mut dyn KeyCustodian])?;
+    let (reader, _) = open::open_head(head, inp, &mut [&mut rec as &mut dyn SlotIdentity])?;
     // After the slot opened: wrong shares get their own, clearer error first.
     trust.precheck(&header)?;
-    recovery::audit(&format!(
+    audit(&format!(
         "break-the-glass: archive {} ({} of appliance {}, created {}) opened with recovery shares {indexes}",
         header.archive_id_hex(),
         header.kind.name(),
@@ -219,9 +219,9 @@ fn precheck_around_open(
 
 fn custodians<'a>(
     device: &'a mut Option<Box<dyn Device>>,
-    recovery: Option<&'a mut RecoveryCustodian>,
-) -> Vec<&'a mut dyn KeyCustodian> {
-    let mut v: Vec<&'a mut dyn KeyCustodian> = Vec::new();
+    recovery: Option<&'a mut RecoveryIdentity>,
+) -> Vec<&'a mut dyn SlotIdentity> {
+    let mut v: Vec<&'a mut dyn SlotIdentity> = Vec::new();
     if let Some(d) = device.as_mut() {
         v.push(d.as_mut());
     }
@@ -278,10 +278,10 @@ pub fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, JobError> {
 fn recovery_opener(
     files: &[PathBuf],
     trust: &mut Trust,
-) -> Result<(RecoveryCustodian, String), JobError> {
+) -> Result<(RecoveryIdentity, String), JobError> {
     harden_process();
     let shares = if files.is_empty() {
-        recovery::prompt_shares()?
+        prompt_shares()?
     } else {
         files
             .iter()
@@ -292,10 +292,7 @@ fn recovery_opener(
     for k in recovery::vouched_signers(&secret, &shares)? {
         trust.add(k, "the custodians' shares");
     }
-    Ok((
-        RecoveryCustodian::for_opening(secret),
-        recovery::share_indexes(&shares),
-    ))
+    Ok((RecoveryIdentity(secret), recovery::share_indexes(&shares)))
 }
 
 /// Applies `--accept-unverified-may-be-forged`, loudly and audited.
@@ -304,7 +301,7 @@ fn accept_forged(a: &TrustArgs, trust: &mut Trust, archive: &Path) {
         return;
     }
     trust.accept_forged();
-    recovery::audit(&format!(
+    audit(&format!(
         "{} is opened with --accept-unverified-may-be-forged: its contents are released even if its signature cannot be verified, and MAY BE FORGED (trusted keys: {})",
         archive.display(),
         trust.key_ids().join(", ")

@@ -130,12 +130,10 @@ impl Dest {
     }
 
     fn exists_err(&self) -> JobError {
-        self.io_err(
-            "writing",
-            io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the file exists; give a new name, or pass --replace to overwrite it (the existing file was left untouched)",
-            ),
+        JobError::refused(
+            format!("writing {}", self.output.display()),
+            crate::jobs::error::Policy::OutputExists,
+            "the file exists; give a new name, or pass --replace to overwrite it (the existing file was left untouched)",
         )
     }
 

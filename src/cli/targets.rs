@@ -14,10 +14,10 @@ use crate::jobs::backup::BackupOptions;
 use crate::jobs::lock::RunLock;
 use crate::jobs::target::{self as job, target_err, Retention};
 use crate::jobs::JobError;
-use crate::keys::{Device, KeyCustodian};
+use crate::keys::{Device, SlotRecipient};
 use crate::progress::{human_bytes, Meter};
 use crate::targets::pipeline::Prefetched;
-use crate::targets::{self, Target, TargetUrl};
+use crate::targets::{self, Target};
 
 /// `target` subcommands.
 #[derive(Debug, Subcommand)]
@@ -102,7 +102,7 @@ pub fn connect_to(cfg: &Config, to: Option<&str>) -> Result<Option<Box<dyn Targe
 pub fn backup_to(
     target: &mut dyn Target,
     device: &mut dyn Device,
-    others: &mut [&mut dyn KeyCustodian],
+    others: &mut [&mut dyn SlotRecipient],
     opts: BackupOptions,
     meter: Arc<Meter>,
     json: bool,
@@ -162,35 +162,21 @@ pub fn target_cmd(config_path: &Path, cmd: TargetCmd, json: bool) -> Result<(), 
     let cfg = Config::load(config_path)?;
     match cmd {
         TargetCmd::SshKey => {
-            #[cfg(feature = "target-ssh")]
-            {
-                let id = cfg.targets.ssh_identity();
-                let (line, created) = targets::ssh::ensure_key_pair(&id)
-                    .map_err(|e| target_err("preparing the SSH key", e))?;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"identity": id, "public_key": line, "created": created})
-                    );
-                } else {
-                    eprintln!(
-                        "offbox: {} SSH key {}; add this line to ~USER/.ssh/authorized_keys on the server:",
-                        if created { "created the" } else { "using the existing" },
-                        id.display()
-                    );
-                    println!("{line}");
-                }
-                Ok(())
+            let k = crate::jobs::ssh_keys::ensure_key_pair(&cfg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"identity": k.identity, "public_key": k.public_key, "created": k.created})
+                );
+            } else {
+                eprintln!(
+                    "offbox: {} SSH key {}; add this line to ~USER/.ssh/authorized_keys on the server:",
+                    if k.created { "created the" } else { "using the existing" },
+                    k.identity.display()
+                );
+                println!("{}", k.public_key);
             }
-            #[cfg(not(feature = "target-ssh"))]
-            Err(target_err(
-                "target ssh-key",
-                targets::TargetError::NotBuilt {
-                    target: "ssh".into(),
-                    scheme: "ssh".into(),
-                    feature: "target-ssh",
-                },
-            ))
+            Ok(())
         }
         TargetCmd::AcceptHostKey {
             target,
@@ -260,73 +246,27 @@ fn accept_host_key(
     fingerprint: Option<&str>,
     json: bool,
 ) -> Result<(), JobError> {
-    let spec = cfg
-        .targets
-        .resolve(Some(target))
-        .map_err(|e| target_err("choosing the target", e))?;
-    if !matches!(spec.url, TargetUrl::Ssh { .. }) {
-        return Err(target_err(
-            "accept-host-key",
-            targets::TargetError::Invalid {
-                target: target.into(),
-                why: "host keys exist for ssh:// targets only".into(),
+    let me = SelfIdentity::load();
+    let k = crate::jobs::ssh_keys::accept_host_key(cfg, target, fingerprint, &me)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"host": k.host, "fingerprint": k.fingerprint, "added": k.added, "known_hosts": k.known_hosts})
+        );
+    } else {
+        eprintln!(
+            "offbox: host key of {} {} {} in {}",
+            k.host,
+            if k.added {
+                "pinned:"
+            } else {
+                "already pinned:"
             },
-        ));
+            k.fingerprint,
+            k.known_hosts.display()
+        );
     }
-    #[cfg(feature = "target-ssh")]
-    {
-        let me = SelfIdentity::load();
-        let key = targets::ssh::probe_host_key(&spec, &me)
-            .map_err(|e| target_err("reading the host key", e))?;
-        let seen = key.fingerprint();
-        let Some(want) = fingerprint else {
-            return Err(JobError::Io {
-                what: "accept-host-key".into(),
-                err: std::io::Error::other(format!(
-                    "{} presents {} {seen}; nothing was pinned. Compare it with `ssh-keygen -lf` of the key on the server, then run again with --fingerprint {seen}",
-                    key.pattern,
-                    key.key_type()
-                )),
-            });
-        };
-        if want.trim() != seen {
-            return Err(JobError::Io {
-                what: "accept-host-key".into(),
-                err: std::io::Error::other(format!(
-                    "{} presents {seen}, not the {want} you gave; nothing was pinned. Check that you are talking to the right server",
-                    key.pattern
-                )),
-            });
-        }
-        let added =
-            targets::ssh::pin(&spec, &key).map_err(|e| target_err("pinning the host key", e))?;
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"host": key.pattern, "fingerprint": seen, "added": added, "known_hosts": spec.known_hosts})
-            );
-        } else {
-            eprintln!(
-                "offbox: host key of {} {} {seen} in {}",
-                key.pattern,
-                if added { "pinned:" } else { "already pinned:" },
-                spec.known_hosts.display()
-            );
-        }
-        Ok(())
-    }
-    #[cfg(not(feature = "target-ssh"))]
-    {
-        let _ = (fingerprint, json);
-        Err(target_err(
-            "accept-host-key",
-            targets::TargetError::NotBuilt {
-                target: target.into(),
-                scheme: "ssh".into(),
-                feature: "target-ssh",
-            },
-        ))
-    }
+    Ok(())
 }
 
 /// `backup list`.

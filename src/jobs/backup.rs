@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::format::signature::prehash;
 use crate::format::SignerInfo;
 use crate::format::{ArchiveKind, Compression, Header, VERSION};
-use crate::keys::{Device, KeyCustodian, SlotContext};
+use crate::keys::{Device, SlotContext, SlotRecipient};
 use crate::payload::exclude::Excludes;
 use crate::payload::pack::pack;
 use crate::payload::Notice;
@@ -98,7 +98,7 @@ impl<W: Write> Write for Counting<'_, W> {
 /// accepts it as an archive.
 pub fn create<W: Write>(
     device: &mut dyn Device,
-    others: &mut [&mut dyn KeyCustodian],
+    others: &mut [&mut dyn SlotRecipient],
     opts: BackupOptions,
     out: W,
     meter: Arc<Meter>,

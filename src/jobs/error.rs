@@ -1,4 +1,22 @@
-//! The error of a job, and the process exit code it maps to.
+//! The error of a job, and the process exit code it maps to: offbox's error policy.
+//!
+//! Every failure keeps its type from where it happens up to the exit code, so that a
+//! scheduler or a notifier knows **what kind of failure happened and whether a retry helps**.
+//! The message always says what is wrong and what to do; `--json` adds the same as data
+//! (`error.kind`, `error.retry`, `error.hint`, and for HSM/TPM calls the function and return
+//! code).
+//!
+//! | variant | kind | exit | retry | what the operator does |
+//! |---|---|---|---|---|
+//! | `Config` | `config` | 1 | no | fix the named key in the config |
+//! | `Refused`, `NeedsConfirmation`, `WrongKind`, `NoSources`, `NoRecoveryKey`, `CeremonyNeedsSigningKey` | `usage` (with the policy) | 1 | no | change the command line or run the named ceremony |
+//! | `Pack`, `Unpack`, `Export`, `Io` | `io` | 1 | no | fix the named path, file or command |
+//! | `Integrity`, `Signature`, `Key(SlotMoved)` | `integrity`, `signature` | 3 | no | do not trust the file; use another copy |
+//! | `Key`, `DeviceSignature` | `key` | 4 | no | check the HSM/TPM, PIN, key versions; or use the recovery shares |
+//! | `Target` unreachable, timeout, temporary I/O | `target.*` | 75 (EX_TEMPFAIL) | yes | retry later; check network and server |
+//! | `Busy` | `busy` | 75 (EX_TEMPFAIL) | yes | retry later, or `--wait SECS` |
+//! | `Target` full, credentials, host key, permission, self-target, not found, exists | `target.*` | 69 (EX_UNAVAILABLE) | no | fix the target (space, credentials, host key pin, rights, address) |
+//! | `Target` invalid URL or table, transport not built | `target.invalid` | 1 | no | fix the URL or `[targets.NAME]` |
 
 use thiserror::Error;
 
@@ -7,6 +25,39 @@ use crate::format::FormatError;
 use crate::keys::KeyError;
 use crate::payload::pack::PackError;
 use crate::payload::unpack::UnpackError;
+use crate::targets::{Retry, TargetError};
+
+/// Exit code of a target failure that a retry can fix (sysexits EX_TEMPFAIL), and of a run
+/// that found the run lock taken.
+pub const EXIT_TEMPFAIL: i32 = 75;
+/// Exit code of a target failure that a retry cannot fix (sysexits EX_UNAVAILABLE): full,
+/// credentials refused, host key not pinned, self-target.
+pub const EXIT_TARGET: i32 = 69;
+
+/// What a refusal by policy is about: the operator asked for something that offbox does
+/// not do as asked. The message says how to ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// A destructive command without `--yes`.
+    NeedsConfirmation,
+    /// An archive to a local file (it would die with the appliance).
+    LocalOutput,
+    /// An archive or plaintext to a terminal.
+    TerminalOutput,
+    /// An output file that exists (no `--replace`).
+    OutputExists,
+    /// A ceremony that would replace a configured key.
+    AlreadyConfigured,
+    /// A ceremony into a directory that holds files.
+    DirectoryNotEmpty,
+    /// Typed shares with the archive on standard input.
+    SharesNeedFiles,
+    /// A host key fingerprint that does not match the one presented.
+    FingerprintMismatch,
+    /// Another invalid combination of arguments.
+    Usage,
+}
 
 /// Why a job failed. The message says what to do; [`JobError::exit_code`] classifies it.
 #[derive(Debug, Error)]
@@ -26,6 +77,25 @@ pub enum JobError {
     /// The restore destination is unusable.
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    /// A target (off-box storage) operation failed; [`TargetError::retry`] says whether a
+    /// retry helps.
+    #[error("{what} failed: {err}")]
+    Target {
+        /// What was being done.
+        what: String,
+        /// The target's error (boxed: it is large, and errors travel in every `Result`).
+        err: Box<TargetError>,
+    },
+    /// A refusal by policy: see [`Policy`].
+    #[error("{what} failed: {detail}")]
+    Refused {
+        /// What was asked.
+        what: String,
+        /// Which policy refused it.
+        policy: Policy,
+        /// Why, and how to ask for it.
+        detail: String,
+    },
     /// An I/O operation failed.
     #[error("{what} failed: {err}")]
     Io {
@@ -71,28 +141,78 @@ pub enum JobError {
 }
 
 impl JobError {
-    /// Exit code: 3 for integrity failures, 4 for key failures, 75 (EX_TEMPFAIL) when
-    /// another run holds the run lock, 1 otherwise.
+    /// The process exit code (see the module doc).
     pub fn exit_code(&self) -> i32 {
         match self {
             JobError::Integrity(_) | JobError::Signature(_) => 3,
-            JobError::DeviceSignature(_) => 4,
             // A slot copied from another archive is a forgery, not a key problem.
             JobError::Key(KeyError::SlotMoved { .. }) => 3,
-            JobError::Key(_) => 4,
-            JobError::Busy { .. } => 75,
+            JobError::Key(_) | JobError::DeviceSignature(_) => 4,
+            JobError::Busy { .. } => EXIT_TEMPFAIL,
+            JobError::Target { err, .. } => match err.as_ref() {
+                TargetError::Invalid { .. } | TargetError::NotBuilt { .. } => 1,
+                e if e.retry() == Retry::Temporary => EXIT_TEMPFAIL,
+                _ => EXIT_TARGET,
+            },
             _ => 1,
         }
     }
 
-    /// Wraps an I/O error, keeping an archive integrity failure as such.
+    /// Whether running the same command again, unchanged, can succeed.
+    pub fn retry(&self) -> Retry {
+        match self {
+            JobError::Target { err, .. } => err.retry(),
+            JobError::Busy { .. } => Retry::Temporary,
+            _ => Retry::Permanent,
+        }
+    }
+
+    /// A machine-readable kind: `config`, `usage`, `io`, `integrity`, `signature`, `key`,
+    /// `busy`, or `target.<what>` (see [`super::error_kind`]).
+    pub fn kind(&self) -> String {
+        super::error_kind::kind(self)
+    }
+
+    /// What the operator should do, in one sentence.
+    pub fn hint(&self) -> &'static str {
+        super::error_kind::hint(self)
+    }
+
+    /// Wraps an I/O error, keeping an archive integrity failure and a target failure as such.
     pub fn io(what: impl Into<String>, err: std::io::Error) -> JobError {
         if let Some(f) = find_format_error(&err) {
             return JobError::Integrity(f.clone());
         }
+        if TargetError::find(&err).is_some() {
+            let inner = err
+                .into_inner()
+                .and_then(|b| b.downcast::<TargetError>().ok())
+                .expect("checked above");
+            return JobError::Target {
+                what: what.into(),
+                err: inner,
+            };
+        }
         JobError::Io {
             what: what.into(),
             err,
+        }
+    }
+
+    /// A target failure while doing `what`.
+    pub fn target(what: impl Into<String>, err: TargetError) -> JobError {
+        JobError::Target {
+            what: what.into(),
+            err: Box::new(err),
+        }
+    }
+
+    /// A refusal by `policy` of `what`, saying why and how to ask for it.
+    pub fn refused(what: impl Into<String>, policy: Policy, detail: impl Into<String>) -> JobError {
+        JobError::Refused {
+            what: what.into(),
+            policy,
+            detail: detail.into(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod error_kind;
 pub mod export;
 pub mod lock;
 pub mod open;
@@ -11,6 +12,7 @@ pub mod read;
 pub mod recovery;
 pub mod restore;
 pub mod signature;
+pub mod ssh_keys;
 pub mod target;
 
 pub use error::JobError;

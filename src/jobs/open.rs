@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use crate::format::{ArchiveKind, Header};
-use crate::keys::{KeyCustodian, KeyError, SlotContext};
+use crate::keys::{KeyError, SlotContext, SlotIdentity};
 use crate::stream::head::{ArchiveHead, HeadError};
 use crate::stream::DecryptReader;
 
@@ -23,7 +23,7 @@ pub fn read_head<R: Read>(input: &mut R) -> Result<ArchiveHead, JobError> {
 /// succeeds, since it is the one that says what to do.
 pub fn open<R: Read>(
     input: R,
-    custodians: &mut [&mut dyn KeyCustodian],
+    custodians: &mut [&mut dyn SlotIdentity],
 ) -> Result<DecryptReader<R>, JobError> {
     open_by(input, custodians).map(|(r, _)| r)
 }
@@ -32,7 +32,7 @@ pub fn open<R: Read>(
 /// "recovery"), so that openings through the recovery slot can be audited.
 pub fn open_by<R: Read>(
     mut input: R,
-    custodians: &mut [&mut dyn KeyCustodian],
+    custodians: &mut [&mut dyn SlotIdentity],
 ) -> Result<(DecryptReader<R>, &'static str), JobError> {
     let head = read_head(&mut input)?;
     open_head(head, input, custodians)
@@ -42,7 +42,7 @@ pub fn open_by<R: Read>(
 pub fn open_head<R: Read>(
     head: ArchiveHead,
     input: R,
-    custodians: &mut [&mut dyn KeyCustodian],
+    custodians: &mut [&mut dyn SlotIdentity],
 ) -> Result<(DecryptReader<R>, &'static str), JobError> {
     let header = &head.header;
     let ctx = SlotContext::of(header);

@@ -1,9 +1,10 @@
 //! Recovery key ceremonies and break-the-glass: splitting the recovery key into custodian
-//! share files, checking a quorum, reading shares from files or a prompt, and the audit line
-//! every opening leaves.
+//! share files, checking a quorum, reading share files, and rebuilding the key from shares.
+//! Shares typed at a terminal and the audit line of every opening are the CLI's
+//! (`cli::prompt`, `cli::audit`): this module does no terminal or syslog I/O.
 
 use std::fs;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use crate::format::header::hex;
 use crate::format::signature::PublicKey;
 use crate::keys::recovery::share::{self, Share};
 use crate::keys::recovery::signers;
-use crate::keys::recovery::{RecoveryError, RecoveryPublicKey, RecoverySecret};
+use crate::keys::recovery::{RecoveryError, RecoverySecret};
 use crate::keys::KeyError;
 
 use super::JobError;
@@ -59,13 +60,11 @@ pub fn ceremony(
             .map(|mut d| d.next().is_some())
             .unwrap_or(true)
     {
-        return Err(JobError::Io {
-            what: format!("writing shares to {}", out_dir.display()),
-            err: io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the directory is not empty; give a new directory so that no share is overwritten",
-            ),
-        });
+        return Err(JobError::refused(
+            format!("writing shares to {}", out_dir.display()),
+            super::error::Policy::DirectoryNotEmpty,
+            "the directory is not empty; give a new directory so that no share is overwritten",
+        ));
     }
     fs::DirBuilder::new()
         .recursive(true)
@@ -181,89 +180,6 @@ pub fn read_share_file(path: &Path) -> Result<(String, Share), JobError> {
     Ok((name, s))
 }
 
-/// Reads shares typed by custodians, one per line, from standard input; echo is turned off
-/// when it is a terminal. Stops when as many distinct shares as the first share's threshold
-/// were given (a share typed twice does not count twice), or at end of input.
-pub fn prompt_shares() -> Result<Vec<(String, Share)>, JobError> {
-    let stdin = io::stdin();
-    let tty = stdin.is_terminal();
-    let _echo = if tty { EchoOff::new() } else { None };
-    let mut shares: Vec<(String, Share)> = Vec::new();
-    let mut lines = stdin.lock();
-    let distinct = |shares: &[(String, Share)]| {
-        let mut idx: Vec<u8> = shares.iter().map(|(_, s)| s.index).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.len()
-    };
-    let mut typed = 0;
-    loop {
-        let needed = shares.first().map(|(_, s)| s.threshold as usize);
-        let have = distinct(&shares);
-        if needed.is_some_and(|n| have >= n) {
-            break;
-        }
-        typed += 1;
-        if tty {
-            let of = needed.map(|n| format!(" of {n}")).unwrap_or_default();
-            eprint!(
-                "custodian {}{of}: type your share code and press Enter (input is hidden): ",
-                have + 1
-            );
-        }
-        let mut line = zeroize::Zeroizing::new(String::new());
-        let n = lines.read_line(&mut line).map_err(|err| JobError::Io {
-            what: "reading a share from standard input".into(),
-            err,
-        })?;
-        if tty {
-            eprintln!();
-        }
-        if n == 0 {
-            break;
-        }
-        if line.trim().is_empty() {
-            typed -= 1;
-            continue;
-        }
-        let which = format!("#{typed} (typed)");
-        let s = Share::parse(&line, &which).map_err(KeyError::from)?;
-        if tty && shares.iter().any(|(_, p)| p.index == s.index) {
-            eprintln!("share {} was given already; it counts once", s.index);
-        }
-        shares.push((which, s));
-    }
-    Ok(shares)
-}
-
-/// Turns terminal echo off for its lifetime.
-struct EchoOff {
-    saved: nix::sys::termios::Termios,
-}
-
-impl EchoOff {
-    fn new() -> Option<Self> {
-        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-        let stdin = io::stdin();
-        let saved = tcgetattr(&stdin).ok()?;
-        let mut t = saved.clone();
-        t.local_flags.remove(LocalFlags::ECHO);
-        t.local_flags.insert(LocalFlags::ECHONL);
-        tcsetattr(&stdin, SetArg::TCSANOW, &t).ok()?;
-        Some(EchoOff { saved })
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(
-            io::stdin(),
-            nix::sys::termios::SetArg::TCSANOW,
-            &self.saved,
-        );
-    }
-}
-
 /// Rebuilds the recovery key from shares.
 pub fn rebuild(shares: &[(String, Share)]) -> Result<RecoverySecret, JobError> {
     Ok(share::combine(shares).map_err(KeyError::from)?)
@@ -288,103 +204,6 @@ pub fn share_indexes(shares: &[(String, Share)]) -> String {
     idx.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// Writes an audit line to stderr and, when a syslog socket exists, to syslog (facility
-/// authpriv, severity notice).
-pub fn audit(message: &str) {
-    eprintln!("offbox: AUDIT: {message}");
-    let line = format!("<85>offbox[{}]: AUDIT: {message}", std::process::id());
-    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-        let _ = sock.send_to(line.as_bytes(), "/dev/log");
-    }
-}
-
-/// Records the recovery public key in the config file, replacing `old` when rotating.
-/// Only this line changes; comments and the rest of the file are kept, and so are the file's
-/// mode and owner. The result is parsed back before it replaces the file: a config that would
-/// still name the old key (or none) is an error, never a silent success.
-pub fn record_public_key(
-    config: &Path,
-    new: &RecoveryPublicKey,
-    old: Option<&RecoveryPublicKey>,
-) -> Result<(), JobError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let io_err = |err| JobError::Io {
-        what: format!("updating {}", config.display()),
-        err,
-    };
-    let text = fs::read_to_string(config).map_err(io_err)?;
-    let meta = fs::metadata(config).map_err(io_err)?;
-    let line = format!("public_key = \"{}\"", new.encode());
-    let updated = if let Some(old) = old {
-        // The key may have been pasted in upper case (parsing accepts it).
-        let needle = old.encode().to_ascii_lowercase();
-        text.lines()
-            .map(|l| {
-                if l.trim_start().starts_with("public_key")
-                    && l.to_ascii_lowercase().contains(&needle)
-                {
-                    line.clone()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n"
-    } else if let Some(pos) = text
-        .lines()
-        .position(|l| l.split('#').next().unwrap_or("").trim() == "[recovery]")
-    {
-        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-        lines.insert(pos + 1, line.clone());
-        lines.join("\n") + "\n"
-    } else {
-        let sep = if text.ends_with('\n') || text.is_empty() {
-            ""
-        } else {
-            "\n"
-        };
-        format!("{text}{sep}\n[recovery]\n{line}\n")
-    };
-    let recorded = toml::from_str::<toml::Table>(&updated)
-        .ok()
-        .and_then(|t| {
-            t.get("recovery")?
-                .get("public_key")?
-                .as_str()
-                .map(str::to_string)
-        })
-        .and_then(|s| RecoveryPublicKey::parse(&s).ok());
-    if recorded.as_ref() != Some(new) {
-        return Err(JobError::Io {
-            what: format!("updating {}", config.display()),
-            err: io::Error::other(format!(
-                "the new recovery public key could not be recorded automatically; the share files were written, so set it by hand under [recovery]: {line}"
-            )),
-        });
-    }
-    let tmp = config.with_extension("toml.offbox-tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err)?;
-    // Keep the owner (when allowed) and the mode of the file being replaced.
-    let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
-    let written = f
-        .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .and_then(|_| f.write_all(updated.as_bytes()))
-        .and_then(|_| f.sync_all())
-        .and_then(|_| fs::rename(&tmp, config));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,83 +215,5 @@ mod tests {
             assert!(s.iter().any(|x| x.contains(&i)));
         }
         assert!(s.iter().all(|x| x.len() == 3));
-    }
-
-    #[test]
-    fn public_key_is_added_and_rotated_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("offbox.toml");
-        fs::write(&cfg, "# keep me\n[keys]\nbackend = \"pkcs11\"\n").unwrap();
-        let a = RecoverySecret::generate().public();
-        let b = RecoverySecret::generate().public();
-        record_public_key(&cfg, &a, None).unwrap();
-        let t = fs::read_to_string(&cfg).unwrap();
-        assert_eq!(
-            t,
-            format!(
-                "# keep me\n[keys]\nbackend = \"pkcs11\"\n\n[recovery]\npublic_key = \"{}\"\n",
-                a.encode()
-            )
-        );
-        record_public_key(&cfg, &b, Some(&a)).unwrap();
-        let t = fs::read_to_string(&cfg).unwrap();
-        assert!(t.contains(&b.encode()) && !t.contains(&a.encode()) && t.starts_with("# keep me"));
-    }
-
-    #[test]
-    fn public_key_update_keeps_mode_and_refuses_what_it_cannot_record() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("offbox.toml");
-        let a = RecoverySecret::generate().public();
-        let b = RecoverySecret::generate().public();
-        // A key pasted in upper case, a section header with a comment, a private mode.
-        let upper = a.encode().replace(&hex(&a.0), &hex(&a.0).to_uppercase());
-        fs::write(
-            &cfg,
-            format!("[recovery] # offline key\npublic_key = \"{upper}\"\n"),
-        )
-        .unwrap();
-        fs::set_permissions(&cfg, fs::Permissions::from_mode(0o640)).unwrap();
-        record_public_key(&cfg, &b, Some(&a)).unwrap();
-        assert_eq!(
-            fs::read_to_string(&cfg).unwrap(),
-            format!(
-                "[recovery] # offline key\npublic_key = \"{}\"\n",
-                b.encode()
-            )
-        );
-        let mode = fs::metadata(&cfg).unwrap().permissions().mode();
-        assert_eq!(mode & 0o7777, 0o640);
-
-        // Without a key yet, under a commented header.
-        fs::write(
-            &cfg,
-            "[recovery] # offline key\nallow_without_recovery = false\n",
-        )
-        .unwrap();
-        record_public_key(&cfg, &a, None).unwrap();
-        assert_eq!(
-            fs::read_to_string(&cfg).unwrap(),
-            format!(
-                "[recovery] # offline key\npublic_key = \"{}\"\nallow_without_recovery = false\n",
-                a.encode()
-            )
-        );
-
-        // A rotation whose old key is not in the file: an error, the file untouched.
-        let c = RecoverySecret::generate().public();
-        let before = fs::read_to_string(&cfg).unwrap();
-        let e = record_public_key(&cfg, &c, Some(&b)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("could not be recorded automatically"),
-            "{e}"
-        );
-        assert_eq!(fs::read_to_string(&cfg).unwrap(), before);
-        // An inline recovery table cannot take a [recovery] section: an error too.
-        fs::write(&cfg, "recovery = { allow_without_recovery = false }\n").unwrap();
-        assert!(record_public_key(&cfg, &a, None).is_err());
-        assert!(!dir.path().join("offbox.toml.offbox-tmp").exists());
     }
 }

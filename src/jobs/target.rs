@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::backup::{self, BackupOptions, BackupSummary};
+use super::error::Policy;
 use super::lock::RunLock;
 use super::JobError;
 use crate::guard::SelfIdentity;
-use crate::keys::{Device, KeyCustodian};
+use crate::keys::{Device, SlotRecipient};
 use crate::progress::Meter;
 use crate::run_id::RunId;
 use crate::targets::pipeline::Pipelined;
@@ -19,10 +20,7 @@ use crate::targets::{self, ArchiveName, Target, TargetError, TargetSpec, Upload}
 
 /// Wraps a target error as a job error (exit code 1; the message says what to do).
 pub fn target_err(what: &str, e: TargetError) -> JobError {
-    JobError::Io {
-        what: what.to_string(),
-        err: e.into_io(),
-    }
+    JobError::target(what, e)
 }
 
 /// Now, Unix seconds.
@@ -86,7 +84,7 @@ pub fn remove_stale_temporaries(
 pub fn backup_to(
     target: &mut dyn Target,
     device: &mut dyn Device,
-    others: &mut [&mut dyn KeyCustodian],
+    others: &mut [&mut dyn SlotRecipient],
     opts: BackupOptions,
     meter: Arc<Meter>,
     lock: &RunLock,
@@ -182,13 +180,11 @@ pub fn plan_prune(
     now: i64,
 ) -> Result<PrunePlan, JobError> {
     if rules.keep_last.is_none() && rules.keep_within_days.is_none() {
-        return Err(JobError::Io {
-            what: "prune".into(),
-            err: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "give a retention rule: --keep-last N and/or --keep-within DAYS (and try --dry-run first)",
-            ),
-        });
+        return Err(JobError::refused(
+            "prune",
+            Policy::Usage,
+            "give a retention rule: --keep-last N and/or --keep-within DAYS (and try --dry-run first)",
+        ));
     }
     let mut plan = PrunePlan::default();
     let mut mine: Vec<&Listed> = archives

@@ -40,3 +40,15 @@ pub enum KeyError {
         hint: &'static str,
     },
 }
+
+impl KeyError {
+    /// For a failing HSM or TPM call: the function (or command) and its return code.
+    pub fn call(&self) -> Option<(String, String)> {
+        match self {
+            KeyError::Pkcs11(e) => e.call(),
+            #[cfg(feature = "tpm")]
+            KeyError::Tpm(e) => e.call(),
+            _ => None,
+        }
+    }
+}

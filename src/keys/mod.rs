@@ -1,10 +1,15 @@
 //! Key custody: who can wrap and unwrap an archive's data key.
 //!
-//! One trait, [`KeyCustodian`], with three implementations: a PKCS#11 token ([`pkcs11`]),
-//! a TPM 2.0 ([`tpm`]) and the offline recovery key ([`recovery`]). Hardware custodians also
-//! implement [`Device`] for their lifecycle (init, status). An archive carries one slot per
-//! custodian; any one of them opens it.
+//! The key joint has two sides, as age's `Recipient` and `Identity`: a [`SlotRecipient`]
+//! wraps a data key into a slot, a [`SlotIdentity`] unwraps a slot again. A PKCS#11 token
+//! ([`pkcs11`]) and a TPM 2.0 ([`tpm`]) are both, and also implement [`Device`] for their
+//! lifecycle (init, status) and signing. The offline recovery key ([`recovery`]) is split by
+//! what is at hand: its public key is a recipient only, and the private key rebuilt from the
+//! custodians' shares an identity only. An archive carries one slot per recipient; any one
+//! identity of a matching kind opens it. [`open_device`] takes the `[keys]` section of the
+//! config ([`KeysConfig`]).
 
+pub mod config;
 pub mod error;
 pub mod pin;
 pub mod pkcs11;
@@ -12,9 +17,8 @@ pub mod recovery;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 
+pub use config::{Backend, KeysConfig};
 pub use error::KeyError;
-
-use crate::config::{Backend, Config};
 
 use crate::format::{ArchiveKind, Header, KeySlot};
 use crate::secret::{Dek, Key32};
@@ -83,15 +87,21 @@ pub fn unbind_key(plain: &[u8], ctx: &SlotContext<'_>) -> Result<Dek, bool> {
     Key32::from_slice(&plain[..32]).ok_or(false)
 }
 
-/// Wraps data keys into slots and unwraps them again.
-pub trait KeyCustodian {
+/// Either side of the key joint: names the kind of slot it makes or opens.
+pub trait Custodian {
     /// A short name for reports and errors: "pkcs11", "tpm" or "recovery".
     fn name(&self) -> &'static str;
+}
 
+/// The wrap side of the key joint (age's `Recipient`): makes a slot that holds a data key.
+pub trait SlotRecipient: Custodian {
     /// Wraps `dek` for the archive described by `ctx`.
     fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError>;
+}
 
-    /// Unwraps `slot`. `Ok(None)` means the slot is not of this custodian's kind; an error
+/// The unwrap side of the key joint (age's `Identity`): opens the slots of its kind.
+pub trait SlotIdentity: Custodian {
+    /// Unwraps `slot`. `Ok(None)` means the slot is not of this identity's kind; an error
     /// means it is, and could not be opened (the error says why and what to do).
     fn unwrap(&mut self, slot: &KeySlot, ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError>;
 }
@@ -120,8 +130,9 @@ pub struct DeviceStatus {
     pub versions: Vec<KeyVersion>,
 }
 
-/// Lifecycle and signing operations of a hardware custodian (HSM or TPM).
-pub trait Device: KeyCustodian {
+/// A hardware custodian (HSM or TPM): both sides of the key joint, its lifecycle, and
+/// signing.
+pub trait Device: SlotRecipient + SlotIdentity {
     /// Creates a key-encryption key and the signing key pair. Refuses to replace an existing
     /// KEK unless `replace` is true; then every KEK version is destroyed and the new one takes
     /// a version number never used before.
@@ -149,12 +160,11 @@ pub trait Device: KeyCustodian {
     fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<[u8; 64], KeyError>;
 }
 
-/// Opens the hardware custodian the config names.
-pub fn open_device(cfg: &Config) -> Result<Box<dyn Device>, KeyError> {
-    match cfg.keys.backend {
+/// Opens the hardware custodian the `[keys]` section names.
+pub fn open_device(keys: &KeysConfig) -> Result<Box<dyn Device>, KeyError> {
+    match keys.backend {
         Backend::Pkcs11 => {
-            let p = cfg
-                .keys
+            let p = keys
                 .pkcs11
                 .as_ref()
                 .ok_or(KeyError::BackendNotConfigured("pkcs11"))?;
@@ -164,8 +174,7 @@ pub fn open_device(cfg: &Config) -> Result<Box<dyn Device>, KeyError> {
         Backend::Tpm => Err(KeyError::NotBuilt("tpm")),
         #[cfg(feature = "tpm")]
         Backend::Tpm => {
-            let t = cfg
-                .keys
+            let t = keys
                 .tpm
                 .as_ref()
                 .ok_or(KeyError::BackendNotConfigured("tpm"))?;

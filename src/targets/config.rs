@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::keys::pin::{read_secret_text, SecretSource};
+use crate::secret::source::{read_secret_text, SecretSource};
 use crate::secret::SecretText;
 
 use super::{TargetError, TargetUrl};
@@ -210,7 +210,7 @@ impl TargetsConfig {
 impl TargetSpec {
     /// The password, from the file (first line, or the whole file without its final
     /// newline) or else the environment variable. Any character is allowed. It is read by
-    /// the one secret reader ([`crate::keys::pin::read_secret_text`]): zeroizing, and a
+    /// the one secret reader ([`crate::secret::source::read_secret_text`]): zeroizing, and a
     /// warning on stderr when the file is readable by others.
     pub fn password(&self) -> Result<SecretText, TargetError> {
         let target = self.url.to_string();

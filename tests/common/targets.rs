@@ -415,7 +415,7 @@ impl Remote {
         let out = child.wait_with_output().unwrap();
         let err = stderr(&out);
         assert!(!out.status.success());
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(75), "{err}");
         assert!(
             err.contains(self.scheme),
             "the error names the target: {err}"
@@ -432,7 +432,7 @@ impl Remote {
         let src = source(&sim, 6); // incompressible, on a 2 MiB tmpfs
         let out = backup_to(&sim, &src, &format!("{}-small", self.target));
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(69), "{err}");
         assert!(err.contains("the target is full"), "{err}");
         assert!(err.contains("offbox prune"), "{err}");
         let files = tb.files(self.small_dir_key);

@@ -89,6 +89,19 @@ pub enum Pkcs11Error {
     },
 }
 
+impl Pkcs11Error {
+    /// For a failing token call: the PKCS#11 function and its return value, as data.
+    pub fn call(&self) -> Option<(String, String)> {
+        match self {
+            Pkcs11Error::Call { function, rv, .. } => Some((function.clone(), rv.clone())),
+            Pkcs11Error::UnwrapRefused { rv } => Some(("C_UnwrapKey".into(), rv.clone())),
+            Pkcs11Error::WrongPin { .. } => Some(("C_Login".into(), "CKR_PIN_INCORRECT".into())),
+            Pkcs11Error::PinLocked { .. } => Some(("C_Login".into(), "CKR_PIN_LOCKED".into())),
+            _ => None,
+        }
+    }
+}
+
 /// `CKR_PIN_INCORRECT` from cryptoki's `PinIncorrect`.
 pub fn rv_name(rv: &cryptoki::error::RvError) -> String {
     let camel = format!("{rv:?}");

@@ -23,7 +23,9 @@ use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::pin::{read_secret, SecretSource};
-use super::{Device, DeviceStatus, KeyCustodian, KeyError, KeyVersion, SlotContext};
+use super::{
+    Custodian, Device, DeviceStatus, KeyError, KeyVersion, SlotContext, SlotIdentity, SlotRecipient,
+};
 use crate::format::KeySlot;
 use crate::secret::Dek;
 use error::call_error;
@@ -170,11 +172,13 @@ impl Pkcs11Custodian {
     }
 }
 
-impl KeyCustodian for Pkcs11Custodian {
+impl Custodian for Pkcs11Custodian {
     fn name(&self) -> &'static str {
         "pkcs11"
     }
+}
 
+impl SlotRecipient for Pkcs11Custodian {
     fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
         let versions = kek::list(&self.session, &self.cfg.key_label)?;
         let (version, kek) = versions.last().copied().ok_or_else(|| self.kek_missing())?;
@@ -214,7 +218,9 @@ impl KeyCustodian for Pkcs11Custodian {
             wrapped,
         })
     }
+}
 
+impl SlotIdentity for Pkcs11Custodian {
     fn unwrap(&mut self, slot: &KeySlot, ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
         let KeySlot::Pkcs11 {
             key_label,

@@ -11,7 +11,7 @@ pub enum RecoveryError {
     /// The configured public key does not parse.
     #[error("the recovery public key \"{0}...\" is not valid; copy it again from the ceremony's output (it starts with offbox-recovery-v1:)")]
     BadPublicKey(String),
-    /// A recovery slot was to be opened without shares.
+    /// The recovery key was to be rebuilt from no shares at all.
     #[error("the recovery slot needs the custodians' shares; pass them with --share FILE (or type them at the prompt)")]
     NoShares,
     /// The shares belong to another key.

@@ -6,6 +6,10 @@
 //! recovery wrap" || context)` gives a one-time AES-256-GCM key, which seals the DEK with the
 //! slot context (archive id, salt, kind) as associated data. Opening needs the private key,
 //! reconstructed from shares by [`share`]; nothing else about the appliance is needed.
+//!
+//! The two sides are two types, so the compiler rules out an opener without the private key:
+//! [`RecoveryRecipient`] (the public key, on the appliance) only wraps, and
+//! [`RecoveryIdentity`] (the private key rebuilt from shares) only unwraps.
 
 pub mod error;
 pub mod share;
@@ -17,7 +21,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use aws_lc_rs::digest;
 
-use super::{KeyCustodian, KeyError, SlotContext};
+use super::{Custodian, KeyError, SlotContext, SlotIdentity, SlotRecipient};
 use crate::format::header::hex;
 use crate::format::schedule::hkdf32;
 use crate::format::KeySlot;
@@ -90,29 +94,12 @@ impl RecoverySecret {
     }
 }
 
-/// Wraps to the recovery public key, and unwraps when the private key is at hand.
-pub struct RecoveryCustodian {
-    public: Option<RecoveryPublicKey>,
-    secret: Option<RecoverySecret>,
-}
+/// The wrap side of the recovery key: its public half, all the appliance holds.
+pub struct RecoveryRecipient(pub RecoveryPublicKey);
 
-impl RecoveryCustodian {
-    /// A custodian that can only wrap (the routine case on the appliance).
-    pub fn for_wrapping(public: RecoveryPublicKey) -> Self {
-        RecoveryCustodian {
-            public: Some(public),
-            secret: None,
-        }
-    }
-
-    /// A custodian that can open recovery slots (break the glass, disaster restore).
-    pub fn for_opening(secret: RecoverySecret) -> Self {
-        RecoveryCustodian {
-            public: Some(secret.public()),
-            secret: Some(secret),
-        }
-    }
-}
+/// The unwrap side of the recovery key: the private key rebuilt from the custodians' shares
+/// (break the glass, disaster restore). No `Debug`: it holds the secret.
+pub struct RecoveryIdentity(pub RecoverySecret);
 
 fn wrap_key(
     ephemeral: &[u8; 32],
@@ -144,13 +131,21 @@ fn agree(
     )
 }
 
-impl KeyCustodian for RecoveryCustodian {
+impl Custodian for RecoveryRecipient {
     fn name(&self) -> &'static str {
         "recovery"
     }
+}
 
+impl Custodian for RecoveryIdentity {
+    fn name(&self) -> &'static str {
+        "recovery"
+    }
+}
+
+impl SlotRecipient for RecoveryRecipient {
     fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
-        let public = self.public.ok_or(RecoveryError::NoPublicKey)?;
+        let public = self.0;
         let eph_secret = Key32::random();
         let eph = PrivateKey::from_private_key(&X25519, eph_secret.expose())
             .expect("any 32 bytes are an X25519 private key");
@@ -175,7 +170,9 @@ impl KeyCustodian for RecoveryCustodian {
             wrapped,
         })
     }
+}
 
+impl SlotIdentity for RecoveryIdentity {
     fn unwrap(&mut self, slot: &KeySlot, ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
         let KeySlot::Recovery {
             key_id,
@@ -185,9 +182,7 @@ impl KeyCustodian for RecoveryCustodian {
         else {
             return Ok(None);
         };
-        let Some(secret) = self.secret.as_ref() else {
-            return Err(RecoveryError::NoShares.into());
-        };
+        let secret = &self.0;
         let public = secret.public();
         if public.key_id() != *key_id {
             return Err(RecoveryError::OtherKey {
@@ -235,13 +230,8 @@ mod tests {
             binding: None,
         };
         let dek = Key32::random();
-        let slot = RecoveryCustodian::for_wrapping(public)
-            .wrap(&dek, &c)
-            .unwrap();
-        let got = RecoveryCustodian::for_opening(secret)
-            .unwrap(&slot, &c)
-            .unwrap()
-            .unwrap();
+        let slot = RecoveryRecipient(public).wrap(&dek, &c).unwrap();
+        let got = RecoveryIdentity(secret).unwrap(&slot, &c).unwrap().unwrap();
         assert_eq!(got.expose(), dek.expose());
     }
 
@@ -255,7 +245,7 @@ mod tests {
             kind: ArchiveKind::System,
             binding: Some([3; 32]),
         };
-        let slot = RecoveryCustodian::for_wrapping(secret.public())
+        let slot = RecoveryRecipient(secret.public())
             .wrap(&Key32::random(), &c)
             .unwrap();
         let other_id = [8u8; 16];
@@ -265,13 +255,13 @@ mod tests {
             kind: ArchiveKind::System,
             binding: Some([4; 32]),
         };
-        let mut opener = RecoveryCustodian::for_opening(secret);
+        let mut opener = RecoveryIdentity(secret);
         let e = opener.unwrap(&slot, &c2).err().unwrap();
         assert!(
             e.to_string().starts_with("the recovery slot does not open"),
             "{e}"
         );
-        let e = RecoveryCustodian::for_opening(RecoverySecret::generate())
+        let e = RecoveryIdentity(RecoverySecret::generate())
             .unwrap(&slot, &c)
             .err()
             .unwrap();

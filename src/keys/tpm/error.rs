@@ -115,6 +115,19 @@ pub enum TpmError {
     },
 }
 
+impl TpmError {
+    /// For a failing TPM command: the command and its response code, as data.
+    pub fn call(&self) -> Option<(String, String)> {
+        match self {
+            TpmError::Call { op, rc, .. }
+            | TpmError::OwnerAuth { op, rc }
+            | TpmError::NoRoom { op, rc } => Some((op.to_string(), rc.clone())),
+            TpmError::Lockout { op } => Some((op.to_string(), "TPM_RC_LOCKOUT".into())),
+            _ => None,
+        }
+    }
+}
+
 /// Maps a TSS error from command `op` to a [`TpmError`]; `tcti` names the TPM.
 pub(super) fn classify(tcti: &str, op: &'static str, e: TssError) -> TpmError {
     let rc = rc_text(e);

@@ -49,7 +49,9 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, Error as TssError, WrapperErrorKind};
 
 use crate::format::KeySlot;
-use crate::keys::{Device, DeviceStatus, KeyCustodian, KeyError, KeyVersion, SlotContext};
+use crate::keys::{
+    Custodian, Device, DeviceStatus, KeyError, KeyVersion, SlotContext, SlotIdentity, SlotRecipient,
+};
 use crate::secret::Dek;
 use error::{kind_of, rc_text};
 
@@ -568,15 +570,19 @@ impl TpmCustodian {
     }
 }
 
-impl KeyCustodian for TpmCustodian {
+impl Custodian for TpmCustodian {
     fn name(&self) -> &'static str {
         "tpm"
     }
+}
 
+impl SlotRecipient for TpmCustodian {
     fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
         Ok(self.wrap_inner(dek, ctx)?)
     }
+}
 
+impl SlotIdentity for TpmCustodian {
     fn unwrap(&mut self, slot: &KeySlot, ctx: &SlotContext<'_>) -> Result<Option<Dek>, KeyError> {
         let KeySlot::Tpm {
             key_version,

@@ -1,0 +1,128 @@
+//! SSH key policy for `target ssh-key` and `target accept-host-key`: the appliance's own key
+//! pair is created once, and a server's host key is pinned only when the operator gave the
+//! fingerprint it presents. The CLI only parses arguments and prints what these return.
+
+use std::path::PathBuf;
+
+use super::target::target_err;
+use super::JobError;
+use crate::config::Config;
+use crate::guard::SelfIdentity;
+use crate::targets::{self, TargetUrl};
+
+/// The appliance's SSH key pair, as `target ssh-key` reports it.
+#[derive(Debug, serde::Serialize)]
+pub struct KeyPair {
+    /// The private key file.
+    pub identity: PathBuf,
+    /// The public key line for the server's authorized_keys.
+    pub public_key: String,
+    /// Whether it was created now.
+    pub created: bool,
+}
+
+/// Creates the appliance's SSH key pair if it is missing, and returns its public key line.
+pub fn ensure_key_pair(cfg: &Config) -> Result<KeyPair, JobError> {
+    let identity = cfg.targets.ssh_identity();
+    #[cfg(feature = "target-ssh")]
+    {
+        let (public_key, created) = targets::ssh::ensure_key_pair(&identity)
+            .map_err(|e| target_err("preparing the SSH key", e))?;
+        Ok(KeyPair {
+            identity,
+            public_key,
+            created,
+        })
+    }
+    #[cfg(not(feature = "target-ssh"))]
+    {
+        let _ = identity;
+        Err(target_err("target ssh-key", not_built("ssh")))
+    }
+}
+
+/// A host key pinned (or found pinned already) by [`accept_host_key`].
+#[derive(Debug)]
+pub struct PinnedHostKey {
+    /// `host` or `[host]:port`.
+    pub host: String,
+    /// `SHA256:...`.
+    pub fingerprint: String,
+    /// False when the key was pinned already.
+    pub added: bool,
+    /// The known_hosts file.
+    pub known_hosts: PathBuf,
+}
+
+/// Reads the host key that the ssh:// target `target` presents (through the guard) and
+/// pins it when it matches `fingerprint`. Without a fingerprint, or with another one,
+/// nothing is pinned and the error says what the server presents.
+pub fn accept_host_key(
+    cfg: &Config,
+    target: &str,
+    fingerprint: Option<&str>,
+    me: &SelfIdentity,
+) -> Result<PinnedHostKey, JobError> {
+    let spec = cfg
+        .targets
+        .resolve(Some(target))
+        .map_err(|e| target_err("choosing the target", e))?;
+    if !matches!(spec.url, TargetUrl::Ssh { .. }) {
+        return Err(target_err(
+            "accept-host-key",
+            targets::TargetError::Invalid {
+                target: target.into(),
+                why: "host keys exist for ssh:// targets only".into(),
+            },
+        ));
+    }
+    #[cfg(feature = "target-ssh")]
+    {
+        let key = targets::ssh::probe_host_key(&spec, me)
+            .map_err(|e| target_err("reading the host key", e))?;
+        let seen = key.fingerprint();
+        let Some(want) = fingerprint else {
+            return Err(JobError::refused(
+                "accept-host-key",
+                super::error::Policy::NeedsConfirmation,
+                format!(
+                    "{} presents {} {seen}; nothing was pinned. Compare it with `ssh-keygen -lf` of the key on the server, then run again with --fingerprint {seen}",
+                    key.pattern,
+                    key.key_type()
+                ),
+            ));
+        };
+        if want.trim() != seen {
+            return Err(JobError::refused(
+                "accept-host-key",
+                super::error::Policy::FingerprintMismatch,
+                format!(
+                    "{} presents {seen}, not the {want} you gave; nothing was pinned. Check that you are talking to the right server",
+                    key.pattern
+                ),
+            ));
+        }
+        let added =
+            targets::ssh::pin(&spec, &key).map_err(|e| target_err("pinning the host key", e))?;
+        Ok(PinnedHostKey {
+            host: key.pattern,
+            fingerprint: seen,
+            added,
+            known_hosts: spec.known_hosts,
+        })
+    }
+    #[cfg(not(feature = "target-ssh"))]
+    {
+        let _ = (fingerprint, me);
+        Err(target_err("accept-host-key", not_built(target)))
+    }
+}
+
+#[cfg(not(feature = "target-ssh"))]
+fn not_built(target: &str) -> targets::TargetError {
+    targets::TargetError::NotBuilt {
+        target: target.into(),
+        scheme: "ssh".into(),
+        feature: "target-ssh",
+    }
+}
