@@ -13,33 +13,29 @@ use libfuzzer_sys::fuzz_target;
 use offbox::guard::literal;
 use offbox::targets::{ArchiveName, TargetUrl};
 
-/// Characters that print back unchanged in every part of a URL.
+/// A name part (user, host, domain, share) that prints back unchanged.
 fn plain(s: &str) -> bool {
     s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// A path that prints back unchanged.
+fn plain_path(s: &str) -> bool {
+    s.split('/').all(plain)
 }
 
 fn plain_url(u: &TargetUrl) -> bool {
     match u {
-        TargetUrl::File { path } => plain(path),
-        TargetUrl::Ssh {
-            user, host, path, ..
-        } => plain(user) && plain(host) && plain(path),
-        TargetUrl::Smb {
-            domain,
-            user,
-            host,
-            share,
-            path,
-            ..
-        } => {
-            domain.as_deref().is_none_or(plain)
-                && plain(user)
-                && plain(host)
-                && plain(share)
-                && plain(path)
+        TargetUrl::Path(u) => plain_path(&u.path),
+        TargetUrl::Ssh(u) => plain(&u.user) && plain(&u.host) && plain_path(&u.path),
+        TargetUrl::Smb(u) => {
+            u.domain.as_deref().is_none_or(plain)
+                && plain(&u.user)
+                && plain(&u.host)
+                && plain(&u.share)
+                && plain_path(&u.path)
         }
-        TargetUrl::Nfs { host, export, .. } => plain(host) && plain(export),
+        TargetUrl::Nfs(u) => plain(&u.host) && plain_path(&u.export),
     }
 }
 

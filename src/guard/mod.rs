@@ -11,16 +11,24 @@
 //! - for SSH, a server presenting one of this appliance's own host keys;
 //! - for `file://`, a local filesystem, or a network mount served by this appliance.
 //!
-//! A refusal names the rule and what the target resolved to.
+//! A refusal ([`Refusal`]) names the rule and what the target resolved to.
+//!
+//! The guard is pure policy: it decides, it does not dial. What "this appliance" is comes
+//! in as a [`SelfIdentity`], gathered once per command by [`SelfIdentity::load`] (the only
+//! I/O here, in [`identity`]); addresses, names, host keys and filesystem facts come in as
+//! arguments. Resolving and connecting are done by `targets::net`, which calls these
+//! checks before connecting and on the connected peer. The guard imports nothing from the
+//! layers above it.
 
+pub mod identity;
 pub mod literal;
 pub mod mount;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::targets::TargetError;
+pub use identity::{pubkey_blob, SelfIdentity};
 
 /// The rule that matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,106 +75,7 @@ pub struct Refusal {
     pub resolved: String,
 }
 
-/// What "this appliance" is: addresses, names and SSH host keys, read once per command.
-#[derive(Debug, Clone, Default)]
-pub struct SelfIdentity {
-    /// (interface, address) for every local interface address.
-    pub interfaces: Vec<(String, IpAddr)>,
-    /// Lower-case names of this host (no trailing dot).
-    pub names: Vec<String>,
-    /// (file, key blob) of this host's SSH host keys.
-    pub host_keys: Vec<(PathBuf, Vec<u8>)>,
-}
-
-/// Decodes the key blob of an OpenSSH public key line (`type base64 [comment]`).
-pub fn pubkey_blob(line: &str) -> Option<Vec<u8>> {
-    let b64 = line.split_whitespace().nth(1)?;
-    data_encoding::BASE64.decode(b64.as_bytes()).ok()
-}
-
 impl SelfIdentity {
-    /// Reads the interfaces, names and host keys of this machine.
-    pub fn load() -> SelfIdentity {
-        let mut me = SelfIdentity::default();
-        if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
-            for a in addrs {
-                let Some(sa) = a.address else { continue };
-                let ip = if let Some(v4) = sa.as_sockaddr_in() {
-                    IpAddr::V4(v4.ip())
-                } else if let Some(v6) = sa.as_sockaddr_in6() {
-                    IpAddr::V6(v6.ip())
-                } else {
-                    continue;
-                };
-                me.interfaces.push((a.interface_name.clone(), ip));
-            }
-        }
-        if let Ok(h) = nix::unistd::gethostname() {
-            me.add_name(&h.to_string_lossy());
-        }
-        if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
-            me.add_name(h.trim());
-        }
-        if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
-            me.add_hosts_file(&hosts);
-        }
-        if let Ok(rd) = std::fs::read_dir("/etc/ssh") {
-            let mut files: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("ssh_host_") && n.ends_with("_key.pub"))
-                })
-                .collect();
-            files.sort();
-            for f in files {
-                if let Some(blob) = std::fs::read_to_string(&f)
-                    .ok()
-                    .and_then(|t| pubkey_blob(&t))
-                {
-                    me.host_keys.push((f, blob));
-                }
-            }
-        }
-        me
-    }
-
-    fn add_name(&mut self, n: &str) {
-        let n = normalize_name(n);
-        if !n.is_empty() && !self.names.contains(&n) {
-            self.names.push(n);
-        }
-    }
-
-    /// Adds every name of every /etc/hosts line whose address is a self address.
-    pub fn add_hosts_file(&mut self, text: &str) {
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("");
-            let mut fields = line.split_whitespace();
-            let Some(addr) = fields.next().and_then(literal::parse) else {
-                continue;
-            };
-            let names: Vec<&str> = fields.collect();
-            if self.address_rule(addr).is_some() {
-                for n in names {
-                    self.add_name(n);
-                }
-            } else {
-                // A name listed with a self name on another line is still self.
-                let hit = names
-                    .iter()
-                    .any(|n| self.names.contains(&normalize_name(n)));
-                if hit {
-                    for n in names {
-                        self.add_name(n);
-                    }
-                }
-            }
-        }
-    }
-
     /// The rule an address matches, if it is this appliance.
     pub fn address_rule(&self, ip: IpAddr) -> Option<Rule> {
         let v4 = match ip {
@@ -231,42 +140,25 @@ impl SelfIdentity {
         Ok(None)
     }
 
-    /// Resolves `host` and refuses it if its name or any of its addresses is this
-    /// appliance. The caller connects only to the returned addresses, then calls
-    /// [`SelfIdentity::check_peer`] on the connected socket.
-    pub fn resolve(
+    /// Refuses `host` when any address it resolved to (`addrs`) is this appliance. The
+    /// caller resolved it after [`SelfIdentity::check_name`] passed, and connects only to
+    /// these addresses.
+    pub fn check_resolved(
         &self,
         target: &str,
         host: &str,
-        port: u16,
-    ) -> Result<Vec<SocketAddr>, TargetError> {
-        if let Some(ip) = self.check_name(target, host)? {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| TargetError::Unreachable {
-                target: target.to_string(),
-                detail: format!("cannot resolve {host}: {e}"),
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(TargetError::Unreachable {
-                target: target.to_string(),
-                detail: format!("{host} has no address"),
-            });
-        }
-        for a in &addrs {
-            if let Some(rule) = self.address_rule(a.ip()) {
+        addrs: &[IpAddr],
+    ) -> Result<(), Refusal> {
+        for a in addrs {
+            if let Some(rule) = self.address_rule(*a) {
                 return Err(Refusal {
                     rule,
                     target: target.to_string(),
-                    resolved: format!("{host} -> {}", a.ip()),
-                }
-                .into());
+                    resolved: format!("{host} -> {a}"),
+                });
             }
         }
-        Ok(addrs)
+        Ok(())
     }
 
     /// Refuses a connected socket whose peer is this appliance.
@@ -291,7 +183,6 @@ impl SelfIdentity {
         Ok(())
     }
 }
-
 /// Lower case, no trailing dot.
 pub fn normalize_name(n: &str) -> String {
     n.trim().trim_end_matches('.').to_ascii_lowercase()
@@ -301,44 +192,6 @@ pub fn normalize_name(n: &str) -> String {
 pub fn fingerprint(blob: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, blob);
     format!("SHA256:{}", data_encoding::BASE64_NOPAD.encode(d.as_ref()))
-}
-
-/// Connects to the first reachable address with a timeout, then checks the peer.
-pub fn connect_checked(
-    me: &SelfIdentity,
-    target: &str,
-    host: &str,
-    port: u16,
-    timeout: std::time::Duration,
-) -> Result<std::net::TcpStream, TargetError> {
-    let addrs = me.resolve(target, host, port)?;
-    let mut last = None;
-    for a in addrs {
-        match std::net::TcpStream::connect_timeout(&a, timeout) {
-            Ok(s) => {
-                let peer = s
-                    .peer_addr()
-                    .map_err(|e| TargetError::from_io(target, "connecting", &e))?;
-                me.check_peer(target, peer)?;
-                s.set_read_timeout(Some(timeout)).ok();
-                s.set_write_timeout(Some(timeout)).ok();
-                return Ok(s);
-            }
-            Err(e) => last = Some((a, e)),
-        }
-    }
-    let (a, e) = last.expect("at least one address");
-    Err(match e.kind() {
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => TargetError::Timeout {
-            target: target.to_string(),
-            op: format!("connecting to {a}"),
-            secs: timeout.as_secs(),
-        },
-        _ => TargetError::Unreachable {
-            target: target.to_string(),
-            detail: format!("connecting to {a}: {e}"),
-        },
-    })
 }
 
 #[cfg(test)]
@@ -354,6 +207,7 @@ mod tests {
             ],
             names: vec!["pam01".into()],
             host_keys: vec![("/etc/ssh/ssh_host_ed25519_key.pub".into(), vec![1, 2, 3])],
+            mounts: Vec::new(),
         };
         m.add_hosts_file(
             "127.0.0.1 localhost\n192.0.2.2 pam01.corp.example pam01 vault\n10.9.9.9 other\n::1 ip6-localhost ip6-loopback\n",
@@ -434,15 +288,44 @@ mod tests {
     }
 
     #[test]
-    fn real_machine_refuses_its_own_names() {
-        let m = SelfIdentity::load();
-        assert!(!m.interfaces.is_empty());
-        let host = nix::unistd::gethostname().unwrap();
-        let host = host.to_string_lossy();
-        let e = m.resolve("t", &host, 22).unwrap_err();
-        assert!(e.to_string().contains("refusing"), "{e}");
-        for (_, ip) in &m.interfaces {
-            assert!(m.resolve("t", &ip.to_string(), 22).is_err(), "{ip}");
+    fn resolved_addresses_and_peers() {
+        let m = me();
+        // (address, None when it is another host, else words of the refusal)
+        let table: &[(&str, Option<&str>)] = &[
+            ("10.9.9.9", None),
+            ("2001:db8::1", None),
+            ("192.0.2.3", None),
+            ("192.0.2.2", Some("address of local interface eth0")),
+            ("::ffff:192.0.2.2", Some("address of local interface eth0")),
+            ("fd00::2", Some("address of local interface eth0")),
+            ("127.3.4.5", Some("loopback")),
+            ("::ffff:127.0.0.1", Some("loopback")),
+            ("0.0.0.0", Some("unspecified")),
+            ("::", Some("unspecified")),
+        ];
+        let other: IpAddr = "10.9.9.8".parse().unwrap();
+        for (ip, want) in table {
+            let ip: IpAddr = ip.parse().unwrap();
+            let resolved = m.check_resolved("t", "backup.example", &[other, ip]);
+            let peer = m.check_peer("t", SocketAddr::new(ip, 22));
+            match want {
+                None => {
+                    assert!(resolved.is_ok(), "{ip}");
+                    assert!(peer.is_ok(), "{ip}");
+                }
+                Some(words) => {
+                    let r = resolved.expect_err(&format!("{ip} must be refused"));
+                    assert!(r.to_string().contains(words), "{ip}: {r}");
+                    assert!(
+                        r.to_string().contains(&format!("backup.example -> {ip}")),
+                        "{r}"
+                    );
+                    let p = peer.expect_err(&format!("peer {ip} must be refused"));
+                    assert!(p.to_string().contains(words), "{ip}: {p}");
+                    assert!(p.to_string().contains("connected peer"), "{p}");
+                }
+            }
         }
+        assert!(m.check_resolved("t", "x", &[]).is_ok());
     }
 }

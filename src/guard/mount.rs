@@ -1,13 +1,11 @@
 //! The `file://` rules: the directory must be on a network filesystem (NFS, CIFS/SMB2, or
 //! FUSE sshfs, by `statfs` magic and /proc/self/mountinfo), and the mount's server must not
-//! be this appliance.
+//! be this appliance. Pure: the mounts come with the [`SelfIdentity`], the directory's
+//! filesystem facts ([`DirFacts`]) from `targets::path`.
 
 use std::path::{Path, PathBuf};
 
-use nix::sys::statfs::statfs;
-
 use super::{Refusal, Rule, SelfIdentity};
-use crate::targets::TargetError;
 
 const NFS: i64 = 0x6969;
 const CIFS: i64 = 0xFF53_4D42_u32 as i64;
@@ -91,48 +89,50 @@ pub fn server_of(m: &Mount) -> Option<String> {
     s.split_once(':').map(|(h, _)| h.to_string())
 }
 
-/// Checks a `file://` directory: exists, network filesystem, not served by this appliance.
-/// Returns the mount it is on.
-pub fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, TargetError> {
-    let canon = std::fs::canonicalize(dir).map_err(|e| TargetError::NotFound {
-        target: target.to_string(),
-        what: format!("directory {} ({e})", dir.display()),
-    })?;
-    let st = statfs(&canon).map_err(|e| TargetError::Io {
-        target: target.to_string(),
-        op: "statfs".into(),
-        detail: e.to_string(),
-        retry: crate::targets::Retry::Permanent,
-    })?;
-    let magic = st.filesystem_type();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| parse_mountinfo(&t))
-        .unwrap_or_default();
-    let m = mount_of(&mounts, &canon).cloned();
-    let fstype = m.as_ref().map_or("?", |m| m.fstype.as_str()).to_string();
-    let refuse = |rule: Rule, resolved: String| -> TargetError {
-        Refusal {
-            rule,
-            target: target.to_string(),
-            resolved,
-        }
-        .into()
-    };
-    // f_type is an i64 on x86_64 glibc and an i32 on other targets.
-    #[allow(clippy::unnecessary_cast)]
-    let m_type = magic.0 as i64;
-    let network = match m_type {
+/// What a `file://` directory is on, as `targets::path` read it: its canonical path and the
+/// `statfs` magic of its filesystem.
+#[derive(Debug, Clone)]
+pub struct DirFacts {
+    /// The canonical (symlink-free) path.
+    pub canon: PathBuf,
+    /// `statfs` `f_type`.
+    pub magic: i64,
+}
+
+/// Whether a filesystem of `statfs` magic `magic` and mount type `fstype` is a network
+/// filesystem offbox accepts for `file://`.
+pub fn is_network(magic: i64, fstype: &str) -> bool {
+    match magic {
         x if [NFS, CIFS, SMB2, SMB].contains(&x) => true,
         FUSE => fstype == "fuse.sshfs",
         _ => false,
+    }
+}
+
+/// Checks a `file://` directory against this appliance's mounts: it must be on a network
+/// filesystem whose mount source names a server. Returns the mount and its server host;
+/// the caller resolves that host, checks it like any target host, and relabels a refusal
+/// with [`served_by_self`].
+pub fn check_mount(
+    me: &SelfIdentity,
+    target: &str,
+    dir: &DirFacts,
+) -> Result<(Mount, String), Refusal> {
+    let canon = &dir.canon;
+    let m = mount_of(&me.mounts, canon).cloned();
+    let fstype = m.as_ref().map_or("?", |m| m.fstype.as_str()).to_string();
+    let refuse = |rule: Rule, resolved: String| Refusal {
+        rule,
+        target: target.to_string(),
+        resolved,
     };
-    let Some(m) = m.filter(|_| network) else {
+    let Some(m) = m.filter(|_| is_network(dir.magic, &fstype)) else {
         return Err(refuse(
             Rule::LocalFilesystem,
             format!(
                 "{} on {fstype} (statfs magic {:#x})",
                 canon.display(),
-                m_type
+                dir.magic
             ),
         ));
     };
@@ -146,20 +146,22 @@ pub fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, T
             ),
         ));
     };
-    me.resolve(target, &host, 0).map_err(|e| match e {
-        TargetError::Refused(mut r) => {
-            r.rule = Rule::MountServedBySelf;
-            r.resolved = format!(
-                "{} mounted from {} ({})",
-                canon.display(),
-                m.source,
-                r.resolved
-            );
-            TargetError::Refused(r)
-        }
-        other => other,
-    })?;
-    Ok(m)
+    me.check_name(target, &host)
+        .map_err(|r| served_by_self(r, canon, &m))?;
+    Ok((m, host))
+}
+
+/// Turns a refusal of a mount's server into the `file://` rule: the mount is served by
+/// this appliance.
+pub fn served_by_self(mut r: Refusal, canon: &Path, m: &Mount) -> Refusal {
+    r.rule = Rule::MountServedBySelf;
+    r.resolved = format!(
+        "{} mounted from {} ({})",
+        canon.display(),
+        m.source,
+        r.resolved
+    );
+    r
 }
 
 #[cfg(test)]
@@ -185,12 +187,65 @@ mod tests {
         assert_eq!(server_of(&find("/")), None);
     }
 
+    fn me_with(mounts: &str) -> SelfIdentity {
+        SelfIdentity {
+            interfaces: vec![("eth0".into(), "192.0.2.2".parse().unwrap())],
+            names: vec!["pam01".into()],
+            mounts: parse_mountinfo(mounts),
+            ..SelfIdentity::default()
+        }
+    }
+
     #[test]
-    fn local_dirs_are_refused() {
-        let me = SelfIdentity::load();
-        for d in ["/", "/tmp", "/proc", "/dev/shm"] {
-            let e = check_dir(&me, "file://x", Path::new(d)).unwrap_err();
-            assert!(e.to_string().contains("local filesystem"), "{d}: {e}");
+    fn mount_decisions() {
+        let me = me_with(
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+             40 22 0:40 / /mnt/nfs rw - nfs4 10.0.0.5:/export/pam rw\n\
+             41 22 0:41 / /mnt/self rw - nfs4 192.0.2.2:/export rw\n\
+             42 22 0:42 / /mnt/lo rw - cifs //localhost/backup rw\n\
+             43 22 0:43 / /mnt/ssh rw - fuse.sshfs offbox@backup.example:/srv rw\n\
+             44 22 0:44 / /mnt/fuse rw - fuse.other thing rw\n\
+             45 22 0:45 / /mnt/nohost rw - nfs4 :/export rw\n\
+             46 22 0:46 / /mnt/name rw - nfs4 PAM01:/export rw\n",
+        );
+        // (directory, statfs magic, Ok(server) or the words of the refusal)
+        let table: &[(&str, i64, Result<&str, &str>)] = &[
+            ("/mnt/nfs/a", NFS, Ok("10.0.0.5")),
+            ("/mnt/ssh", FUSE, Ok("backup.example")),
+            (
+                "/mnt/lo",
+                CIFS,
+                Err("network mount served by this appliance"),
+            ),
+            (
+                "/mnt/self/x",
+                NFS,
+                Err("mounted from 192.0.2.2:/export (192.0.2.2)"),
+            ),
+            ("/mnt/name", NFS, Err("mounted from PAM01:/export")),
+            (
+                "/mnt/nohost",
+                NFS,
+                Err("no server host in the mount source"),
+            ),
+            (
+                "/mnt/fuse",
+                FUSE,
+                Err("local filesystem, not a network mount"),
+            ),
+            ("/etc", 0xEF53, Err("local filesystem, not a network mount")),
+            ("/mnt/nfs", 0xEF53, Err("statfs magic 0xef53")),
+        ];
+        for (dir, magic, want) in table {
+            let facts = DirFacts {
+                canon: PathBuf::from(dir),
+                magic: *magic,
+            };
+            match (check_mount(&me, "file://x", &facts), want) {
+                (Ok((_, host)), Ok(h)) => assert_eq!(host, *h, "{dir}"),
+                (Err(r), Err(words)) => assert!(r.to_string().contains(words), "{dir}: {r}"),
+                (got, _) => panic!("{dir}: {got:?}, want {want:?}"),
+            }
         }
     }
 }

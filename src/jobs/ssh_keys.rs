@@ -67,7 +67,7 @@ pub fn accept_host_key(
         .targets
         .resolve(Some(target))
         .map_err(|e| target_err("choosing the target", e))?;
-    if !matches!(spec.url, TargetUrl::Ssh { .. }) {
+    let TargetUrl::Ssh(url) = &spec.url else {
         return Err(target_err(
             "accept-host-key",
             targets::TargetError::Invalid {
@@ -75,10 +75,10 @@ pub fn accept_host_key(
                 why: "host keys exist for ssh:// targets only".into(),
             },
         ));
-    }
+    };
     #[cfg(feature = "target-ssh")]
     {
-        let key = targets::ssh::probe_host_key(&spec, me)
+        let key = targets::ssh::probe_host_key(&spec, url, me)
             .map_err(|e| target_err("reading the host key", e))?;
         let seen = key.fingerprint();
         let Some(want) = fingerprint else {
@@ -113,7 +113,7 @@ pub fn accept_host_key(
     }
     #[cfg(not(feature = "target-ssh"))]
     {
-        let _ = (fingerprint, me);
+        let _ = (fingerprint, me, url);
         Err(target_err("accept-host-key", not_built(target)))
     }
 }

@@ -307,7 +307,7 @@ mod tests {
         let e = read_secret_text(&SecretSource::File(p.clone()), "PIN", "pin_file")
             .err()
             .unwrap();
-        assert!(matches!(e, PinError::TooLarge { .. }), "{e}");
+        assert!(matches!(e, SecretError::TooLarge { .. }), "{e}");
         // Exactly the limit is fine.
         std::fs::write(&p, vec![b'x'; MAX_SECRET_FILE]).unwrap();
         let s = read_secret_text(&SecretSource::File(p), "PIN", "pin_file").unwrap();

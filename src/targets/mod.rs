@@ -4,9 +4,16 @@
 //! current-thread runtime, so the service needs no CAP_SYS_ADMIN and a dead server is a
 //! timeout, not a process hung in a kernel mount.
 //!
+//! Layout: one folder (or file) per transport, each with the same shape: `mod.rs` holds
+//! the [`Target`] implementation, `conn.rs` the connection, `upload.rs` and `download.rs`
+//! the streams. Shared by all: [`url`] (one URL struct per scheme), [`net`] (dialling
+//! through the guard), `runtime` (the blocking runtime of the async clients), [`error`],
+//! [`temp`] and [`pipeline`]. docs/targets.md has the recipe for a new transport.
+//!
 //! Contract of every implementation:
 //! - the self-target guard ([`crate::guard`]) runs before connecting and again on the
-//!   connected socket's peer address (or on the mount, for `file://`);
+//!   connected socket's peer address (dial through [`net`]), or on the mount, for
+//!   `file://`;
 //! - an upload streams under a temporary name (`.offbox-tmp.<appliance>.<run>.<random>`,
 //!   see [`temp`]), and is published under its final name by [`Upload::commit`] only after
 //!   the stream was complete and flushed; a final name is never overwritten; a dropped
@@ -20,11 +27,14 @@
 pub mod config;
 pub mod error;
 pub mod name;
+pub mod net;
 #[cfg(feature = "target-nfs")]
 pub mod nfs;
 #[cfg(feature = "target-path")]
 pub mod path;
 pub mod pipeline;
+#[cfg(any(feature = "target-smb", feature = "target-nfs"))]
+pub mod runtime;
 #[cfg(feature = "target-smb")]
 pub mod smb;
 #[cfg(feature = "target-ssh")]
@@ -38,7 +48,7 @@ pub use config::{TargetSpec, TargetsConfig};
 pub use error::{Retry, TargetError};
 pub use name::ArchiveName;
 pub use temp::{is_temp_of, temp_name, TMP_PREFIX};
-pub use url::TargetUrl;
+pub use url::{NfsUrl, PathUrl, SmbUrl, SshUrl, TargetUrl};
 
 use crate::guard::SelfIdentity;
 
@@ -88,54 +98,35 @@ pub fn check_plain(target: &str, name: &str) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// Connects with the transport `$module::$target` when its cargo feature `$feature` is
+/// built, and fails with [`TargetError::NotBuilt`] otherwise.
+macro_rules! transport {
+    ($feature:literal, $scheme:literal, $module:ident :: $target:ident, $spec:expr, $url:expr, $me:expr) => {{
+        #[cfg(feature = $feature)]
+        return Ok(Box::new($module::$target::connect($spec, $url, $me)?));
+        #[cfg(not(feature = $feature))]
+        {
+            let _ = $url;
+            return Err(TargetError::NotBuilt {
+                target: $spec.url.to_string(),
+                scheme: $scheme.into(),
+                feature: $feature,
+            });
+        }
+    }};
+}
+
 /// Opens the target `spec`: guard, connect, guard the peer, authenticate, enter the
-/// directory.
+/// directory. One line per transport.
 pub fn connect(spec: &TargetSpec, me: &SelfIdentity) -> Result<Box<dyn Target>, TargetError> {
-    let target = spec.url.to_string();
     // The name guard runs first for every kind, built or not.
     if let Some(host) = spec.url.host() {
-        me.resolve(&target, host, 0)?;
+        net::resolve(me, &spec.url.to_string(), host, 0)?;
     }
     match &spec.url {
-        TargetUrl::File { .. } => {
-            #[cfg(feature = "target-path")]
-            return Ok(Box::new(path::PathTarget::connect(spec, me)?));
-            #[cfg(not(feature = "target-path"))]
-            return Err(TargetError::NotBuilt {
-                target,
-                scheme: "file".into(),
-                feature: "target-path",
-            });
-        }
-        TargetUrl::Ssh { .. } => {
-            #[cfg(feature = "target-ssh")]
-            return Ok(Box::new(ssh::SshTarget::connect(spec, me)?));
-            #[cfg(not(feature = "target-ssh"))]
-            return Err(TargetError::NotBuilt {
-                target,
-                scheme: "ssh".into(),
-                feature: "target-ssh",
-            });
-        }
-        TargetUrl::Smb { .. } => {
-            #[cfg(feature = "target-smb")]
-            return Ok(Box::new(smb::SmbTarget::connect(spec, me)?));
-            #[cfg(not(feature = "target-smb"))]
-            return Err(TargetError::NotBuilt {
-                target,
-                scheme: "smb".into(),
-                feature: "target-smb",
-            });
-        }
-        TargetUrl::Nfs { .. } => {
-            #[cfg(feature = "target-nfs")]
-            return Ok(Box::new(nfs::NfsTarget::connect(spec, me)?));
-            #[cfg(not(feature = "target-nfs"))]
-            return Err(TargetError::NotBuilt {
-                target,
-                scheme: "nfs".into(),
-                feature: "target-nfs",
-            });
-        }
+        TargetUrl::Path(u) => transport!("target-path", "file", path::PathTarget, spec, u, me),
+        TargetUrl::Ssh(u) => transport!("target-ssh", "ssh", ssh::SshTarget, spec, u, me),
+        TargetUrl::Smb(u) => transport!("target-smb", "smb", smb::SmbTarget, spec, u, me),
+        TargetUrl::Nfs(u) => transport!("target-nfs", "nfs", nfs::NfsTarget, spec, u, me),
     }
 }

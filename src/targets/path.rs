@@ -12,7 +12,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{temp_name, Entry, Target, TargetError, TargetSpec, TargetUrl, Upload};
+use super::{net, temp_name, Entry, PathUrl, Retry, Target, TargetError, TargetSpec, Upload};
+use crate::guard::mount::{self, DirFacts, Mount};
 use crate::guard::SelfIdentity;
 
 /// A mounted directory.
@@ -22,16 +23,17 @@ pub struct PathTarget {
 }
 
 impl PathTarget {
-    /// Guards the directory, then opens it.
-    pub fn connect(spec: &TargetSpec, me: &SelfIdentity) -> Result<PathTarget, TargetError> {
-        let TargetUrl::File { path } = &spec.url else {
-            unreachable!("PathTarget for a file:// URL");
-        };
-        let url = spec.url.to_string();
-        crate::guard::mount::check_dir(me, &url, Path::new(path))?;
+    /// Guards the directory ([`check_dir`]), then opens it.
+    pub fn connect(
+        spec: &TargetSpec,
+        url: &PathUrl,
+        me: &SelfIdentity,
+    ) -> Result<PathTarget, TargetError> {
+        let target = spec.url.to_string();
+        check_dir(me, &target, Path::new(&url.path))?;
         Ok(PathTarget {
-            dir: PathBuf::from(path),
-            url,
+            dir: PathBuf::from(&url.path),
+            url: target,
         })
     }
 
@@ -47,6 +49,32 @@ impl PathTarget {
     fn err(&self, op: &str, e: &io::Error) -> TargetError {
         TargetError::from_io(&self.url, op, e)
     }
+}
+
+/// Checks a `file://` directory: it exists, it is on a network filesystem, and the mount's
+/// server is not this appliance ([`mount::check_mount`], then the server is resolved and
+/// checked through [`net::resolve`]). Returns the mount it is on.
+pub fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, TargetError> {
+    let canon = std::fs::canonicalize(dir).map_err(|e| TargetError::NotFound {
+        target: target.to_string(),
+        what: format!("directory {} ({e})", dir.display()),
+    })?;
+    let st = nix::sys::statfs::statfs(&canon).map_err(|e| TargetError::Io {
+        target: target.to_string(),
+        op: "statfs".into(),
+        detail: e.to_string(),
+        retry: Retry::Permanent,
+    })?;
+    // f_type is an i64 on x86_64 glibc and an i32 on other targets.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.filesystem_type().0 as i64;
+    let facts = DirFacts { canon, magic };
+    let (m, host) = mount::check_mount(me, target, &facts)?;
+    net::resolve(me, target, &host, 0).map_err(|e| match e {
+        TargetError::Refused(r) => TargetError::Refused(mount::served_by_self(r, &facts.canon, &m)),
+        other => other,
+    })?;
+    Ok(m)
 }
 
 struct PathUpload {
@@ -178,7 +206,7 @@ impl Target for PathTarget {
             target: self.url.clone(),
             op: "statvfs".into(),
             detail: e.to_string(),
-            retry: super::Retry::Temporary,
+            retry: Retry::Temporary,
         })?;
         Ok(Some(st.blocks_available() * st.fragment_size()))
     }
@@ -220,5 +248,14 @@ mod tests {
         assert_eq!(s, "hello");
         assert!(t.open("../x").is_err());
         assert!(t.free_space().unwrap().unwrap() > 0);
+    }
+
+    #[test]
+    fn local_dirs_are_refused() {
+        let me = SelfIdentity::load();
+        for d in ["/", "/tmp", "/proc", "/dev/shm"] {
+            let e = check_dir(&me, "file://x", Path::new(d)).unwrap_err();
+            assert!(e.to_string().contains("local filesystem"), "{d}: {e}");
+        }
     }
 }

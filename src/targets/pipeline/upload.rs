@@ -356,4 +356,25 @@ mod tests {
         drop(p);
         assert_eq!(*log.lock().unwrap(), ["drop"]);
     }
+
+    /// The transports keep no "failed" flag of their own: after the first error, this
+    /// pipeline hands the upload no more writes, no flush and no commit, and drops it.
+    #[test]
+    fn the_upload_gets_nothing_after_its_first_error() {
+        let (m, got, log) = mem(CHUNK + 10);
+        let mut p = Box::new(Pipelined::new(m, "mem://").unwrap());
+        let d = data(8 * CHUNK);
+        let e = p.write_all(&d).unwrap_err();
+        assert!(
+            matches!(TargetError::find(&e), Some(TargetError::NoSpace { .. })),
+            "{e}"
+        );
+        for _ in 0..3 {
+            assert!(p.write_all(&data(CHUNK)).is_err());
+            assert!(p.flush().is_err());
+        }
+        assert!(p.commit("final").is_err());
+        assert_eq!(got.lock().unwrap().len(), CHUNK, "nothing written after the error");
+        assert_eq!(*log.lock().unwrap(), ["drop"], "no flush, no commit, dropped once");
+    }
 }

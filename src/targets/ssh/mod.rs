@@ -1,0 +1,148 @@
+//! `ssh://user@host[:port]/path`: SFTP over SSH with libssh2 (`ssh2` crate), against a stock
+//! OpenSSH server.
+//!
+//! - Authentication: the appliance's own key pair ([`ensure_key_pair`] creates it), no
+//!   passwords.
+//! - Host key pinned in a known_hosts file: an unknown key fails with its fingerprint until
+//!   the operator runs `offbox target accept-host-key ... --fingerprint FP` ([`pin`]); a
+//!   changed key fails loudly. A server presenting this appliance's own host key is refused
+//!   by the guard.
+//! - Uploads: exclusive create of a temporary name, `fsync@openssh.com`, close, then
+//!   rename to a final name that does not exist yet (OpenSSH's SFTP v3 rename never
+//!   overwrites).
+
+mod conn;
+mod download;
+mod host_key;
+mod key_pair;
+mod upload;
+
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ssh2::{FileStat, OpenFlags, OpenType, Session, Sftp};
+
+pub use conn::probe_host_key;
+pub use host_key::{blob_key_type, host_pattern, lookup, pin, HostKey, Pinned};
+pub use key_pair::ensure_key_pair;
+
+use super::{temp_name, Entry, SshUrl, Target, TargetError, TargetSpec, Upload};
+use crate::guard::SelfIdentity;
+use conn::map_err;
+use download::SshReader;
+use upload::SshUpload;
+
+/// A connected SFTP session in the target directory.
+pub struct SshTarget {
+    sftp: Arc<Sftp>,
+    _session: Session,
+    dir: PathBuf,
+    url: String,
+}
+
+impl SshTarget {
+    /// Guard, connect, guard the peer, check the pinned host key, authenticate with the
+    /// appliance key, open SFTP, and check that the directory exists.
+    pub fn connect(
+        spec: &TargetSpec,
+        target: &SshUrl,
+        me: &SelfIdentity,
+    ) -> Result<SshTarget, TargetError> {
+        let url = spec.url.to_string();
+        let (sess, key) = conn::handshake(spec, target, me)?;
+        host_key::check_pinned(&url, &spec.known_hosts, &key)?;
+        conn::authenticate(&sess, spec, &url, &target.user)?;
+        let (sftp, dir) = conn::open_dir(&sess, &url, &target.path)?;
+        Ok(SshTarget {
+            sftp: Arc::new(sftp),
+            _session: sess,
+            dir,
+            url,
+        })
+    }
+}
+
+impl Target for SshTarget {
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn begin(&mut self, appliance: &str) -> Result<Box<dyn Upload>, TargetError> {
+        let temp = temp_name(appliance);
+        let file = self
+            .sftp
+            .open_mode(
+                self.dir.join(&temp),
+                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                0o600,
+                OpenType::File,
+            )
+            .map_err(|e| map_err(&self.url, "creating the upload file", &e))?;
+        Ok(Box::new(SshUpload {
+            file: Some(file),
+            sftp: self.sftp.clone(),
+            dir: self.dir.clone(),
+            temp,
+            url: self.url.clone(),
+        }))
+    }
+
+    fn list(&mut self) -> Result<Vec<Entry>, TargetError> {
+        let items: Vec<(PathBuf, FileStat)> = self
+            .sftp
+            .readdir(&self.dir)
+            .map_err(|e| map_err(&self.url, "listing", &e))?;
+        let mut out: Vec<Entry> = items
+            .into_iter()
+            .filter(|(_, st)| st.is_file())
+            .filter_map(|(p, st)| {
+                Some(Entry {
+                    name: p.file_name()?.to_string_lossy().into_owned(),
+                    size: st.size,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
+        super::check_plain(&self.url, name)?;
+        let file = self
+            .sftp
+            .open(self.dir.join(name))
+            .map_err(|e| map_err(&self.url, &format!("archive {name}"), &e))?;
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            SshReader {
+                file,
+                url: self.url.clone(),
+            },
+        )))
+    }
+
+    fn delete(&mut self, name: &str) -> Result<(), TargetError> {
+        super::check_plain(&self.url, name)?;
+        self.sftp
+            .unlink(&self.dir.join(name))
+            .map_err(|e| map_err(&self.url, &format!("deleting {name}"), &e))
+    }
+
+    fn free_space(&mut self) -> Result<Option<u64>, TargetError> {
+        // libssh2 has only fstatvfs@openssh.com, on a file handle: use a scratch file.
+        let scratch = self.dir.join(temp_name("statvfs"));
+        let Ok(mut f) = self.sftp.open_mode(
+            &scratch,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+            0o600,
+            OpenType::File,
+        ) else {
+            return Ok(None);
+        };
+        let v = f.statvfs();
+        drop(f);
+        let _ = self.sftp.unlink(&scratch);
+        Ok(v.ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize)))
+    }
+}
