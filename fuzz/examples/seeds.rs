@@ -219,7 +219,7 @@ fn main() {
     // share: share files as `offbox recovery init` writes them (3 of 5), a typed code, the
     // public key line; records; and split/combine round trips.
     let secret = RecoverySecret::from_key(Key32::from_slice(&[0x42; 32]).expect("32 bytes"));
-    let shares = split(&secret, 5, 3);
+    let shares = split(&secret, 5, 3, &[public_key()]);
     let files: Vec<String> = shares
         .iter()
         .map(|s| s.to_file_text().as_str().to_string())
@@ -256,12 +256,17 @@ fn main() {
     write(
         &sh,
         "round-trip-3-of-5",
-        &cat(&[&[0x02], &[0x42; 32], &[3, 1, 0x00, 4, 0, 2, 4, 2]]),
+        &cat(&[&[0x02], &[0x42; 32], &[3, 0x81, 0x00, 4, 0, 2, 4, 2]]),
     );
     write(
         &sh,
         "round-trip-corrupt",
         &cat(&[&[0x02], &[0x17; 32], &[1, 0, 0x81, 3, 0, 1, 0]]),
+    );
+    write(
+        &sh,
+        "round-trip-tag-changed",
+        &cat(&[&[0x02], &[0x29; 32], &[3, 0x81, 0x41, 4, 0, 1, 2, 3]]),
     );
     println!("seeds written to {}", corpus.display());
 }

@@ -1,14 +1,16 @@
-//! Fuzz target `share`: custodian share files and codes (`keys::recovery::share::Share::parse`),
-//! rebuilding the recovery key from them (`share::combine`), and the recovery public key
-//! (`RecoveryPublicKey::parse`). The first input byte picks a mode:
+//! Fuzz target `share`: custodian share files and codes (`keys::recovery::share::Share::parse`,
+//! with their signing-key lines), rebuilding the recovery key from them (`share::combine`),
+//! checking the signing keys they vouch for (`signers::vouched`), and the recovery public
+//! key (`RecoveryPublicKey::parse`). The first input byte picks a mode:
 //! - 0: up to eight fuzzed texts (separated by 0xff bytes), each parsed as a share file and
-//!   as a public key, then all accepted shares combined;
+//!   as a public key, then all accepted shares combined and their signing keys checked;
 //! - 1: share records of 44 fuzzed bytes, sealed with a correct checksum and written as a
 //!   code (groups, case and spacing chosen by the input), so that the fields behind the
 //!   checksum get fuzzed: parse must accept exactly the possible index/threshold/count;
-//! - 2: a fuzz-chosen key split into N shares and a fuzz-chosen subset of their files
-//!   (perhaps one corrupted) combined: enough distinct untouched shares must give the key
-//!   back, fewer must be refused.
+//! - 2: a fuzz-chosen key split into N share files (listing the test signing key or not) and
+//!   a fuzz-chosen subset of them combined, perhaps with one code or one signing-keys tag
+//!   changed: enough distinct untouched shares must give the key and the listed signing
+//!   keys back, fewer must be refused, and a changed tag must be refused.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -16,9 +18,14 @@ use std::collections::BTreeSet;
 use aws_lc_rs::digest;
 use libfuzzer_sys::fuzz_target;
 use offbox::keys::recovery::share::{combine, split, Share};
+use offbox::keys::recovery::signers::{vouched, TAG_LINE};
 use offbox::keys::recovery::{RecoveryPublicKey, RecoverySecret};
 use offbox::secret::Key32;
-use offbox_fuzz::Input;
+use offbox_fuzz::{public_key, Input};
+
+fn check_vouched(secret: &RecoverySecret, shares: &[(String, Share)]) {
+    let _ = vouched(secret, shares.iter().map(|(w, s)| (w.as_str(), &s.signers)));
+}
 
 fn texts(input: &mut Input) {
     let mut shares = Vec::new();
@@ -31,11 +38,14 @@ fn texts(input: &mut Input) {
             let again =
                 Share::parse(&s.to_file_text(), "again").expect("a share's own file parses");
             assert_eq!(again.code().as_str(), s.code().as_str());
+            assert_eq!(again.signers.keys, s.signers.keys);
+            assert_eq!(again.signers.tag, s.signers.tag);
             shares.push((format!("share {i}"), s));
         }
     }
     if let Ok(secret) = combine(&shares) {
         assert_eq!(secret.public().key_id(), shares[0].1.key_id);
+        check_vouched(&secret, &shares);
     }
 }
 
@@ -92,17 +102,25 @@ fn round_trip(input: &mut Input) {
     };
     let secret = RecoverySecret::from_key(key);
     let count = 2 + input.byte() % 9;
-    let threshold = 2 + input.byte() % (count - 1);
-    let shares = split(&secret, count, threshold);
+    let knobs = input.byte();
+    let threshold = 2 + knobs % (count - 1);
+    let signing_keys = if knobs & 0x80 != 0 {
+        vec![public_key()]
+    } else {
+        vec![]
+    };
+    let shares = split(&secret, count, threshold, &signing_keys);
     assert_eq!(shares.len(), usize::from(count));
     let files: Vec<_> = shares.iter().map(|s| s.to_file_text()).collect();
     let mut picked = Vec::new();
     let mut distinct = BTreeSet::new();
     let corrupt = input.byte();
+    let mut tag_changed = false;
     for _ in 0..input.byte() % 12 {
         let i = usize::from(input.byte() % count);
         let mut text = files[i].as_str().to_string();
-        if corrupt & 0x80 != 0 && usize::from(corrupt & 0x7f) % files.len() == i {
+        let target = usize::from(corrupt & 0x3f) % files.len() == i;
+        if corrupt & 0x80 != 0 && target {
             // Change one character of the code: the checksum must catch it.
             let at = text.len() - 2 - usize::from(corrupt) % 20;
             let c = if text.as_bytes()[at] == b'A' {
@@ -120,7 +138,19 @@ fn round_trip(input: &mut Input) {
             }
             continue;
         }
+        if corrupt & 0x40 != 0 && target && !signing_keys.is_empty() {
+            // Change one digit of the signing-keys tag: only the rebuilt key can tell.
+            let at = text.find(TAG_LINE).expect("a tag line") + TAG_LINE.len() + 1;
+            let c = if text.as_bytes()[at] == b'0' {
+                "1"
+            } else {
+                "0"
+            };
+            text.replace_range(at..at + 1, c);
+            tag_changed = true;
+        }
         let s = Share::parse(&text, "file").expect("a share file parses");
+        assert_eq!(s.signers.keys, signing_keys);
         distinct.insert(s.index);
         picked.push((format!("share {i}"), s));
     }
@@ -131,6 +161,14 @@ fn round_trip(input: &mut Input) {
                 "rebuilt from too few shares"
             );
             assert_eq!(got.expose(), secret.expose(), "rebuilt another key");
+            let listed = vouched(&got, picked.iter().map(|(w, s)| (w.as_str(), &s.signers)));
+            match listed {
+                Ok(keys) => {
+                    assert!(!tag_changed, "a changed signing-keys tag was accepted");
+                    assert_eq!(keys, signing_keys);
+                }
+                Err(e) => assert!(tag_changed, "untouched shares' signing keys refused: {e}"),
+            }
         }
         Err(e) => assert!(
             distinct.len() < usize::from(threshold),

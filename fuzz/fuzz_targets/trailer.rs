@@ -5,8 +5,9 @@
 //!   digest must be SHA-256 of everything before the trailer;
 //! - 1: `PublicKey::from_pem_or_der` on fuzzed key files, and `PublicKey::verify` of a
 //!   fuzzed signature; an accepted key must survive its PEM and DER encodings;
-//! - 2: `jobs::signature::verify_keyless` over a whole fuzzed archive (the seeds are
-//!   archives signed by the test key of fuzz/src/lib.rs);
+//! - 2: `jobs::signature::verify_keyless` over a whole fuzzed archive, trusting the test key
+//!   of fuzz/src/lib.rs (the seeds are archives it signed), and with bit 2 of the mode set
+//!   also accepting what fails the check (`Trust::accept_forged`);
 //! - 3: a real archive signed by the test key, then fuzz-chosen edits; `verify_keyless`
 //!   must accept the untouched archive and refuse any change before the trailer.
 #![no_main]
@@ -15,10 +16,10 @@ use aws_lc_rs::digest;
 use libfuzzer_sys::fuzz_target;
 use offbox::format::signature::PublicKey;
 use offbox::format::TAG_LEN;
-use offbox::jobs::signature::verify_keyless;
+use offbox::jobs::signature::{verify_keyless, SignatureStatus};
 use offbox::stream::{signed_message, Framer};
 use offbox_fuzz::{
-    build_archive, edit, head_len, plaintext, public_key, vector_header, Chunked, Input, SEALED,
+    build_archive, edit, head_len, plaintext, trust, vector_header, Chunked, Input, SEALED,
 };
 
 fn framer(input: &mut Input, pattern: &[u8]) {
@@ -121,7 +122,12 @@ fuzz_target!(|data: &[u8]| {
         0 => framer(&mut input, &pattern),
         1 => public_key_file(&mut input),
         2 => {
-            let _ = verify_keyless(Chunked::new(input.rest(), &pattern), &public_key());
+            // Bit 2 of the mode: also open archives that fail the check (the loud option).
+            let mut trust = trust();
+            if mode & 4 != 0 {
+                trust.accept_forged();
+            }
+            let _ = verify_keyless(Chunked::new(input.rest(), &pattern), &trust);
         }
         _ => {
             let len = input.u16() as usize % (3 * SEALED);
@@ -129,10 +135,15 @@ fuzz_target!(|data: &[u8]| {
             let archive = build_archive(&vector_header(true), &plain);
             let head = head_len(&archive);
             let edited = edit(&archive, head, SEALED, &mut input);
-            let result = verify_keyless(Chunked::new(&edited, &pattern), &public_key());
+            let result = verify_keyless(Chunked::new(&edited, &pattern), &trust());
             if edited == archive {
-                if let Err(e) = &result {
-                    panic!("the untouched signed archive was refused: {e}");
+                match &result {
+                    Ok(s) => assert!(
+                        matches!(s.signature, SignatureStatus::Verified { .. }),
+                        "the untouched signed archive is {}",
+                        s.signature
+                    ),
+                    Err(e) => panic!("the untouched signed archive was refused: {e}"),
                 }
             }
             if result.is_ok() {

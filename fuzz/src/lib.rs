@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use offbox::format::signature::PublicKey;
 use offbox::format::{ArchiveKind, Compression, Header, KeySlot, SignerInfo, TAG_LEN, VERSION};
+use offbox::jobs::signature::Trust;
 use offbox::secret::Dek;
 use offbox::stream::{signed_message, ArchiveHead, DecryptReader, EncryptWriter};
 
@@ -41,6 +42,13 @@ pub fn signing_key() -> &'static EcdsaKeyPair {
 /// The public half of [`signing_key`].
 pub fn public_key() -> PublicKey {
     PublicKey::from_point(signing_key().public_key().as_ref()).expect("a P-256 point")
+}
+
+/// Trust in the test key alone, as `--public-key` of its PEM would give.
+pub fn trust() -> Trust {
+    let mut t = Trust::new();
+    t.add(public_key(), "the fuzz test key");
+    t
 }
 
 /// Smallest segment size a header accepts; small segments make multi-segment archives short.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::format::signature::prehash;
+use crate::format::signature::PublicKey;
 use crate::format::SignerInfo;
 use crate::format::{ArchiveKind, Compression, Header, VERSION};
 use crate::keys::{Device, SlotContext, SlotRecipient};
@@ -110,43 +111,10 @@ pub fn create<W: Write>(
         }
     }
     let dek = Dek::random();
-    let archive_id = random_bytes::<16>();
-    let salt = random_bytes::<32>();
-    let mut header = Header {
-        version: VERSION,
-        kind: opts.kind,
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-        appliance_id: opts.appliance_id.clone(),
-        archive_id,
-        compression: Compression::Zstd {
-            level: opts.zstd_level,
-        },
-        segment_size: opts.segment_size,
-        salt,
-        nonce_prefix: random_bytes::<7>(),
-        slots: Vec::new(),
-        signer: None,
-    };
     let t_device = Instant::now();
     let signing_key = device.signing_key()?;
-    header.signer = Some(SignerInfo {
-        key_id: signing_key.key_id(),
-    });
-    // Every slot is bound to the header's other fields (format version 2), so the header is
-    // complete but for its slots before any key is wrapped.
-    let mut slots = Vec::with_capacity(1 + others.len());
-    {
-        let ctx = SlotContext::of(&header);
-        slots.push(device.wrap(&dek, &ctx)?);
-        for c in others.iter_mut() {
-            slots.push(c.wrap(&dek, &ctx)?);
-        }
-    }
+    let header = sealed_header(&opts, &signing_key, &dek, device, others)?;
     let mut device_time = t_device.elapsed();
-    header.slots = slots;
     let slot_names = header.slots.iter().map(|s| s.kind_name()).collect();
     let counting = Counting {
         inner: out,
@@ -155,46 +123,21 @@ pub fn create<W: Write>(
     let enc = EncryptWriter::new(counting, &header, &dek)
         .map_err(|e| JobError::io("writing the archive header", e))?;
     drop(dek);
-    let mut z = zstd::stream::write::Encoder::new(enc, opts.zstd_level)
-        .map_err(|e| JobError::io("starting zstd", e))?;
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-    } else {
-        opts.threads
-    };
-    if threads > 1 {
-        z.multithread(threads)
-            .map_err(|e| JobError::io("starting zstd workers", e))?;
-    }
-    let (z, entries, notices) = match opts.payload {
-        Payload::Tree { sources, excludes } => {
-            let (z, stats) = pack(&sources, &excludes, z, &meter)?;
-            (z, stats.entries, stats.notices)
-        }
-        Payload::Stream(mut r) => {
-            let mut z = z;
-            let mut counted = CountingReader {
-                inner: &mut r,
-                meter: &meter,
-            };
-            io::copy(&mut counted, &mut z).map_err(|e| JobError::io("streaming the payload", e))?;
-            (z, 0, Vec::new())
-        }
-    };
+    let z = compressor(enc, opts.zstd_level, opts.threads)?;
+    let (z, entries, notices) = write_payload(z, opts.payload, &meter)?;
     let enc = z
         .finish()
         .map_err(|e| JobError::io("finishing compression", e))?;
     let mut done = enc
         .finish()
         .map_err(|e| JobError::io("writing the archive", e))?;
-    let message = signed_message(&done.stream_digest.expect("signed archives keep a digest"));
     let t_sign = Instant::now();
-    let signature = device.sign_digest(&prehash(&message))?;
+    let signature = sign(
+        device,
+        &signing_key,
+        done.stream_digest.expect("signed archives keep a digest"),
+    )?;
     device_time += t_sign.elapsed();
-    // A signature the public key does not accept would make a useless archive: check now.
-    signing_key
-        .verify(&message, &signature)
-        .map_err(|e| JobError::DeviceSignature(e.to_string()))?;
     done.inner
         .write_all(&signature)
         .and_then(|_| done.inner.flush())
@@ -218,6 +161,104 @@ pub fn create<W: Write>(
             notices,
         },
     ))
+}
+
+/// The header of a new archive, its slots filled. Every slot is bound to the header's other
+/// fields (format version 2), so the header is complete but for its slots before any key is
+/// wrapped.
+fn sealed_header(
+    opts: &BackupOptions,
+    signing_key: &PublicKey,
+    dek: &Dek,
+    device: &mut dyn Device,
+    others: &mut [&mut dyn SlotRecipient],
+) -> Result<Header, JobError> {
+    let mut header = Header {
+        version: VERSION,
+        kind: opts.kind,
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        appliance_id: opts.appliance_id.clone(),
+        archive_id: random_bytes::<16>(),
+        compression: Compression::Zstd {
+            level: opts.zstd_level,
+        },
+        segment_size: opts.segment_size,
+        salt: random_bytes::<32>(),
+        nonce_prefix: random_bytes::<7>(),
+        slots: Vec::new(),
+        signer: Some(SignerInfo {
+            key_id: signing_key.key_id(),
+        }),
+    };
+    let mut slots = Vec::with_capacity(1 + others.len());
+    let ctx = SlotContext::of(&header);
+    slots.push(device.wrap(dek, &ctx)?);
+    for c in others.iter_mut() {
+        slots.push(c.wrap(dek, &ctx)?);
+    }
+    header.slots = slots;
+    Ok(header)
+}
+
+/// A zstd encoder over `enc` at `level`, with `threads` workers (0: one per core).
+fn compressor<W: Write>(
+    enc: W,
+    level: i32,
+    threads: u32,
+) -> Result<zstd::stream::write::Encoder<'static, W>, JobError> {
+    let mut z = zstd::stream::write::Encoder::new(enc, level)
+        .map_err(|e| JobError::io("starting zstd", e))?;
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    } else {
+        threads
+    };
+    if threads > 1 {
+        z.multithread(threads)
+            .map_err(|e| JobError::io("starting zstd workers", e))?;
+    }
+    Ok(z)
+}
+
+/// Writes the payload into `z`: returns it with the entry count and the notices.
+fn write_payload<W: Write>(
+    z: W,
+    payload: Payload,
+    meter: &Meter,
+) -> Result<(W, u64, Vec<crate::payload::Notice>), JobError> {
+    match payload {
+        Payload::Tree { sources, excludes } => {
+            let (z, stats) = pack(&sources, &excludes, z, meter)?;
+            Ok((z, stats.entries, stats.notices))
+        }
+        Payload::Stream(mut r) => {
+            let mut z = z;
+            let mut counted = CountingReader {
+                inner: &mut r,
+                meter,
+            };
+            io::copy(&mut counted, &mut z).map_err(|e| JobError::io("streaming the payload", e))?;
+            Ok((z, 0, Vec::new()))
+        }
+    }
+}
+
+/// Signs the archive digest on the device, and checks the signature with the public key: a
+/// signature the key does not accept would make a useless archive.
+fn sign(
+    device: &mut dyn Device,
+    signing_key: &PublicKey,
+    stream_digest: [u8; 32],
+) -> Result<[u8; 64], JobError> {
+    let message = signed_message(&stream_digest);
+    let signature = device.sign_digest(&prehash(&message))?;
+    signing_key
+        .verify(&message, &signature)
+        .map_err(|e| JobError::DeviceSignature(e.to_string()))?;
+    Ok(signature)
 }
 
 struct CountingReader<'a, R> {

@@ -8,21 +8,19 @@
 
 mod error;
 mod kek;
+mod session;
 mod sign;
+mod wrap;
 
 pub use error::{rv_name, Pkcs11Error};
 
 use std::path::PathBuf;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::Session;
 use serde::Deserialize;
-use zeroize::{Zeroize, Zeroizing};
 
-use super::pin::{read_secret, SecretSource};
+use super::pin::SecretSource;
 use super::{
     Custodian, Device, DeviceStatus, KeyError, KeyVersion, SlotContext, SlotIdentity, SlotRecipient,
 };
@@ -91,37 +89,7 @@ impl Pkcs11Custodian {
         })?;
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(|e| call_error(e, "the module failed to start; check its configuration"))?;
-        let slots = ctx
-            .get_slots_with_token()
-            .map_err(|e| call_error(e, "check that the HSM is connected"))?;
-        let mut present = Vec::new();
-        let mut found = None;
-        for slot in slots {
-            let info = ctx
-                .get_token_info(slot)
-                .map_err(|e| call_error(e, "check that the HSM is connected"))?;
-            let label = info.label().trim_end().to_string();
-            if label == cfg.token_label && found.is_none() {
-                found = Some((slot, info));
-            }
-            present.push(if label.is_empty() {
-                "(an uninitialized token)".to_string()
-            } else {
-                format!("\"{label}\"")
-            });
-        }
-        let Some((slot, info)) = found else {
-            return Err(Pkcs11Error::TokenNotFound {
-                label: cfg.token_label.clone(),
-                module,
-                present: if present.is_empty() {
-                    "none".into()
-                } else {
-                    present.join(", ")
-                },
-            }
-            .into());
-        };
+        let (slot, info) = session::find_token(&ctx, cfg, &module)?;
         let token_desc = format!(
             "\"{}\" ({} {}, serial {})",
             cfg.token_label,
@@ -132,25 +100,7 @@ impl Pkcs11Custodian {
         let session = ctx
             .open_rw_session(slot)
             .map_err(|e| call_error(e, "check that the token is writable and not busy"))?;
-        let source = cfg.pin_source();
-        let pin = read_secret(&source, "PKCS#11 user PIN")?;
-        match session.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                return Err(Pkcs11Error::WrongPin {
-                    source_desc: source.to_string(),
-                    token: cfg.token_label.clone(),
-                }
-                .into())
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(Pkcs11Error::PinLocked {
-                    token: cfg.token_label.clone(),
-                }
-                .into())
-            }
-            Err(e) => return Err(call_error(e, "check the PIN and the token state").into()),
-        }
+        session::login(&session, cfg)?;
         Ok(Pkcs11Custodian {
             session,
             _ctx: ctx,
@@ -182,34 +132,7 @@ impl SlotRecipient for Pkcs11Custodian {
     fn wrap(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, KeyError> {
         let versions = kek::list(&self.session, &self.cfg.key_label)?;
         let (version, kek) = versions.last().copied().ok_or_else(|| self.kek_missing())?;
-        // Version 2: the wrapped object is DEK || binding, a 64-byte generic secret, so the
-        // slot opens only in the archive it was made for.
-        let key_type = if ctx.binding.is_some() {
-            KeyType::GENERIC_SECRET
-        } else {
-            KeyType::AES
-        };
-        let mut template = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::Token(false),
-            Attribute::Private(true),
-            Attribute::Sensitive(false),
-            Attribute::Extractable(true),
-            Attribute::Value(super::bound_key(dek, ctx).to_vec()),
-        ];
-        let created = self.session.create_object(&template);
-        for attr in template.iter_mut() {
-            if let Attribute::Value(v) = attr {
-                v.zeroize();
-            }
-        }
-        let dek_obj = created.map_err(|e| call_error(e, "the token refused a session key"))?;
-        let wrapped = self.session.wrap_key(&Mechanism::AesKeyWrap, kek, dek_obj);
-        let destroyed = self.session.destroy_object(dek_obj);
-        let wrapped =
-            wrapped.map_err(|e| call_error(e, "the token could not wrap the data key"))?;
-        destroyed.map_err(|e| call_error(e, "the token could not drop the session key"))?;
+        let wrapped = wrap::wrap(&self.session, kek, dek, ctx)?;
         Ok(KeySlot::Pkcs11 {
             key_label: self.cfg.key_label.clone(),
             key_id: kek::id_for(&self.cfg.key_label, version),
@@ -253,64 +176,7 @@ impl SlotIdentity for Pkcs11Custodian {
             }
             .into());
         };
-        let key_type = if ctx.binding.is_some() {
-            KeyType::GENERIC_SECRET
-        } else {
-            KeyType::AES
-        };
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::Token(false),
-            Attribute::Private(true),
-            Attribute::Sensitive(false),
-            Attribute::Extractable(true),
-        ];
-        let obj = match self
-            .session
-            .unwrap_key(&Mechanism::AesKeyWrap, kek, wrapped, &template)
-        {
-            Ok(o) => o,
-            Err(CkError::Pkcs11(rv, _))
-                if matches!(
-                    rv,
-                    RvError::WrappedKeyInvalid
-                        | RvError::EncryptedDataInvalid
-                        | RvError::WrappedKeyLenRange
-                        | RvError::GeneralError
-                ) =>
-            {
-                return Err(Pkcs11Error::UnwrapRefused {
-                    rv: error::rv_name(&rv),
-                }
-                .into())
-            }
-            Err(e) => return Err(call_error(e, "the token could not unwrap the data key").into()),
-        };
-        let attrs = self.session.get_attributes(obj, &[AttributeType::Value]);
-        let destroyed = self.session.destroy_object(obj);
-        let attrs = attrs.map_err(|e| call_error(e, "the token did not return the data key"))?;
-        destroyed.map_err(|e| call_error(e, "the token could not drop the session key"))?;
-        for attr in attrs {
-            if let Attribute::Value(v) = attr {
-                let v = Zeroizing::new(v);
-                return match super::unbind_key(&v, ctx) {
-                    Ok(k) => Ok(Some(k)),
-                    Err(true) => Err(KeyError::SlotMoved { slot: "pkcs11" }),
-                    Err(false) => Err(Pkcs11Error::UnwrapRefused {
-                        rv: format!(
-                            "the unwrapped key is {} bytes, not the expected length",
-                            v.len()
-                        ),
-                    }
-                    .into()),
-                };
-            }
-        }
-        Err(Pkcs11Error::UnwrapRefused {
-            rv: "the token returned no key value".into(),
-        }
-        .into())
+        wrap::unwrap(&self.session, kek, wrapped, ctx).map(Some)
     }
 }
 

@@ -23,7 +23,9 @@
 //! too. Files: `error.rs` (errors, response codes), `objects.rs` (templates and byte formats).
 
 mod error;
+mod lifecycle;
 mod objects;
+mod seal;
 
 pub use error::TpmError;
 
@@ -34,14 +36,14 @@ use serde::Deserialize;
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::response_code::Tss2ResponseCodeKind as Rc;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
-use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
+use tss_esapi::constants::{CapabilityType, SessionType};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, SessionHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
-use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    CapabilityData, Digest, HashcheckTicket, Public, SensitiveData, Signature, SignatureScheme,
+    CapabilityData, Digest, HashcheckTicket, Public, Signature, SignatureScheme,
     SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
@@ -128,39 +130,6 @@ impl TpmCustodian {
         KEK_HANDLE_BASE + version
     }
 
-    /// Creates key version N+1 (N = newest) and makes it current.
-    pub fn rotate(&mut self) -> Result<KeyVersion, TpmError> {
-        let newest = *self
-            .kek_versions()?
-            .last()
-            .ok_or_else(|| self.not_initialized())?;
-        if newest >= MAX_VERSION {
-            return Err(TpmError::TooManyVersions { newest });
-        }
-        let next = newest + 1;
-        let template = objects::kek_template(next).map_err(|e| self.err("key template", e))?;
-        self.create_persistent(template, Self::kek_handle(next))?;
-        Ok(KeyVersion {
-            version: next,
-            location: location(Self::kek_handle(next)),
-            current: true,
-        })
-    }
-
-    /// Evicts key version `version`; slots sealed under it no longer open here.
-    /// Refuses the current version.
-    pub fn retire(&mut self, version: u32) -> Result<(), TpmError> {
-        let versions = self.kek_versions()?;
-        let handle = Self::kek_handle(version);
-        if !versions.contains(&version) {
-            return Err(TpmError::VersionMissing { version, handle });
-        }
-        if versions.last() == Some(&version) {
-            return Err(TpmError::RetireCurrent { version });
-        }
-        self.evict(handle)
-    }
-
     /// The signing key's public key as a DER SubjectPublicKeyInfo (id-ecPublicKey, P-256).
     pub fn signing_public_key_spki_der(&mut self) -> Result<Vec<u8>, TpmError> {
         let key = self.signing_key()?;
@@ -200,112 +169,6 @@ impl TpmCustodian {
         out[..32].copy_from_slice(&r);
         out[32..].copy_from_slice(&s);
         Ok(out)
-    }
-
-    fn wrap_inner(&mut self, dek: &Dek, ctx: &SlotContext<'_>) -> Result<KeySlot, TpmError> {
-        let version = *self
-            .kek_versions()?
-            .last()
-            .ok_or_else(|| self.not_initialized())?;
-        let handle = Self::kek_handle(version);
-        let (kek, parent_name) = self
-            .persistent(handle)?
-            .ok_or(TpmError::VersionMissing { version, handle })?;
-        let policy = if self.pcrs.is_empty() {
-            None
-        } else {
-            Some(self.current_pcr_policy()?)
-        };
-        let template = objects::sealed_template(policy).map_err(|e| self.err("template", e))?;
-        // Version 2 seals DEK || binding, so the slot opens only in its own archive.
-        let data = SensitiveData::try_from(super::bound_key(dek, ctx).to_vec())
-            .map_err(|e| self.err("SensitiveData", e))?;
-        let session = self.salted_session(kek, SessionType::Hmac, true, false)?;
-        let created = self.with_flushed(session_object(session), |me| {
-            me.cmd(Some(session), |c| {
-                c.create(kek, template, None, Some(data), None, None)
-            })
-            .map_err(|e| me.err("TPM2_Create", e))
-        })?;
-        let public = objects::public_to_tpm2b(created.out_public)
-            .map_err(|e| self.err("marshalling TPM2B_PUBLIC", e))?;
-        Ok(KeySlot::Tpm {
-            key_version: version,
-            parent_name,
-            pcrs: self.pcrs.clone(),
-            public,
-            private: objects::private_to_tpm2b(&created.out_private),
-        })
-    }
-
-    fn unwrap_inner(
-        &mut self,
-        version: u32,
-        parent_name: &[u8],
-        pcrs: &[u8],
-        public: &[u8],
-        private: &[u8],
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
-        let bad = |what: &str| TpmError::BadSlot { what: what.into() };
-        if version == 0 || version > MAX_VERSION {
-            return Err(bad("its key version is out of range"));
-        }
-        if pcrs.len() > MAX_PCRS || pcrs.iter().any(|&p| p > 23) || !pcrs.is_sorted_by(|a, b| a < b)
-        {
-            return Err(bad("invalid PCR list"));
-        }
-        let public = objects::sealed_public_from_tpm2b(public)
-            .ok_or_else(|| bad("TPM2B_PUBLIC is not a sealed data object"))?;
-        let private =
-            objects::private_from_tpm2b(private).ok_or_else(|| bad("malformed TPM2B_PRIVATE"))?;
-        let handle = Self::kek_handle(version);
-        let (kek, name) = self
-            .persistent(handle)?
-            .ok_or(TpmError::VersionMissing { version, handle })?;
-        if name != parent_name {
-            return Err(TpmError::OtherTpm { version });
-        }
-        let kind = if pcrs.is_empty() {
-            SessionType::Hmac
-        } else {
-            SessionType::Policy
-        };
-        let session = self.salted_session(kek, kind, false, true)?;
-        let data = self.with_flushed(session_object(session), |me| {
-            if !pcrs.is_empty() {
-                let policy = PolicySession::try_from(session).map_err(|e| me.err("session", e))?;
-                let sel = objects::pcr_selection(pcrs).map_err(|e| me.err("PCR selection", e))?;
-                me.cmd(None, |c| c.policy_pcr(policy, Digest::default(), sel))
-                    .map_err(|e| me.err("TPM2_PolicyPCR", e))?;
-            }
-            // Load has no secret parameter: a password session for the (empty) parent auth.
-            let obj = me
-                .cmd(Some(AuthSession::Password), |c| {
-                    c.load(kek, private, public)
-                })
-                .map_err(|e| match kind_of(&e) {
-                    Some(Rc::Integrity | Rc::Size | Rc::Value) => {
-                        bad(&format!("TPM2_Load: {}", rc_text(e)))
-                    }
-                    _ => me.err("TPM2_Load", e),
-                })?;
-            me.with_flushed(obj.into(), |me| {
-                me.cmd(Some(session), |c| c.unseal(obj.into()))
-                    .map_err(|e| match kind_of(&e) {
-                        Some(Rc::PolicyFail | Rc::PcrChanged) if !pcrs.is_empty() => {
-                            TpmError::PcrChanged {
-                                pcrs: pcr_list(pcrs),
-                            }
-                        }
-                        Some(Rc::AuthUnavailable | Rc::PolicyFail) => bad(&format!(
-                            "its PCR list does not match the sealed object's policy: {}",
-                            rc_text(e)
-                        )),
-                        _ => me.err("TPM2_Unseal", e),
-                    })
-            })
-        })?;
-        Ok(zeroize::Zeroizing::new(data.value().to_vec()))
     }
 
     /// Runs one TPM command with `session` in slot 1 (None: no session), counting it.
@@ -482,81 +345,6 @@ impl TpmCustodian {
         .map_err(|e| self.err("TPM2_EvictControl", e))?;
         self.keys.remove(&handle);
         Ok(())
-    }
-
-    fn init_inner(&mut self, replace: bool) -> Result<KeyVersion, TpmError> {
-        let existing = self.our_handles()?;
-        if !existing.is_empty() && !replace {
-            let newest = existing.iter().filter(|&&h| h < SIGNING_HANDLE).max();
-            return Err(TpmError::AlreadyInitialized {
-                tcti: self.tcti.clone(),
-                version: newest.map_or(0, |h| h - KEK_HANDLE_BASE),
-            });
-        }
-        // A version number is never used twice: the new KEK comes after every version present.
-        let next = existing
-            .iter()
-            .filter(|&&h| h < SIGNING_HANDLE)
-            .map(|h| h - KEK_HANDLE_BASE)
-            .max()
-            .unwrap_or(0)
-            + 1;
-        if next > MAX_VERSION {
-            return Err(TpmError::VersionMissing {
-                version: next,
-                handle: Self::kek_handle(next),
-            });
-        }
-        for handle in existing {
-            if handle != SIGNING_HANDLE {
-                self.evict(handle)?;
-            }
-        }
-        let kek = objects::kek_template(next).map_err(|e| self.err("key template", e))?;
-        self.create_persistent(kek, Self::kek_handle(next))?;
-        // The signing key is a primary derived from the owner seed: it stays the same key
-        // until the TPM is cleared, so the archives it signed keep verifying.
-        if self.persistent(SIGNING_HANDLE)?.is_none() {
-            let signing = objects::signing_template().map_err(|e| self.err("key template", e))?;
-            self.create_persistent(signing, SIGNING_HANDLE)?;
-        }
-        Ok(KeyVersion {
-            version: next,
-            location: location(Self::kek_handle(next)),
-            current: true,
-        })
-    }
-
-    fn status_inner(&mut self) -> Result<DeviceStatus, TpmError> {
-        let (data, _) = self
-            .cmd(None, |c| {
-                c.get_capability(
-                    CapabilityType::TpmProperties,
-                    PropertyTag::Manufacturer.into(),
-                    8,
-                )
-            })
-            .map_err(|e| self.err("TPM2_GetCapability", e))?;
-        let device = match data {
-            CapabilityData::TpmProperties(props) => objects::describe(&props),
-            _ => "TPM 2.0".into(),
-        };
-        let versions = self.kek_versions()?;
-        let newest = versions.last().copied();
-        let versions = versions
-            .into_iter()
-            .map(|v| KeyVersion {
-                version: v,
-                location: location(Self::kek_handle(v)),
-                current: Some(v) == newest,
-            })
-            .collect();
-        Ok(DeviceStatus {
-            backend: "tpm",
-            module: self.tcti.clone(),
-            device,
-            versions,
-        })
     }
 
     fn err(&self, op: &'static str, e: TssError) -> TpmError {

@@ -76,6 +76,17 @@ impl Conn {
     }
 }
 
+/// Runs one RPC on a connection shared by a target and its uploads and readers (see
+/// [`Conn::call`]).
+pub(super) fn call<T, F>(conn: &Mutex<Conn>, op: &str, f: F) -> Result<T, TargetError>
+where
+    F: AsyncFnOnce(&mut Nfs3Client<Io>) -> Result<T, RpcError>,
+{
+    conn.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .call(op, f)
+}
+
 /// An NFS file name.
 fn fname(name: &str) -> filename3<'_> {
     filename3(Opaque::borrowed(name.as_bytes()))
@@ -235,15 +246,12 @@ pub(super) fn lookup(
     dir: &nfs_fh3,
     name: &str,
 ) -> Result<Result<nfs_fh3, nfsstat3>, TargetError> {
-    let r = conn.lock().unwrap_or_else(PoisonError::into_inner).call(
-        &format!("LOOKUP {name}"),
-        async |c| {
-            c.lookup(&LOOKUP3args {
-                what: diropargs(dir, name),
-            })
-            .await
-        },
-    )?;
+    let r = call(conn, &format!("LOOKUP {name}"), async |c| {
+        c.lookup(&LOOKUP3args {
+            what: diropargs(dir, name),
+        })
+        .await
+    })?;
     Ok(match r {
         Nfs3Result::Ok(ok) => Ok(ok.object),
         Nfs3Result::Err((s, _)) => Err(s),
@@ -257,15 +265,12 @@ pub(super) fn remove(
     dir: &nfs_fh3,
     name: &str,
 ) -> Result<(), TargetError> {
-    let r = conn.lock().unwrap_or_else(PoisonError::into_inner).call(
-        &format!("REMOVE {name}"),
-        async |c| {
-            c.remove(&REMOVE3args {
-                object: diropargs(dir, name),
-            })
-            .await
-        },
-    )?;
+    let r = call(conn, &format!("REMOVE {name}"), async |c| {
+        c.remove(&REMOVE3args {
+            object: diropargs(dir, name),
+        })
+        .await
+    })?;
     match r {
         Nfs3Result::Ok(_) => Ok(()),
         Nfs3Result::Err((s, _)) => Err(map_stat(url, &format!("deleting {name}"), name, s)),

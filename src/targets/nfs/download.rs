@@ -1,11 +1,11 @@
 //! Reading an archive over NFS.
 
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, Nfs3Result, READ3args};
 
-use super::conn::Conn;
+use super::conn::{call, Conn};
 use super::status::map_stat;
 use crate::targets::TargetError;
 
@@ -27,19 +27,15 @@ impl Read for NfsReader {
         }
         let count = (buf.len() as u64).min(u64::from(self.max)) as u32;
         let (file, offset) = (&self.file, self.offset);
-        let r = self
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .call("READ", async |c| {
-                c.read(&READ3args {
-                    file: file.clone(),
-                    offset,
-                    count,
-                })
-                .await
+        let r = call(&self.conn, "READ", async |c| {
+            c.read(&READ3args {
+                file: file.clone(),
+                offset,
+                count,
             })
-            .map_err(TargetError::into_io)?;
+            .await
+        })
+        .map_err(TargetError::into_io)?;
         match r {
             Nfs3Result::Ok(ok) => {
                 let data = ok.data.as_ref();

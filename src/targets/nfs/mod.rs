@@ -34,7 +34,7 @@ mod status;
 mod upload;
 
 use std::io::{BufReader, Read};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use nfs3_client::nfs3_types::nfs3::{
     createhow3, ftype3, nfs_fh3, nfsstat3, sattr3, set_mode3, CREATE3args, FSSTAT3args, Nfs3Option,
@@ -43,7 +43,7 @@ use nfs3_client::nfs3_types::nfs3::{
 
 use super::{check_plain, temp_name, Entry, NfsUrl, Target, TargetError, TargetSpec, Upload};
 use crate::guard::SelfIdentity;
-use conn::{diropargs, lookup, remove, Conn, Sizes};
+use conn::{call, diropargs, lookup, remove, Conn, Sizes};
 use download::NfsReader;
 use status::map_stat;
 use upload::NfsUpload;
@@ -87,20 +87,16 @@ impl Target for NfsTarget {
         let temp = temp_name(appliance);
         let dir = &self.dir;
         let t = temp.as_str();
-        let r = self
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .call(&format!("CREATE {temp}"), async |c| {
-                c.create(&CREATE3args {
-                    where_: diropargs(dir, t),
-                    how: createhow3::GUARDED(sattr3 {
-                        mode: set_mode3::Some(0o600),
-                        ..sattr3::default()
-                    }),
-                })
-                .await
-            })?;
+        let r = call(&self.conn, &format!("CREATE {temp}"), async |c| {
+            c.create(&CREATE3args {
+                where_: diropargs(dir, t),
+                how: createhow3::GUARDED(sattr3 {
+                    mode: set_mode3::Some(0o600),
+                    ..sattr3::default()
+                }),
+            })
+            .await
+        })?;
         let file = match r {
             Nfs3Result::Ok(ok) => match ok.obj {
                 Nfs3Option::Some(fh) => fh,
@@ -135,20 +131,16 @@ impl Target for NfsTarget {
         let mut verf = Default::default();
         loop {
             let dir = &self.dir;
-            let r = self
-                .conn
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .call("READDIRPLUS", async |c| {
-                    c.readdirplus(&READDIRPLUS3args {
-                        dir: dir.clone(),
-                        cookie,
-                        cookieverf: verf,
-                        dircount: 64 << 10,
-                        maxcount: 256 << 10,
-                    })
-                    .await
-                })?;
+            let r = call(&self.conn, "READDIRPLUS", async |c| {
+                c.readdirplus(&READDIRPLUS3args {
+                    dir: dir.clone(),
+                    cookie,
+                    cookieverf: verf,
+                    dircount: 64 << 10,
+                    maxcount: 256 << 10,
+                })
+                .await
+            })?;
             let ok = match r {
                 Nfs3Result::Ok(ok) => ok,
                 Nfs3Result::Err((s, _)) => {
@@ -214,16 +206,12 @@ impl Target for NfsTarget {
 
     fn free_space(&mut self) -> Result<Option<u64>, TargetError> {
         let dir = &self.dir;
-        let r = self
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .call("FSSTAT", async |c| {
-                c.fsstat(&FSSTAT3args {
-                    fsroot: dir.clone(),
-                })
-                .await
-            })?;
+        let r = call(&self.conn, "FSSTAT", async |c| {
+            c.fsstat(&FSSTAT3args {
+                fsroot: dir.clone(),
+            })
+            .await
+        })?;
         match r {
             Nfs3Result::Ok(ok) => Ok(Some(ok.abytes)),
             Nfs3Result::Err(_) => Ok(None),

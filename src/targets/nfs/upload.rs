@@ -3,14 +3,14 @@
 //! name is free, and RENAME. A dropped upload REMOVEs its temporary.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use nfs3_client::nfs3_types::nfs3::{
     nfs_fh3, nfsstat3, stable_how, writeverf3, COMMIT3args, Nfs3Result, RENAME3args, WRITE3args,
 };
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
-use super::conn::{diropargs, lookup, remove, Conn};
+use super::conn::{call, diropargs, lookup, remove, Conn};
 use super::status::map_stat;
 use crate::targets::{check_plain, Retry, TargetError, Upload};
 
@@ -38,20 +38,16 @@ impl NfsUpload {
             let n = data.len().min(self.chunk);
             let (file, offset) = (&self.file, self.offset);
             let piece = &data[..n];
-            let r = self
-                .conn
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .call("WRITE", async |c| {
-                    c.write(&WRITE3args {
-                        file: file.clone(),
-                        offset,
-                        count: piece.len() as u32,
-                        stable: stable_how::UNSTABLE,
-                        data: Opaque::borrowed(piece),
-                    })
-                    .await
-                })?;
+            let r = call(&self.conn, "WRITE", async |c| {
+                c.write(&WRITE3args {
+                    file: file.clone(),
+                    offset,
+                    count: piece.len() as u32,
+                    stable: stable_how::UNSTABLE,
+                    data: Opaque::borrowed(piece),
+                })
+                .await
+            })?;
             let ok = match r {
                 Nfs3Result::Ok(ok) => ok,
                 Nfs3Result::Err((s, _)) => {
@@ -106,18 +102,14 @@ impl NfsUpload {
     fn publish(&mut self, name: &str) -> Result<(), TargetError> {
         self.flush_buf()?;
         let file = &self.file;
-        let r = self
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .call("COMMIT", async |c| {
-                c.commit(&COMMIT3args {
-                    file: file.clone(),
-                    offset: 0,
-                    count: 0,
-                })
-                .await
-            })?;
+        let r = call(&self.conn, "COMMIT", async |c| {
+            c.commit(&COMMIT3args {
+                file: file.clone(),
+                offset: 0,
+                count: 0,
+            })
+            .await
+        })?;
         match r {
             Nfs3Result::Ok(ok) => self.check_verf(ok.verf)?,
             Nfs3Result::Err((s, _)) => {
@@ -137,17 +129,13 @@ impl NfsUpload {
             Err(s) => return Err(map_stat(&self.url, &format!("publishing {name}"), name, s)),
         }
         let temp = self.temp.as_str();
-        let r = self
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .call(&format!("RENAME {temp} {name}"), async |c| {
-                c.rename(&RENAME3args {
-                    from: diropargs(dir, temp),
-                    to: diropargs(dir, name),
-                })
-                .await
-            })?;
+        let r = call(&self.conn, &format!("RENAME {temp} {name}"), async |c| {
+            c.rename(&RENAME3args {
+                from: diropargs(dir, temp),
+                to: diropargs(dir, name),
+            })
+            .await
+        })?;
         match r {
             Nfs3Result::Ok(_) => Ok(()),
             Nfs3Result::Err((s, _)) => {

@@ -374,7 +374,15 @@ mod tests {
             assert!(p.flush().is_err());
         }
         assert!(p.commit("final").is_err());
-        assert_eq!(got.lock().unwrap().len(), CHUNK, "nothing written after the error");
-        assert_eq!(*log.lock().unwrap(), ["drop"], "no flush, no commit, dropped once");
+        assert_eq!(
+            got.lock().unwrap().len(),
+            CHUNK,
+            "nothing written after the error"
+        );
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["drop"],
+            "no flush, no commit, dropped once"
+        );
     }
 }

@@ -80,6 +80,25 @@ impl Inner {
         })
     }
 
+    /// Opens the file `name` of the target directory with `args`; anything but a file is
+    /// closed again and refused.
+    pub(super) fn create_file(
+        &self,
+        op: &str,
+        name: &str,
+        args: FileCreateArgs,
+    ) -> Result<Resource, TargetError> {
+        let file = self.create(op, &self.path(name), args)?;
+        if !matches!(file, Resource::File(_)) {
+            self.close(file);
+            return Err(TargetError::Invalid {
+                target: self.url().to_string(),
+                why: format!("{name} is not a file"),
+            });
+        }
+        Ok(file)
+    }
+
     /// Closes a handle; errors are ignored (a closed connection closes it anyway).
     pub(super) fn close(&self, r: Resource) {
         let _g = self.rt.enter();

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use smb::{
     CreateDisposition, CreateOptions, Directory, FileAccessMask, FileAttributes, FileCreateArgs,
-    FileDirectoryInformation, FileFsFullSizeInformation, Resource,
+    FileDirectoryInformation, FileFsFullSizeInformation,
 };
 
 use super::{check_plain, temp_name, Entry, SmbUrl, Target, TargetError, TargetSpec, Upload};
@@ -87,14 +87,7 @@ impl Target for SmbTarget {
         };
         let file = self
             .inner
-            .create("creating the upload file", &self.inner.path(&temp), args)?;
-        if !matches!(file, Resource::File(_)) {
-            self.inner.close(file);
-            return Err(TargetError::Invalid {
-                target: self.inner.url().to_string(),
-                why: format!("{temp} is not a file"),
-            });
-        }
+            .create_file("creating the upload file", &temp, args)?;
         Ok(Box::new(SmbUpload {
             inner: self.inner.clone(),
             file: Some(file),
@@ -140,14 +133,7 @@ impl Target for SmbTarget {
         );
         let file = self
             .inner
-            .create(&format!("archive {name}"), &self.inner.path(name), args)?;
-        if !matches!(file, Resource::File(_)) {
-            self.inner.close(file);
-            return Err(TargetError::Invalid {
-                target: self.inner.url().to_string(),
-                why: format!("{name} is not a file"),
-            });
-        }
+            .create_file(&format!("archive {name}"), name, args)?;
         Ok(Box::new(BufReader::with_capacity(
             self.inner.chunk,
             SmbReader {

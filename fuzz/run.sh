@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds every cargo-fuzz target of offbox and runs each for a while on a scratch copy of its
+# committed seed corpus (fuzz/corpus/<target>/), so that the committed corpora never grow.
+# Fails when a target does not build, or on any crash, leak, timeout or out-of-memory.
+#
+# Usage: bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 30 s, all targets)
+#        bash fuzz/run.sh --build-only
+# Env:   FUZZ_ARGS   extra libFuzzer flags (for example "-runs=10000000" with 0 seconds)
+#
+# cargo-fuzz needs nightly rustc flags (-Zsanitizer=address); on the stable toolchain they
+# are enabled with RUSTC_BOOTSTRAP=1, for this build only (docs/fuzzing.md). cargo-fuzz is
+# installed from crates.io when missing. Crash inputs land in fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")"
+export RUSTC_BOOTSTRAP=1
+
+build_only=0
+secs=30
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=1
+  shift
+elif [ -n "${1:-}" ]; then
+  secs=$1
+  shift
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+  cargo install cargo-fuzz --locked
+fi
+
+echo "fuzz: building all targets"
+start=$(date +%s)
+if ! cargo fuzz build --fuzz-dir . ; then
+  echo "fuzz: FAILED: a fuzz target does not build (fuzz/fuzz_targets/)" >&2
+  exit 1
+fi
+echo "fuzz: built in $(( $(date +%s) - start )) s"
+[ "$build_only" = 1 ] && exit 0
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(cargo fuzz list --fuzz-dir .)
+fi
+
+# Scratch: corpus copies, and the unpack target's restore directories (tmpfs when there).
+base=/dev/shm
+[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
+scratch=$(mktemp -d "$base/offbox-fuzz.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+export OFFBOX_FUZZ_SCRATCH=$scratch
+
+failed=()
+for t in "${targets[@]}"; do
+  mkdir -p "$scratch/corpus/$t" "artifacts/$t"
+  [ -d "corpus/$t" ] && cp -R "corpus/$t/." "$scratch/corpus/$t/"
+  log=$scratch/$t.log
+  echo "fuzz: $t for ${secs} s"
+  # -timeout: seconds per input; -rss_limit_mb: memory; leaks are reported by LeakSanitizer.
+  # shellcheck disable=SC2086
+  if cargo fuzz run --fuzz-dir . "$t" "$scratch/corpus/$t" -- \
+      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1; then
+    grep -E '^Done|stat::number_of_executed_units|stat::peak_rss_mb' "$log" || true
+    grep -E '^#[0-9]+' "$log" | tail -n 1 || true
+  else
+    echo "fuzz: FAILED: $t (log follows; the input is in fuzz/artifacts/$t/)" >&2
+    tail -n 60 "$log" >&2
+    failed+=("$t")
+  fi
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: FAILED targets: ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets ran ${secs} s each without a crash, leak or timeout"
