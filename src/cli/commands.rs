@@ -135,27 +135,8 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
             "standard output is a terminal; redirect it to a file or pipe it to a transport",
         ));
     }
-    let recovery_pk = match &cfg.recovery.public_key {
-        Some(pk) => Some(RecoveryPublicKey::parse(pk).map_err(KeyError::from)?),
-        None if cfg.recovery.allow_without_recovery => None,
-        None => return Err(JobError::NoRecoveryKey),
-    };
-    let kind = match a.kind {
-        KindArg::System => ArchiveKind::System,
-        KindArg::Secrets => ArchiveKind::Secrets,
-        KindArg::Videos => ArchiveKind::Videos,
-    };
-    let payload = match kind {
-        ArchiveKind::System | ArchiveKind::Videos => Payload::Tree {
-            sources: if a.sources.is_empty() {
-                cfg.backup.sources.clone()
-            } else {
-                a.sources.clone()
-            },
-            excludes: Excludes::new(&cfg.backup.exclude),
-        },
-        ArchiveKind::Secrets => Payload::Stream(export::open(&cfg.secrets, &a.sources)?),
-    };
+    let recovery_pk = recovery_key(&cfg)?;
+    let (kind, payload) = payload_of(&cfg, &a)?;
     let mut device = open_device(&cfg.keys)?;
     let mut rec = recovery_pk.map(RecoveryRecipient);
     let mut others: Vec<&mut dyn SlotRecipient> = Vec::new();
@@ -193,6 +174,37 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         .map_err(|e| JobError::io("writing the archive", e))?;
     report::backed_up(&summary, json);
     Ok(())
+}
+
+/// The recovery public key new archives are wrapped to; refuses to go on without one unless
+/// the config accepts that risk explicitly.
+fn recovery_key(cfg: &Config) -> Result<Option<RecoveryPublicKey>, JobError> {
+    match &cfg.recovery.public_key {
+        Some(pk) => Ok(Some(RecoveryPublicKey::parse(pk).map_err(KeyError::from)?)),
+        None if cfg.recovery.allow_without_recovery => Ok(None),
+        None => Err(JobError::NoRecoveryKey),
+    }
+}
+
+/// What a `backup create` archives: the kind, and its sources or export stream.
+fn payload_of(cfg: &Config, a: &CreateArgs) -> Result<(ArchiveKind, Payload), JobError> {
+    let kind = match a.kind {
+        KindArg::System => ArchiveKind::System,
+        KindArg::Secrets => ArchiveKind::Secrets,
+        KindArg::Videos => ArchiveKind::Videos,
+    };
+    let payload = match kind {
+        ArchiveKind::System | ArchiveKind::Videos => Payload::Tree {
+            sources: if a.sources.is_empty() {
+                cfg.backup.sources.clone()
+            } else {
+                a.sources.clone()
+            },
+            excludes: Excludes::new(&cfg.backup.exclude),
+        },
+        ArchiveKind::Secrets => Payload::Stream(export::open(&cfg.secrets, &a.sources)?),
+    };
+    Ok((kind, payload))
 }
 
 fn recovery_cmd(config_path: &Path, cmd: RecoveryCmd, json: bool) -> Result<(), JobError> {
