@@ -5,7 +5,8 @@
 #
 # Usage: bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 30 s, all targets)
 #        bash fuzz/run.sh --build-only
-# Env:   FUZZ_ARGS   extra libFuzzer flags (for example "-runs=10000000" with 0 seconds)
+# Env:   FUZZ_ARGS     extra libFuzzer flags (for example "-runs=10000000" with 0 seconds)
+#        FUZZ_LOG_DIR  keep each target's libFuzzer log there (default: a scratch dir, removed)
 #
 # cargo-fuzz needs nightly rustc flags (-Zsanitizer=address); on the stable toolchain they
 # are enabled with RUSTC_BOOTSTRAP=1, for this build only (docs/fuzzing.md). cargo-fuzz is
@@ -54,8 +55,9 @@ failed=()
 for t in "${targets[@]}"; do
   mkdir -p "$scratch/corpus/$t" "artifacts/$t"
   [ -d "corpus/$t" ] && cp -R "corpus/$t/." "$scratch/corpus/$t/"
-  log=$scratch/$t.log
-  echo "fuzz: $t for ${secs} s"
+  log=${FUZZ_LOG_DIR:-$scratch}/$t.log
+  mkdir -p "$(dirname "$log")"
+  if [ "$secs" = 0 ]; then echo "fuzz: $t (${FUZZ_ARGS:-no limit})"; else echo "fuzz: $t for ${secs} s"; fi
   # -timeout: seconds per input; -rss_limit_mb: memory; leaks are reported by LeakSanitizer.
   # shellcheck disable=SC2086
   if cargo fuzz run --fuzz-dir . "$t" "$scratch/corpus/$t" -- \
@@ -74,4 +76,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: FAILED targets: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzz: all ${#targets[@]} targets ran ${secs} s each without a crash, leak or timeout"
+echo "fuzz: ${#targets[@]} target(s) ran without a crash, leak or timeout"

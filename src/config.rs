@@ -13,7 +13,9 @@ use crate::keys::KeysConfig;
 use crate::targets::name::MAX_APPLIANCE_ID;
 
 mod edit;
+pub mod schedule;
 pub use edit::record_public_key;
+pub use schedule::{CapacityConfig, KindSchedule, ScheduleConfig};
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
@@ -49,6 +51,16 @@ pub struct Config {
     /// How the service runs (`[service]`).
     #[serde(default)]
     pub service: ServiceConfig,
+    /// Notifications (`[notify]`, owned by [`crate::notify`]).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
+    /// What `offbox run` backs up, where and how often (`[schedule.KIND]`, see
+    /// [`schedule`]).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// The remote space rule (`[capacity]`).
+    #[serde(default)]
+    pub capacity: CapacityConfig,
 }
 
 /// `[service]`.
@@ -149,6 +161,18 @@ pub enum ConfigError {
         path: String,
         /// The key, with its table (`backup.segment_size`).
         key: &'static str,
+        /// The value as written.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// A setting is not allowed (a `[schedule.KIND]` or `[capacity]` key).
+    #[error("the config {path} is invalid: {key} = {value} is not allowed; {allowed}")]
+    Setting {
+        /// The path.
+        path: String,
+        /// The key, with its tables (`schedule.system.keep_last`).
+        key: String,
         /// The value as written.
         value: String,
         /// What is allowed.
@@ -268,6 +292,19 @@ impl Config {
                 ));
             }
         }
+        self.notify
+            .validate()
+            .map_err(|e| err(e.key, e.value, e.allowed))?;
+        let names: Vec<String> = self.targets.named.keys().cloned().collect();
+        let has_default = self.targets.default.is_some() || names.len() == 1;
+        schedule::validate(&self.schedule, &self.capacity, &names, has_default).map_err(
+            |(key, value, allowed)| ConfigError::Setting {
+                path: path.display().to_string(),
+                key,
+                value,
+                allowed,
+            },
+        )?;
         Ok(())
     }
 
@@ -355,6 +392,29 @@ mod tests {
 
     fn parse_err(extra: &str) -> String {
         parse(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn notify_section_is_validated_with_its_key() {
+        assert_eq!(parse("").unwrap().notify.remind_after_hours, 24.0);
+        assert_eq!(
+            parse_err("[notify]\nremind_after_hours = 9000"),
+            "the config t.toml is invalid: notify.remind_after_hours = 9000 is out of range; it must be 0 (no reminders) to 8760 hours; fractions are allowed"
+        );
+        let e = parse_err(
+            "[notify.email]\nserver = \"s\"\ntls = \"starttls\"\nfrom = \"a@b\"\nto = [\"x\"]",
+        );
+        assert!(
+            e.contains(
+                "notify.email.to = \"x\" is out of range; each entry must be one email address"
+            ),
+            "{e}"
+        );
+        let e = parse_err("[notify]\nfoo = 1");
+        assert!(
+            e.contains("unknown field `foo`") && e.contains("[notify]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //!   every connection checked by the guard.
 //! - [`config`]: the configuration file: parsing, range checks, and the one edit of its text
 //!   (recording the recovery public key).
+//! - [`notify`]: the events operators hear about (email, syslog/CEF to a SIEM, the
+//!   journal), sent on transitions, queued when undeliverable. Beside `jobs`: it owns the
+//!   `[notify]` section and uses neither `config` nor `jobs`.
 //! - [`jobs`]: backup, open, verify, decrypt, restore, recovery ceremonies and the jobs on
 //!   targets; their errors and exit codes. No terminal or syslog I/O.
 //! - [`cli`]: the command line: arguments, the wiring of config, devices and files to the
@@ -34,6 +37,7 @@ pub mod guard;
 pub mod harden;
 pub mod jobs;
 pub mod keys;
+pub mod notify;
 pub mod payload;
 pub mod progress;
 pub mod run_id;

@@ -3,6 +3,9 @@
 # when they are missing. Safe to run again; does nothing when all are present.
 #
 # Usage: tests/deps.sh
+#
+# Not listed: debootstrap, which only the opt-in tests/full_root.rs (OFFBOX_DEBOOTSTRAP=1)
+# needs; that test installs it itself when missing.
 set -euo pipefail
 
 packages=(
@@ -12,12 +15,16 @@ packages=(
   libtss2-dev pkg-config  # tss-esapi build
   opensc              # pkcs11-tool, for operators and debugging
   zstd tar            # standard tools the tests pipe archives into
+  attr acl libcap2-bin  # setfattr/getfattr, setfacl/getfacl, setcap/getcap: xattr, ACL and capability tests
   util-linux          # script(1), for pseudo-terminal tests
   openssh-server openssh-client  # off-box SSH target: test bed sshd, ssh-keygen
   iproute2            # test bed network namespaces (tests/testbed)
   sshfs               # file:// target test on a FUSE sshfs mount
   samba smbclient     # off-box SMB target: test bed smbd, smbpasswd, smbstatus
   nfs-ganesha nfs-ganesha-vfs rpcbind  # off-box NFS target: test bed NFSv3 server (tests/testbed/nfs.sh)
+  rsyslog rsyslog-gnutls  # notifications: test bed syslog collector, UDP/TCP/TLS (tests/testbed/notify.sh)
+  python3-aiosmtpd openssl  # notifications: test bed SMTP server (tests/testbed/smtpd.py), its test CAs
+  g++                 # libFuzzer, built by the fuzz targets (fuzz/run.sh)
 )
 
 missing=()

@@ -64,6 +64,9 @@ pub enum Command {
     Target(super::targets::TargetCmd),
     /// Delete old archives of this appliance on a target (retention; try --dry-run first).
     Prune(super::targets::PruneArgs),
+    /// Notifications (email, syslog to a SIEM, the journal): `notify test`.
+    #[command(subcommand)]
+    Notify(super::notify::NotifyCmd),
 }
 
 /// `keys` subcommands.
@@ -201,6 +204,12 @@ pub struct RestoreArgs {
     /// `tar --no-same-permissions` does).
     #[arg(long)]
     pub keep_setid: bool,
+    /// Do not restore the extended attributes of this namespace (`security`, `trusted`,
+    /// `user`) or this attribute (`security.selinux`, for SELinux labels onto a host with
+    /// another policy); repeat it for several. Everything else stored (ACLs, file
+    /// capabilities, labels) is restored.
+    #[arg(long = "skip-xattrs", value_name = "NS")]
+    pub skip_xattrs: Vec<String>,
     /// Signature trust.
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -233,6 +242,10 @@ pub struct RecoverArgs {
     /// `tar --no-same-permissions` does).
     #[arg(long, requires = "to")]
     pub keep_setid: bool,
+    /// Do not restore the extended attributes of this namespace (`security`, `trusted`,
+    /// `user`) or this attribute (`security.selinux`); repeat it for several.
+    #[arg(long = "skip-xattrs", value_name = "NS", requires = "to")]
+    pub skip_xattrs: Vec<String>,
     /// Signature trust.
     #[command(flatten)]
     pub trust: TrustArgs,

@@ -12,12 +12,11 @@ use super::report;
 use crate::config::Config;
 use crate::format::ArchiveKind;
 use crate::harden::{harden_process, no_core_dumps};
-use crate::jobs::backup::{self, BackupOptions, Payload};
+use crate::jobs::backup;
 use crate::jobs::error::Policy;
-use crate::jobs::{export, recovery, JobError};
-use crate::keys::recovery::{RecoveryPublicKey, RecoveryRecipient};
+use crate::jobs::{publish, recovery, JobError};
+use crate::keys::recovery::RecoveryPublicKey;
 use crate::keys::{open_device, KeyError, SlotRecipient};
-use crate::payload::exclude::Excludes;
 use crate::progress::{Meter, Ticker};
 
 /// Runs one parsed command line.
@@ -36,6 +35,7 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Restore(a) => super::open::restore_cmd(&config_path, a, json),
         Command::Target(t) => super::targets::target_cmd(&config_path, t, json),
         Command::Prune(a) => super::targets::prune_cmd(&config_path, a, json),
+        Command::Notify(n) => super::notify::notify_cmd(&config_path, n, json),
         Command::Backup(BackupCmd::List(a)) => super::targets::list_cmd(&config_path, a, json),
         Command::Verify {
             archive,
@@ -135,39 +135,22 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
             "standard output is a terminal; redirect it to a file or pipe it to a transport",
         ));
     }
-    let recovery_pk = recovery_key(&cfg)?;
-    let (kind, payload) = payload_of(&cfg, &a)?;
+    let mut prepared = publish::prepare(&cfg, archive_kind(a.kind), &a.sources)?;
     let mut device = open_device(&cfg.keys)?;
-    let mut rec = recovery_pk.map(RecoveryRecipient);
+    let meter = Arc::new(Meter::default());
+    let ticker = Ticker::start("backup", meter.clone());
+    if let Some(t) = target.as_mut() {
+        let r = prepared.to_target(t.as_mut(), device.as_mut(), meter, &lock);
+        drop(ticker);
+        return super::targets::report_published(r?, json);
+    }
+    let mut rec = prepared.recipients();
     let mut others: Vec<&mut dyn SlotRecipient> = Vec::new();
     if let Some(r) = rec.as_mut() {
         others.push(r);
     }
-    let meter = Arc::new(Meter::default());
-    let ticker = Ticker::start("backup", meter.clone());
-    let opts = BackupOptions {
-        kind,
-        payload,
-        appliance_id: cfg.appliance_id(),
-        segment_size: cfg.backup.segment_size,
-        zstd_level: cfg.backup.zstd_level,
-        threads: cfg.backup.threads,
-    };
-    if let Some(t) = target.as_mut() {
-        let r = super::targets::backup_to(
-            t.as_mut(),
-            device.as_mut(),
-            &mut others,
-            opts,
-            meter,
-            json,
-            &lock,
-        );
-        drop(ticker);
-        return r;
-    }
     let out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    let result = backup::create(device.as_mut(), &mut others, opts, out, meter);
+    let result = backup::create(device.as_mut(), &mut others, prepared.opts, out, meter);
     drop(ticker);
     let (mut out, summary) = result?;
     out.flush()
@@ -176,35 +159,13 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     Ok(())
 }
 
-/// The recovery public key new archives are wrapped to; refuses to go on without one unless
-/// the config accepts that risk explicitly.
-fn recovery_key(cfg: &Config) -> Result<Option<RecoveryPublicKey>, JobError> {
-    match &cfg.recovery.public_key {
-        Some(pk) => Ok(Some(RecoveryPublicKey::parse(pk).map_err(KeyError::from)?)),
-        None if cfg.recovery.allow_without_recovery => Ok(None),
-        None => Err(JobError::NoRecoveryKey),
-    }
-}
-
-/// What a `backup create` archives: the kind, and its sources or export stream.
-fn payload_of(cfg: &Config, a: &CreateArgs) -> Result<(ArchiveKind, Payload), JobError> {
-    let kind = match a.kind {
+/// The archive kind of `--kind`.
+fn archive_kind(k: KindArg) -> ArchiveKind {
+    match k {
         KindArg::System => ArchiveKind::System,
         KindArg::Secrets => ArchiveKind::Secrets,
         KindArg::Videos => ArchiveKind::Videos,
-    };
-    let payload = match kind {
-        ArchiveKind::System | ArchiveKind::Videos => Payload::Tree {
-            sources: if a.sources.is_empty() {
-                cfg.backup.sources.clone()
-            } else {
-                a.sources.clone()
-            },
-            excludes: Excludes::new(&cfg.backup.exclude),
-        },
-        ArchiveKind::Secrets => Payload::Stream(export::open(&cfg.secrets, &a.sources)?),
-    };
-    Ok((kind, payload))
+    }
 }
 
 fn recovery_cmd(config_path: &Path, cmd: RecoveryCmd, json: bool) -> Result<(), JobError> {

@@ -4,6 +4,7 @@
 mod args;
 mod audit;
 mod commands;
+mod notify;
 mod open;
 mod output;
 mod prompt;

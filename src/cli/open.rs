@@ -137,6 +137,7 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     }
     let opts = UnpackOptions {
         keep_setuid: a.keep_setid,
+        skip_xattrs: a.skip_xattrs.clone(),
     };
     let s = restore::restore_with(reader, &a.to, &trust, opts)?;
     report::restored(&s, json);
@@ -192,6 +193,7 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
     if let Some(dir) = a.to {
         let opts = UnpackOptions {
             keep_setuid: a.keep_setid,
+            skip_xattrs: a.skip_xattrs.clone(),
         };
         let s = restore::restore_with(reader, &dir, &trust, opts)?;
         report::restored(&s, json);

@@ -27,7 +27,7 @@ pub fn backed_up(s: &BackupSummary, json: bool) {
         return;
     }
     eprintln!(
-        "offbox: backup complete: kind={} archive={} in={} out={} time={:.2}s rate={}/s entries={} slots={}{}",
+        "offbox: backup complete: kind={} archive={} in={} out={} time={:.2}s rate={}/s entries={} slots={}{}{}",
         s.kind,
         s.archive_id,
         human_bytes(s.bytes_in),
@@ -40,6 +40,11 @@ pub fn backed_up(s: &BackupSummary, json: bool) {
             String::new()
         } else {
             format!(" warnings={}", s.notices.len())
+        },
+        if s.changed_while_read.count == 0 {
+            String::new()
+        } else {
+            format!(" changed_while_read={}", s.changed_while_read)
         }
     );
 }

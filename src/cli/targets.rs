@@ -4,18 +4,16 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::guard::SelfIdentity;
-use crate::jobs::backup::BackupOptions;
+use crate::jobs::backup::BackupSummary;
+use crate::jobs::capacity::Measured;
 use crate::jobs::lock::RunLock;
 use crate::jobs::target::{self as job, target_err, Retention};
 use crate::jobs::JobError;
-use crate::keys::{Device, SlotRecipient};
-use crate::progress::{human_bytes, Meter};
 use crate::targets::pipeline::Prefetched;
 use crate::targets::{self, Target};
 
@@ -23,7 +21,8 @@ use crate::targets::{self, Target};
 #[derive(Debug, Subcommand)]
 pub enum TargetCmd {
     /// Resolve, run the self-target guard, connect, write and delete a probe file, and
-    /// report latency and free space (vs 150% of local /var usage).
+    /// report latency and the capacity rule: free space plus this appliance's archives vs
+    /// 150% of the used bytes of /var ([capacity] ratio and measured_path).
     Check {
         /// A configured target name or a URL [default: every configured target].
         #[arg(value_name = "NAME|URL")]
@@ -98,17 +97,11 @@ pub fn connect_to(cfg: &Config, to: Option<&str>) -> Result<Option<Box<dyn Targe
     to.map(|t| connect(cfg, Some(t))).transpose()
 }
 
-/// `backup create --to`: stream, publish, report. `lock` is the held run lock.
-pub fn backup_to(
-    target: &mut dyn Target,
-    device: &mut dyn Device,
-    others: &mut [&mut dyn SlotRecipient],
-    opts: BackupOptions,
-    meter: Arc<Meter>,
+/// `backup create --to`: reports what was published.
+pub fn report_published(
+    (summary, published): (BackupSummary, job::Published),
     json: bool,
-    lock: &RunLock,
 ) -> Result<(), JobError> {
-    let (summary, published) = job::backup_to(target, device, others, opts, meter, lock)?;
     if !published.cleaned.is_empty() {
         eprintln!(
             "offbox: removed {} stale temporary file(s) of earlier interrupted uploads",
@@ -199,27 +192,26 @@ pub fn target_cmd(config_path: &Path, cmd: TargetCmd, json: bool) -> Result<(), 
             };
             let me = SelfIdentity::load();
             let appliance = cfg.appliance_id();
+            let measured = Measured::walk(&cfg.capacity.measured_path, job::now_unix());
             let mut first_err = None;
             for n in names {
                 let r = cfg
                     .targets
                     .resolve(n.as_deref())
                     .map_err(|e| target_err("choosing the target", e))
-                    .and_then(|spec| job::check(&spec, &me, &appliance));
+                    .and_then(|spec| job::check(&spec, &me, &appliance, &cfg.capacity, &measured));
                 match r {
                     Ok(rep) => {
                         if json {
                             println!("{}", serde_json::to_string(&rep).expect("serializes"));
                         } else {
                             println!(
-                                "offbox: target {} OK: url={} connect={:.1}ms probe={:.1}ms free={} recommended={} (150% of /var usage {})",
+                                "offbox: target {} OK: url={} connect={:.1}ms probe={:.1}ms {}",
                                 rep.target,
                                 rep.url,
                                 rep.connect_ms,
                                 rep.probe_ms,
-                                rep.free_bytes.map_or("unknown".into(), human_bytes),
-                                human_bytes(rep.recommended_bytes),
-                                human_bytes(rep.var_used_bytes),
+                                rep.capacity.figures(),
                             );
                         }
                         if let Some(w) = &rep.warning {

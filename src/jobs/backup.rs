@@ -75,6 +75,9 @@ pub struct BackupSummary {
     pub device_seconds: f64,
     /// Things the operator should know (vanished or changed files...).
     pub notices: Vec<Notice>,
+    /// The files among `notices` that changed while they were read: how many, and the
+    /// first few names.
+    pub changed_while_read: crate::payload::ChangedFiles,
 }
 
 struct Counting<'a, W> {
@@ -158,6 +161,7 @@ pub fn create<W: Write>(
             slots: slot_names,
             device_operations: 3,
             device_seconds: device_time.as_secs_f64(),
+            changed_while_read: crate::payload::ChangedFiles::of(&notices),
             notices,
         },
     ))

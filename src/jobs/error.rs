@@ -128,6 +128,10 @@ pub enum JobError {
     /// The archive's signature is missing, wrong, or made by an untrusted key.
     #[error(transparent)]
     Signature(#[from] crate::format::signature::SignatureError),
+    /// `notify test`: a notification channel did not deliver; the text names each failed
+    /// channel and what to check (exit code 1: a setting or the server is wrong).
+    #[error("{0}")]
+    Notify(String),
     /// Another offbox run of this appliance holds the run lock (exit code 75, EX_TEMPFAIL).
     #[error("busy; another offbox run holds the lock {lock} ({holder}){waited}; retry later, or pass --wait SECS to wait for it")]
     Busy {

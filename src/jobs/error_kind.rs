@@ -57,7 +57,8 @@ impl ErrorReport {
     }
 }
 
-/// `config`, `usage`, `io`, `integrity`, `signature`, `key`, `busy`, or `target.<what>`.
+/// `config`, `usage`, `io`, `integrity`, `signature`, `key`, `busy`, `notify`, or
+/// `target.<what>`.
 pub fn kind(e: &JobError) -> String {
     match e {
         JobError::Config(_) => "config",
@@ -72,6 +73,7 @@ pub fn kind(e: &JobError) -> String {
         JobError::Signature(_) => "signature",
         JobError::Key(_) | JobError::DeviceSignature(_) => "key",
         JobError::Busy { .. } => "busy",
+        JobError::Notify(_) => "notify",
         JobError::Target { err, .. } => return format!("target.{}", target_kind(err)),
     }
     .to_string()
@@ -117,6 +119,9 @@ pub fn hint(e: &JobError) -> &'static str {
             "check the HSM or TPM, the PIN file and `offbox keys status`; archives also open with the recovery shares"
         }
         JobError::Busy { .. } => "retry later, or pass --wait SECS",
+        JobError::Notify(_) => {
+            "fix the [notify] setting the message names, or start the server; then run `offbox notify test` again"
+        }
         JobError::Target { err, .. } => target_hint(err),
     }
 }

@@ -3,15 +3,21 @@
 //! to files, the config and the terminal.
 
 pub mod backup;
+pub mod capacity;
+pub mod due;
 pub mod error;
 pub mod error_kind;
 pub mod export;
 pub mod lock;
+pub mod notices;
 pub mod open;
+pub mod publish;
 pub mod read;
 pub mod recovery;
 pub mod restore;
+pub mod run;
 pub mod signature;
+pub mod state;
 pub mod ssh_keys;
 pub mod target;
 

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::backup::{self, BackupOptions, BackupSummary};
+use super::capacity::{Capacity, Measured};
 use super::error::Policy;
 use super::lock::RunLock;
 use super::JobError;
+use crate::config::CapacityConfig;
 use crate::guard::SelfIdentity;
 use crate::keys::{Device, SlotRecipient};
 use crate::progress::Meter;
@@ -225,9 +227,23 @@ pub fn prune(
     appliance: &str,
     rules: Retention,
     dry_run: bool,
+    held: &RunLock,
+) -> Result<PrunePlan, JobError> {
+    prune_kind(target, appliance, None, rules, dry_run, held)
+}
+
+/// [`prune`] of the archives of one `kind` only (`None`: every kind), so that each kind of
+/// a scheduled run keeps its own retention on a shared target.
+pub fn prune_kind(
+    target: &mut dyn Target,
+    appliance: &str,
+    kind: Option<&str>,
+    rules: Retention,
+    dry_run: bool,
     _held: &RunLock,
 ) -> Result<PrunePlan, JobError> {
-    let (archives, _) = list(target)?;
+    let (mut archives, _) = list(target)?;
+    archives.retain(|a| kind.is_none_or(|k| a.info.kind == k));
     let plan = plan_prune(&archives, appliance, rules, now_unix())?;
     if let Some(bad) = plan
         .delete
@@ -264,11 +280,9 @@ pub struct CheckReport {
     pub probe_ms: f64,
     /// Free bytes on the target, when the protocol tells it.
     pub free_bytes: Option<u64>,
-    /// Bytes used under local /var.
-    pub var_used_bytes: u64,
-    /// 150% of that: the recommended free space.
-    pub recommended_bytes: u64,
-    /// A shortfall, if any.
+    /// The capacity rule's figures (see [`super::capacity`]).
+    pub capacity: Capacity,
+    /// A shortfall, or an unknown free space.
     pub warning: Option<String>,
 }
 
@@ -299,18 +313,55 @@ pub fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
-/// Resolves, guards, connects, writes/publishes/reads back/deletes a probe, and compares the
-/// free space with 150% of the local /var usage.
+/// Resolves, guards, connects, writes/publishes/reads back/deletes a probe, and applies the
+/// capacity rule (`rule`, with the path's usage `measured`).
 pub fn check(
     spec: &TargetSpec,
     me: &SelfIdentity,
     appliance: &str,
+    rule: &CapacityConfig,
+    measured: &Measured,
 ) -> Result<CheckReport, JobError> {
     let t0 = Instant::now();
     let mut target =
         targets::connect(spec, me).map_err(|e| target_err("connecting to the target", e))?;
     let connect = t0.elapsed();
     let t1 = Instant::now();
+    probe(target.as_mut(), appliance)?;
+    let probe_t = t1.elapsed();
+    let capacity = capacity_of(target.as_mut(), appliance, rule, measured)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok(CheckReport {
+        target: spec.label.clone(),
+        url: spec.url.to_string(),
+        connect_ms: ms(connect),
+        probe_ms: ms(probe_t),
+        free_bytes: capacity.free_bytes,
+        warning: capacity.warning(),
+        capacity,
+    })
+}
+
+/// The capacity figures of a connected target: its free space and this appliance's
+/// archives (a listing; no archive is read).
+pub fn capacity_of(
+    target: &mut dyn Target,
+    appliance: &str,
+    rule: &CapacityConfig,
+    measured: &Measured,
+) -> Result<Capacity, JobError> {
+    let free = target
+        .free_space()
+        .map_err(|e| target_err("reading the free space", e))?;
+    let listing = target
+        .list()
+        .map_err(|e| target_err("listing the target", e))?;
+    Ok(Capacity::assess(rule, measured, free, &listing, appliance))
+}
+
+/// Writes, publishes, reads back and deletes a 4 KiB probe file: the directory is
+/// writable and reads back what was written.
+pub fn probe(target: &mut dyn Target, appliance: &str) -> Result<(), JobError> {
     let probe = format!(
         ".offbox-probe.{}",
         data_encoding::HEXLOWER.encode(&crate::secret::random_bytes::<8>())
@@ -342,32 +393,7 @@ pub fn check(
             err: std::io::Error::other("the probe file came back different"),
         });
     }
-    let probe_t = t1.elapsed();
-    let free = target
-        .free_space()
-        .map_err(|e| target_err("reading the free space", e))?;
-    let var = disk_usage(Path::new("/var"));
-    let recommended = var.saturating_mul(3) / 2;
-    let warning = match free {
-        Some(f) if f < recommended => Some(format!(
-            "the target has {} free, less than the recommended 150% of local /var usage ({})",
-            crate::progress::human_bytes(f),
-            crate::progress::human_bytes(recommended)
-        )),
-        None => Some("the target does not report its free space; check it by other means".into()),
-        _ => None,
-    };
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Ok(CheckReport {
-        target: spec.label.clone(),
-        url: spec.url.to_string(),
-        connect_ms: ms(connect),
-        probe_ms: ms(probe_t),
-        free_bytes: free,
-        var_used_bytes: var,
-        recommended_bytes: recommended,
-        warning,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

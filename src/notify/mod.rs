@@ -17,6 +17,24 @@
 
 use serde::{Deserialize, Serialize};
 
+mod channels;
+mod conditions;
+pub mod config;
+mod email;
+pub mod format;
+mod notifier;
+mod queue;
+mod store;
+mod syslog;
+mod tls;
+mod validate;
+
+pub use config::NotifyConfig;
+pub use notifier::{
+    ChannelResult, ChannelStatus, Delivery, Notifier, Pending, PendingMessage, RaisedCondition,
+};
+pub use queue::QUEUE_DIR;
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,107 +1,285 @@
 //! The entry-by-entry extraction of a tar payload into a staging directory.
 //!
-//! Every entry's path is checked first: a `..` component or an absolute path fails the
-//! whole restore with an error naming the entry (the tar crate would skip or rewrite it
-//! silently). Regular files, directories, symlinks and hard links are written by the tar
-//! crate, which keeps them inside the directory; FIFOs and device nodes are created here
-//! through directory descriptors opened without following symlinks. Setuid and setgid bits
-//! of files are stripped unless the caller asked to keep them, and everything the restore
-//! did not reproduce exactly is recorded in the [`ExtractReport`].
+//! The tar crate only splits the stream into raw entries; offbox reads the extension
+//! entries itself (GNU long names and links, PAX records, whose values may hold any bytes)
+//! and creates every entry through directory descriptors opened without following
+//! symlinks ([`super::make`], [`super::write_file`]). Every entry's path (and a hard link's
+//! target) is checked first: a `..` component or an absolute path fails the whole restore
+//! with an error naming the entry. Setuid and setgid bits of files are stripped unless the
+//! caller asked to keep them, extended attributes are set (but for skipped namespaces),
+//! and everything the restore did not reproduce exactly is recorded in the
+//! [`ExtractReport`].
 
+use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{self, FchmodatFlags, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::{Entry, EntryType};
 
 use super::fsat;
+use super::make::{Meta, Place};
+use super::pax::{self, xattr_name};
+use super::sparse::SparseInfo;
 use super::unpack::{ExtractReport, UnpackOptions};
+use super::write_file::FileEntry;
+use super::xattr::{Target, Xattr};
 
 /// The setuid and setgid bits.
 const SETID: u32 = 0o6000;
+
+/// The largest extension entry (long name or PAX records) read into memory.
+const MAX_EXTENSION: u64 = 16 << 20;
+
+/// What the restore needs for every entry.
+struct Ctx<'a> {
+    root: &'a Path,
+    root_fd: OwnedFd,
+    as_root: bool,
+    opts: &'a UnpackOptions,
+}
+
+/// A directory, finished after every other entry.
+struct Dir {
+    name: String,
+    rel: PathBuf,
+    meta: Meta,
+    attrs: Vec<Xattr>,
+}
 
 /// Extracts `tar_stream` into `root` (an existing, private directory given by its canonical
 /// path) and hands the reader back.
 pub(super) fn extract_tree<R: Read>(
     root: &Path,
     tar_stream: R,
-    opts: UnpackOptions,
+    opts: &UnpackOptions,
     report: &mut ExtractReport,
 ) -> io::Result<R> {
-    let root_fd = fsat::open_dir(root)?;
-    let as_root = nix::unistd::geteuid().is_root();
+    let ctx = Ctx {
+        root,
+        root_fd: fsat::open_dir(root)?,
+        as_root: nix::unistd::geteuid().is_root(),
+        opts,
+    };
     let mut ar = tar::Archive::new(tar_stream);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_mtime(true);
-    ar.set_preserve_ownerships(as_root);
-    ar.set_unpack_xattrs(false);
-    ar.set_overwrite(true);
     {
-        // Directories come last, deepest first, so that a read-only directory does not
-        // stop its own entries from being written (as the tar crate's own unpack does).
         let mut dirs = Vec::new();
-        for entry in ar.entries()? {
+        let mut ext = Extended::default();
+        for entry in ar.entries()?.raw(true) {
             let mut entry = entry?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let Some(rel) = checked_path(&entry, &name)? else {
-                continue;
-            };
-            let kind = entry.header().entry_type();
-            let setid = entry.header().mode().unwrap_or(0) & SETID != 0;
-            match kind {
-                EntryType::Directory => {
-                    dirs.push((name, entry));
-                    continue;
-                }
-                EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                    if setid && !opts.keep_setuid {
-                        entry.set_mask(SETID);
-                        report.stripped_setid.push(name.clone());
+            match entry.header().entry_type() {
+                EntryType::GNULongName => ext.long_name = Some(read_name(&mut entry)?),
+                EntryType::GNULongLink => ext.long_link = Some(read_name(&mut entry)?),
+                EntryType::XHeader => ext.take_records(&read_extension(&mut entry)?)?,
+                EntryType::XGlobalHeader => {}
+                _ => {
+                    let this = std::mem::take(&mut ext);
+                    if let Some(dir) = extract_one(&ctx, entry, this, report)? {
+                        dirs.push(dir);
                     }
-                    unpack(&mut entry, root, &name)?;
-                }
-                EntryType::Link | EntryType::Symlink => unpack(&mut entry, root, &name)?,
-                EntryType::Fifo | EntryType::Char | EntryType::Block => {
-                    let node = Node {
-                        root: &root_fd,
-                        rel: &rel,
-                        name: &name,
-                        as_root,
-                    };
-                    node.create(&entry, opts, report)
-                        .map_err(|e| entry_error(&name, root, e))?;
-                }
-                EntryType::XGlobalHeader => continue,
-                other => {
-                    report.skipped.push((
-                        name,
-                        format!("entry type {other:?} is not one offbox restores"),
-                    ));
-                    continue;
                 }
             }
-            report.entries += 1;
         }
-        dirs.sort_by(|a, b| b.0.cmp(&a.0));
-        for (name, mut dir) in dirs {
-            unpack(&mut dir, root, &name)?;
+        // Directories last, deepest first, so that a read-only directory does not stop its
+        // own entries from being written, and no later write changes its mtime.
+        dirs.sort_by(|a, b| b.rel.cmp(&a.rel));
+        for d in dirs {
+            let place = Place {
+                root: &ctx.root_fd,
+                rel: &d.rel,
+                as_root: ctx.as_root,
+            };
+            place
+                .directory(d.meta)
+                .map_err(|e| entry_error(&d.name, root, e))?;
+            set_attrs(&ctx, &d.rel, &d.name, &d.attrs, report);
             report.entries += 1;
         }
     }
     Ok(ar.into_inner())
 }
 
+/// Restores one entry; a directory is handed back to be finished at the end.
+fn extract_one<R: Read>(
+    ctx: &Ctx<'_>,
+    mut entry: Entry<'_, R>,
+    ext: Extended,
+    report: &mut ExtractReport,
+) -> io::Result<Option<Dir>> {
+    let (name, path) = ext.path(&entry);
+    let Some(rel) = checked_path(&path, &name)? else {
+        return Ok(None);
+    };
+    let h = entry.header();
+    let kind = h.entry_type();
+    let err = |e| entry_error(&name, ctx.root, e);
+    let mut meta = Meta {
+        perm: h.mode().map_err(err)? & 0o7777,
+        uid: h.uid().map_err(err)?,
+        gid: h.gid().map_err(err)?,
+        mtime: h.mtime().map_err(err)?,
+    };
+    let place = Place {
+        root: &ctx.root_fd,
+        rel: &rel,
+        as_root: ctx.as_root,
+    };
+    // Directories keep their setgid bit, which grants no privilege.
+    let strip = matches!(
+        kind,
+        EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo
+    );
+    if strip && meta.perm & SETID != 0 && !ctx.opts.keep_setuid {
+        meta.perm &= !SETID;
+        report.stripped_setid.push(name.clone());
+    }
+    match kind {
+        EntryType::Directory => {
+            return Ok(Some(Dir {
+                name,
+                rel,
+                meta,
+                attrs: ext.attrs,
+            }))
+        }
+        EntryType::Regular | EntryType::Continuous => {
+            let sparse = ext.sparse.real_size().map_err(err)?;
+            let file = FileEntry {
+                place: &place,
+                name: &name,
+                meta,
+                sparse,
+            };
+            file.write(&mut entry, &ext.attrs, ctx.opts, report)
+                .map_err(err)?;
+        }
+        EntryType::Symlink | EntryType::Link => {
+            let target = ext.link(&entry).ok_or_else(|| refused(&name, "it is a link without a target"))?;
+            if kind == EntryType::Symlink {
+                place.symlink(&target, meta).map_err(err)?;
+                set_attrs(ctx, &rel, &name, &ext.attrs, report);
+            } else {
+                let shown = target.display().to_string();
+                let first = checked_path(&target, &shown)?
+                    .ok_or_else(|| refused(&name, "it is a hard link to the top directory"))?;
+                place.hard_link(&first).map_err(err)?;
+            }
+        }
+        EntryType::Fifo | EntryType::Char | EntryType::Block => {
+            let dev = if kind == EntryType::Fifo {
+                (0, 0)
+            } else {
+                (
+                    h.device_major().map_err(err)?.unwrap_or(0),
+                    h.device_minor().map_err(err)?.unwrap_or(0),
+                )
+            };
+            if place.node(kind, dev, meta, &name, report).map_err(err)? {
+                set_attrs(ctx, &rel, &name, &ext.attrs, report);
+            }
+        }
+        other => {
+            let why = if other == EntryType::GNUSparse {
+                "it is in the old GNU sparse format, which offbox does not write".to_string()
+            } else {
+                format!("entry type {other:?} is not one offbox restores")
+            };
+            report.skipped.push((name, why));
+            return Ok(None);
+        }
+    }
+    report.entries += 1;
+    Ok(None)
+}
+
+/// What the extension entries before an entry say: a long name or link target (GNU), and
+/// the PAX records (extended attributes, sparse file, path).
+#[derive(Default)]
+struct Extended {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
+    pax_link: Option<Vec<u8>>,
+    attrs: Vec<Xattr>,
+    sparse: SparseInfo,
+}
+
+impl Extended {
+    fn take_records(&mut self, data: &[u8]) -> io::Result<()> {
+        for (key, value) in pax::parse(data)? {
+            match (xattr_name(&key), key.as_slice()) {
+                (Some(name), _) => self.attrs.push((name, value)),
+                (None, b"path") => self.pax_path = Some(value),
+                (None, b"linkpath") => self.pax_link = Some(value),
+                (None, _) => self.sparse.take(&key, &value),
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry's name (for messages) and path: a sparse file's real name, a PAX path, a
+    /// GNU long name, or the header's own.
+    fn path<R: Read>(&self, entry: &Entry<'_, R>) -> (String, PathBuf) {
+        let bytes = match (&self.sparse.name, &self.pax_path, &self.long_name) {
+            (Some(n), _, _) | (None, Some(n), _) | (None, None, Some(n)) => n.clone(),
+            _ => entry.header().path_bytes().into_owned(),
+        };
+        let path = PathBuf::from(OsStr::from_bytes(&bytes));
+        (String::from_utf8_lossy(&bytes).into_owned(), path)
+    }
+
+    /// A link's target.
+    fn link<R: Read>(&self, entry: &Entry<'_, R>) -> Option<PathBuf> {
+        let bytes = match (&self.pax_link, &self.long_link) {
+            (Some(n), _) | (None, Some(n)) => n.clone(),
+            _ => entry.header().link_name_bytes()?.into_owned(),
+        };
+        Some(PathBuf::from(OsStr::from_bytes(&bytes)))
+    }
+}
+
+/// The data of an extension entry, bounded.
+fn read_extension<R: Read>(entry: &mut Entry<'_, R>) -> io::Result<Vec<u8>> {
+    if entry.size() > MAX_EXTENSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("an extension entry of {} bytes is larger than offbox writes", entry.size()),
+        ));
+    }
+    let mut data = Vec::new();
+    entry.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// A GNU long name or link target, without its trailing NULs.
+fn read_name<R: Read>(entry: &mut Entry<'_, R>) -> io::Result<Vec<u8>> {
+    let mut data = read_extension(entry)?;
+    while data.last() == Some(&0) {
+        data.pop();
+    }
+    Ok(data)
+}
+
+/// Sets the attributes of a directory, symlink, FIFO or device node by its path inside the
+/// staging directory (whose components were just checked not to be symlinks), not
+/// following it.
+fn set_attrs(ctx: &Ctx<'_>, rel: &Path, name: &str, attrs: &[Xattr], report: &mut ExtractReport) {
+    if !attrs.is_empty() {
+        let path = ctx.root.join(rel);
+        report
+            .xattrs
+            .apply(Target::Path(&path), name, attrs, &ctx.opts.skip_xattrs);
+    }
+}
+
 /// The entry's path, relative and without `..`, or `None` for an entry naming the top
 /// directory itself (`./`), which is skipped as tar does.
-fn checked_path<R: Read>(entry: &Entry<'_, R>, name: &str) -> io::Result<Option<PathBuf>> {
-    let path = entry
-        .path()
-        .map_err(|e| entry_error(name, Path::new(""), e))?;
+fn checked_path(path: &Path, name: &str) -> io::Result<Option<PathBuf>> {
     let mut rel = PathBuf::new();
     for c in path.components() {
         match c {
@@ -132,15 +310,6 @@ fn refused(name: &str, why: &str) -> io::Error {
     )
 }
 
-/// Unpacks a file, directory or link through the tar crate, with an error that says why.
-fn unpack<R: Read>(entry: &mut Entry<'_, R>, root: &Path, name: &str) -> io::Result<()> {
-    match entry.unpack_in(root) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(refused(name, "it would land outside the restore")),
-        Err(e) => Err(entry_error(name, root, e)),
-    }
-}
-
 /// A failure to write one entry: the entry, the underlying cause and its context. The
 /// original error stays reachable as the source (an archive authentication failure met
 /// while reading the entry's data must still be recognised as such).
@@ -163,7 +332,7 @@ impl std::error::Error for EntryFailed {
     }
 }
 
-fn entry_error(name: &str, root: &Path, e: io::Error) -> io::Error {
+pub(super) fn entry_error(name: &str, root: &Path, e: io::Error) -> io::Error {
     // The tar crate's message names only the step ("failed to unpack `…`"); the cause
     // (Permission denied, No space left, …) sits at the end of the source chain.
     let mut messages = Vec::new();
@@ -209,85 +378,3 @@ fn entry_error(name: &str, root: &Path, e: io::Error) -> io::Error {
     )
 }
 
-/// A FIFO or device node to create beneath the staging directory.
-struct Node<'a> {
-    root: &'a OwnedFd,
-    rel: &'a Path,
-    name: &'a str,
-    as_root: bool,
-}
-
-impl Node<'_> {
-    fn create<R: Read>(
-        &self,
-        entry: &Entry<'_, R>,
-        opts: UnpackOptions,
-        report: &mut ExtractReport,
-    ) -> io::Result<()> {
-        let h = entry.header();
-        let kind = h.entry_type();
-        let device = kind != EntryType::Fifo;
-        if device && !self.as_root {
-            report.devices_not_created.push(self.name.to_string());
-            return Ok(());
-        }
-        let parent = self.rel.parent().unwrap_or(Path::new(""));
-        let Some(file) = self.rel.file_name() else {
-            return Ok(());
-        };
-        let dir = fsat::open_beneath(self.root, parent)?;
-        match nix::unistd::unlinkat(&dir, file, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let private = Mode::from_bits_truncate(0o600);
-        let made = if device {
-            let major = u64::from(h.device_major()?.unwrap_or(0));
-            let minor = u64::from(h.device_minor()?.unwrap_or(0));
-            let sflag = if kind == EntryType::Char {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            stat::mknodat(&dir, file, sflag, private, stat::makedev(major, minor))
-        } else {
-            nix::unistd::mkfifoat(&dir, file, private)
-        };
-        match made {
-            Ok(()) => {}
-            // Root without CAP_MKNOD (a container): the device cannot be made here.
-            Err(Errno::EPERM) if device => {
-                report.devices_not_created.push(self.name.to_string());
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if self.as_root {
-            let uid = Uid::from_raw(h.uid()? as u32);
-            let gid = Gid::from_raw(h.gid()? as u32);
-            nix::unistd::fchownat(
-                &dir,
-                file,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
-        }
-        // After the chown, which clears setuid/setgid bits.
-        let mut perm = h.mode()? & 0o7777;
-        if perm & SETID != 0 && !opts.keep_setuid {
-            perm &= !SETID;
-            report.stripped_setid.push(self.name.to_string());
-        }
-        // The node was just made in a directory opened without following symlinks.
-        stat::fchmodat(
-            &dir,
-            file,
-            Mode::from_bits_truncate(perm),
-            FchmodatFlags::FollowSymlink,
-        )?;
-        let mtime = TimeSpec::new(i64::try_from(h.mtime()?).unwrap_or(i64::MAX), 0);
-        stat::utimensat(&dir, file, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)?;
-        Ok(())
-    }
-}

@@ -36,9 +36,14 @@ pub(crate) fn lstat_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(OwnedFd, Meta
 }
 
 /// The names in the directory behind `handle` (from [`lstat_at`]), without `.` and `..`.
+/// The directory's atime is left alone where the kernel allows it (`O_NOATIME`).
 pub(crate) fn list_dir(handle: &OwnedFd) -> io::Result<Vec<OsString>> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let fd = openat(handle, ".", flags, Mode::empty())?;
+    // O_NOATIME is allowed only to the owner (or CAP_FOWNER): retry without it.
+    let fd = match openat(handle, ".", flags | OFlag::O_NOATIME, Mode::empty()) {
+        Err(Errno::EPERM) => openat(handle, ".", flags, Mode::empty()),
+        other => other,
+    }?;
     let mut dir = nix::dir::Dir::from_fd(fd)?;
     let mut names = Vec::new();
     for entry in dir.iter() {
@@ -127,13 +132,14 @@ pub(crate) fn open_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
         };
         cur = match next {
             Ok(fd) => fd,
-            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+            Err(e @ (Errno::ELOOP | Errno::ENOTDIR)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "`{}` is not a directory (a symlink or a file) inside the restore; \
-                         nothing is created beneath it",
-                        part.to_string_lossy()
+                        "`{}` is not a directory (a symlink or a file) inside the restore \
+                         ({}); nothing is created beneath it",
+                        part.to_string_lossy(),
+                        io::Error::from(e)
                     ),
                 ));
             }

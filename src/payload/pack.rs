@@ -1,20 +1,24 @@
 //! Packing the sources into a tar stream.
 //!
 //! Regular files, directories, symlinks, FIFOs and device nodes are stored with their mode,
-//! owner and mtime; symlinks are not followed. Every entry is looked up relative to its
-//! directory's descriptor, and a file is read only through a descriptor opened with
-//! `O_NOFOLLOW` whose device, inode and type match that lookup, so a file swapped for a
-//! symlink while the backup runs is skipped with a [`Notice`], never read through the link. A file with several names (hard links) is
-//! stored once, and its other names as hard-link entries to the first, so a restore links
-//! them again (the table of such files is the only state that grows with the sources: one
-//! entry per multiply-linked file). Paths are stored relative to `/` (as GNU tar
-//! does), so `/etc/hosts` restores to `DIR/etc/hosts`. A file that vanishes, shrinks, grows
-//! or changes while it is read is recorded as a [`Notice`], never a crash: the tar stream
-//! always stays well-formed (a shrunk file is padded with zeros to its announced size).
+//! owner, mtime and extended attributes (ACLs and file capabilities included, as PAX
+//! `SCHILY.xattr.*` records: see [`super::xattr`]); symlinks are not followed. Every entry
+//! is looked up relative to its directory's descriptor, and a file is read (and its
+//! attributes listed) only through a descriptor opened with `O_NOFOLLOW` and `O_NOATIME`
+//! whose device, inode and type match that lookup, so a file swapped for a symlink while
+//! the backup runs is skipped with a [`Notice`], never read through the link. A sparse file
+//! is stored in the PAX sparse format 1.0 ([`super::sparse`]): its holes take no space. A
+//! file with several names (hard links) is stored once, and its other names as hard-link
+//! entries to the first, so a restore links them again (the table of such files is the
+//! only state that grows with the sources: one entry per multiply-linked file). Paths are
+//! stored relative to `/` (as GNU tar does), so `/etc/hosts` restores to `DIR/etc/hosts`. A
+//! file that vanishes, shrinks, grows or changes while it is read is recorded as a
+//! [`Notice`], never a crash: the tar stream always stays well-formed (a shrunk file is
+//! padded with zeros to its announced size).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -22,8 +26,13 @@ use std::path::{Component, Path, PathBuf};
 
 use tar::{Builder, EntryType, Header, HeaderMode};
 
+use super::acl;
 use super::exclude::Excludes;
 use super::fsat::{self, OpenFail};
+use super::pax::Records;
+use super::read_file::{after_read, ExactSize};
+use super::sparse;
+use super::xattr::{self, Xattr};
 use super::Notice;
 use crate::progress::Meter;
 
@@ -32,8 +41,12 @@ use crate::progress::Meter;
 pub struct PackStats {
     /// Entries stored.
     pub entries: u64,
-    /// File content bytes stored.
+    /// File content bytes stored (apparent sizes: holes of sparse files included).
     pub file_bytes: u64,
+    /// Extended attributes stored (ACLs and capabilities included).
+    pub xattrs: u64,
+    /// Files stored as sparse (their holes take no space in the archive).
+    pub sparse_files: u64,
     /// Things the operator should know.
     pub notices: Vec<Notice>,
 }
@@ -72,6 +85,7 @@ pub fn pack<W: Write>(
         meter,
         stats: PackStats::default(),
         links: Links::new(),
+        xattrs: xattr::Reader::new(),
     };
     for src in sources {
         let abs = absolute(src).map_err(|err| PackError::Source {
@@ -90,7 +104,7 @@ pub fn pack<W: Write>(
         };
         let dir = fsat::open_dir(parent).map_err(source_err)?;
         let (handle, meta) = fsat::lstat_at(&dir, name).map_err(source_err)?;
-        add_parents(&mut w.b, &abs, &mut w.stats).map_err(PackError::Write)?;
+        add_parents(&mut w, &abs)?;
         w.walk(&dir, name, &abs, handle, meta)?;
     }
     let out = w.b.into_inner().map_err(PackError::Write)?;
@@ -117,8 +131,9 @@ fn rel(abs: &Path) -> &Path {
     abs.strip_prefix("/").unwrap_or(abs)
 }
 
-/// Stores the parent directories of a source, so that their modes and owners restore too.
-fn add_parents<W: Write>(b: &mut Builder<W>, abs: &Path, stats: &mut PackStats) -> io::Result<()> {
+/// Stores the parent directories of a source, so that their modes, owners and extended
+/// attributes restore too.
+fn add_parents<W: Write>(w: &mut Walker<'_, W>, abs: &Path) -> Result<(), PackError> {
     let mut parents: Vec<&Path> = abs.ancestors().skip(1).collect();
     parents.reverse();
     for p in parents {
@@ -129,8 +144,9 @@ fn add_parents<W: Write>(b: &mut Builder<W>, abs: &Path, stats: &mut PackStats) 
             let mut h = Header::new_gnu();
             h.set_metadata_in_mode(&meta, HeaderMode::Complete);
             h.set_size(0);
-            b.append_data(&mut h, rel(p), io::empty())?;
-            stats.entries += 1;
+            let attrs = w.xattrs.of_path(p);
+            let pax = w.records(attrs, p);
+            w.append(&mut h, rel(p), &pax)?;
         }
     }
     Ok(())
@@ -146,6 +162,7 @@ struct Walker<'a, W: Write> {
     meter: &'a Meter,
     stats: PackStats,
     links: Links,
+    xattrs: xattr::Reader,
 }
 
 impl<W: Write> Walker<'_, W> {
@@ -171,12 +188,15 @@ impl<W: Write> Walker<'_, W> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if ft.is_dir() {
             h.set_size(0);
-            self.append(&mut h, stored)?;
+            let pax = self.handle_records(&handle, path);
+            self.append(&mut h, stored, &pax)?;
             self.walk_children(&handle, path)?;
         } else if ft.is_symlink() {
             match fsat::read_link(&handle) {
                 Ok(target) => {
                     h.set_size(0);
+                    let pax = self.handle_records(&handle, path);
+                    pax.write(&mut self.b, stored).map_err(PackError::Write)?;
                     self.b
                         .append_link(&mut h, stored, &target)
                         .map_err(PackError::Write)?;
@@ -185,21 +205,7 @@ impl<W: Write> Walker<'_, W> {
                 Err(e) => notice(&mut self.stats, path, unreadable(&e)),
             }
         } else if ft.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.links.get(&key) {
-                h.set_entry_type(EntryType::Link);
-                h.set_size(0);
-                self.b
-                    .append_link(&mut h, stored, first)
-                    .map_err(PackError::Write)?;
-                self.stats.entries += 1;
-            } else {
-                let before = self.stats.entries;
-                self.add_file(dir, name, path, &meta, h)?;
-                if self.stats.entries > before {
-                    self.links.insert(key, stored.to_path_buf());
-                }
-            }
+            self.add_linked(dir, name, path, &meta, h)?;
         } else if ft.is_file() {
             self.add_file(dir, name, path, &meta, h)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
@@ -211,13 +217,43 @@ impl<W: Write> Walker<'_, W> {
                     .map_err(PackError::Write)?;
             }
             h.set_size(0);
-            self.append(&mut h, stored)?;
+            let pax = self.handle_records(&handle, path);
+            self.append(&mut h, stored, &pax)?;
         } else {
             notice(
                 &mut self.stats,
                 path,
                 "skipped: sockets are not backed up".into(),
             );
+        }
+        Ok(())
+    }
+
+    /// A file with several names: the first name seen is stored as a file, the others as
+    /// hard links to it.
+    fn add_linked(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: &Path,
+        meta: &Metadata,
+        mut h: Header,
+    ) -> Result<(), PackError> {
+        let stored = rel(path);
+        let key = (meta.dev(), meta.ino());
+        if let Some(first) = self.links.get(&key) {
+            h.set_entry_type(EntryType::Link);
+            h.set_size(0);
+            self.b
+                .append_link(&mut h, stored, first)
+                .map_err(PackError::Write)?;
+            self.stats.entries += 1;
+        } else {
+            let before = self.stats.entries;
+            self.add_file(dir, name, path, meta, h)?;
+            if self.stats.entries > before {
+                self.links.insert(key, stored.to_path_buf());
+            }
         }
         Ok(())
     }
@@ -243,12 +279,37 @@ impl<W: Write> Walker<'_, W> {
         Ok(())
     }
 
-    fn append(&mut self, h: &mut Header, stored: &Path) -> Result<(), PackError> {
+    fn append(&mut self, h: &mut Header, stored: &Path, pax: &Records) -> Result<(), PackError> {
+        pax.write(&mut self.b, stored).map_err(PackError::Write)?;
         self.b
             .append_data(h, stored, io::empty())
             .map_err(PackError::Write)?;
         self.stats.entries += 1;
         Ok(())
+    }
+
+    /// The PAX records of the extended attributes of the inode behind an `O_PATH` handle.
+    fn handle_records(&mut self, handle: &OwnedFd, path: &Path) -> Records {
+        let attrs = self.xattrs.of_handle(handle);
+        self.records(attrs, path)
+    }
+
+    /// The PAX records of `attrs`; a failure to read them is a notice (the entry is stored
+    /// without them).
+    fn records(&mut self, attrs: io::Result<Vec<Xattr>>, path: &Path) -> Records {
+        let mut pax = Records::default();
+        match attrs {
+            Ok(attrs) => {
+                self.stats.xattrs += attrs.len() as u64;
+                xattr_records(&mut pax, &attrs);
+            }
+            Err(e) => notice(
+                &mut self.stats,
+                path,
+                format!("extended attributes unreadable ({e}); stored without them"),
+            ),
+        }
+        pax
     }
 
     fn add_file(
@@ -259,16 +320,15 @@ impl<W: Write> Walker<'_, W> {
         meta: &Metadata,
         mut h: Header,
     ) -> Result<(), PackError> {
-        let stats = &mut self.stats;
         let file = match fsat::open_regular_at(dir, name, meta) {
             Ok(f) => f,
             Err(OpenFail::Io(e)) => {
-                notice(stats, path, unreadable(&e));
+                notice(&mut self.stats, path, unreadable(&e));
                 return Ok(());
             }
             Err(OpenFail::Replaced(why)) => {
                 notice(
-                    stats,
+                    &mut self.stats,
                     path,
                     format!("replaced while being backed up ({why}); not stored"),
                 );
@@ -276,129 +336,66 @@ impl<W: Write> Walker<'_, W> {
             }
         };
         // The size announced in the tar header is the one seen when the file was opened.
-        let size = match file.metadata() {
-            Ok(m) => m.len(),
+        let (size, extents) = match file.metadata().and_then(|m| {
+            let size = m.len();
+            Ok((size, sparse::data_extents(&file, &m, size)?))
+        }) {
+            Ok(x) => x,
             Err(e) => {
-                notice(stats, path, unreadable(&e));
+                notice(&mut self.stats, path, unreadable(&e));
                 return Ok(());
             }
         };
-        h.set_size(size);
+        let attrs = self.xattrs.of_file(&file);
+        let mut pax = self.records(attrs, path);
+        let stored = rel(path);
         h.set_entry_type(EntryType::Regular);
-        let mut exact = ExactSize {
-            inner: file,
-            remaining: size,
-            short: 0,
-            failed: None,
+        let (name_in_header, map, extents) = match extents {
+            Some(extents) => {
+                // GNU tar reads PAX sparse entries only under a POSIX (ustar) header.
+                h = Header::new_ustar();
+                h.set_metadata_in_mode(meta, HeaderMode::Complete);
+                h.set_entry_type(EntryType::Regular);
+                sparse::records(&mut pax, stored, size);
+                self.stats.sparse_files += 1;
+                let map = sparse::map_bytes(&extents);
+                (sparse::header_name(stored), map, extents)
+            }
+            None => (stored.to_path_buf(), Vec::new(), vec![(0, size)]),
         };
+        let data: u64 = extents.iter().map(|e| e.1).sum();
+        h.set_size(map.len() as u64 + data);
+        pax.write(&mut self.b, stored).map_err(PackError::Write)?;
+        let mut exact = ExactSize::new(file, extents);
         {
-            let mut reader = BufReader::with_capacity(256 * 1024, &mut exact);
+            let mut reader = BufReader::with_capacity(256 * 1024, (&map[..]).chain(&mut exact));
             self.b
-                .append_data(&mut h, rel(path), &mut reader)
+                .append_data(&mut h, &name_in_header, &mut reader)
                 .map_err(PackError::Write)?;
         }
-        stats.entries += 1;
-        stats.file_bytes += size;
-        self.meter.add_in(size);
-        after_read(stats, path, meta, exact, size);
+        self.stats.entries += 1;
+        self.stats.file_bytes += size;
+        self.meter.add_in(data);
+        after_read(&mut self.stats.notices, path, meta, exact, size);
         Ok(())
     }
 }
 
-/// Records what happened to a file while it was read: an error, shrinking, growth, change.
-fn after_read(
-    stats: &mut PackStats,
-    path: &Path,
-    meta: &Metadata,
-    mut exact: ExactSize,
-    size: u64,
-) {
-    if let Some(e) = exact.failed.take() {
-        notice(
-            stats,
-            path,
-            format!(
-                "read error after {} bytes ({e}); stored padded with zeros",
-                size - exact.short
-            ),
-        );
-    } else if exact.short > 0 {
-        notice(
-            stats,
-            path,
-            format!(
-                "shrank by {} bytes while being read; stored padded with zeros",
-                exact.short
-            ),
-        );
-    } else {
-        let mut probe = [0u8; 1];
-        if matches!(exact.inner.read(&mut probe), Ok(1)) {
-            notice(
-                stats,
-                path,
-                format!("grew while being read; stored its first {size} bytes"),
-            );
-        } else if let Ok(now) = fs::symlink_metadata(path) {
-            if now.mtime() != meta.mtime()
-                || now.mtime_nsec() != meta.mtime_nsec()
-                || now.len() != size
-            {
-                notice(
-                    stats,
-                    path,
-                    "changed while being read; the stored copy may mix old and new content".into(),
-                );
-            }
-        } else {
-            notice(
-                stats,
-                path,
-                "vanished while being read; stored as read".into(),
-            );
-        }
+/// Adds `attrs` as `SCHILY.xattr.NAME` records, and the ACLs also as the `SCHILY.acl.*`
+/// text records that `tar --acls` reads.
+fn xattr_records(pax: &mut Records, attrs: &[Xattr]) {
+    for (name, value) in attrs {
+        pax.add_xattr(name, value);
     }
-}
-
-/// Yields exactly `remaining` bytes: the file's bytes, then zeros if the file came up short.
-struct ExactSize {
-    inner: File,
-    remaining: u64,
-    short: u64,
-    failed: Option<io::Error>,
-}
-
-impl Read for ExactSize {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = if self.failed.is_some() || self.short > 0 {
-            0
-        } else {
-            loop {
-                match self.inner.read(&mut buf[..want]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.failed = Some(e);
-                        break 0;
-                    }
-                }
+    for (name, key) in [
+        (&b"system.posix_acl_access"[..], &b"SCHILY.acl.access"[..]),
+        (b"system.posix_acl_default", b"SCHILY.acl.default"),
+    ] {
+        if let Some((_, v)) = attrs.iter().find(|(n, _)| n == name) {
+            if let Some(text) = acl::to_text(v) {
+                pax.add(key, text.as_bytes());
             }
-        };
-        if n == 0 {
-            // Pad: the header already promised `remaining` more bytes.
-            self.short = self.short.max(self.remaining);
-            buf[..want].fill(0);
-            self.remaining -= want as u64;
-            return Ok(want);
         }
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }
 

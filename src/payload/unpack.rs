@@ -9,8 +9,10 @@
 //! them. A failed restore therefore never leaves a tree that looks like a finished one.
 //!
 //! FIFOs and device nodes come back as such (device nodes only as root); setuid/setgid
-//! bits of files are stripped unless [`UnpackOptions::keep_setuid`] is set. What the
-//! restore did not reproduce exactly is listed in the [`ExtractReport`].
+//! bits of files are stripped unless [`UnpackOptions::keep_setuid`] is set; extended
+//! attributes (ACLs, file capabilities, labels) are set on every entry but those of the
+//! namespaces in [`UnpackOptions::skip_xattrs`], and sparse files come back with their
+//! holes. What the restore did not reproduce exactly is listed in the [`ExtractReport`].
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::extract::extract_tree;
+use super::xattr::XattrFailures;
 use crate::format::header::hex;
 use crate::secret::random_bytes;
 
@@ -44,12 +47,16 @@ pub enum UnpackError {
 }
 
 /// Choices of a restore.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnpackOptions {
     /// Keep the setuid and setgid bits of files (and device nodes). Off by default: the
     /// bits are stripped and the files listed in [`ExtractReport::stripped_setid`].
     /// Directories always keep their setgid bit, which grants no privilege.
     pub keep_setuid: bool,
+    /// Extended attribute namespaces (`security`) or names (`security.selinux`) not to
+    /// restore, for example SELinux labels onto a host with another policy. A trailing
+    /// `.*` is allowed. Everything else stored is restored.
+    pub skip_xattrs: Vec<String>,
 }
 
 /// What a restore did not reproduce exactly, or cleaned up, for the operator to read.
@@ -66,6 +73,9 @@ pub struct ExtractReport {
     pub skipped: Vec<(String, String)>,
     /// Staging directories of earlier, killed restores that were removed at start.
     pub removed_leftovers: Vec<String>,
+    /// Extended attributes (ACLs, capabilities, labels) that could not be set, and those
+    /// left out on request.
+    pub xattrs: XattrFailures,
 }
 
 impl ExtractReport {
@@ -111,6 +121,7 @@ impl ExtractReport {
                 few(&shown)
             ));
         }
+        out.extend(self.xattrs.warning());
         out
     }
 }
@@ -221,7 +232,7 @@ impl Staging {
                 path: self.path.display().to_string(),
                 err,
             })?;
-        let reader = extract_tree(&root, tar_stream, self.opts, &mut report)
+        let reader = extract_tree(&root, tar_stream, &self.opts, &mut report)
             .map_err(UnpackError::Extract)?;
         Ok((reader, report))
     }

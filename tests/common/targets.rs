@@ -127,6 +127,8 @@ impl Testbed {
             "nfs/ganesha.log",
             "nfs/ganesha.out",
             "nfs/rpcbind.log",
+            "notify/syslog/rsyslogd.log",
+            "notify/smtp/smtpd.log",
         ] {
             if let Ok(text) = std::fs::read_to_string(self.path().join(log)) {
                 let lines: Vec<&str> = text.lines().collect();

@@ -158,7 +158,10 @@ fn setid_bits_are_stripped_by_default_and_kept_on_request() {
         w[0].contains("stripped from 2 file(s): usr/bin/su, usr/bin/wall"),
         "{w:?}"
     );
-    let keep = UnpackOptions { keep_setuid: true };
+    let keep = UnpackOptions {
+        keep_setuid: true,
+        ..UnpackOptions::default()
+    };
     let (out, report) = extract(&dir.path().join("b"), keep, &tar).unwrap();
     assert_eq!(mode(&out.join("usr/bin/su")), 0o4755);
     assert_eq!(mode(&out.join("usr/bin/wall")), 0o2755);

@@ -53,15 +53,10 @@ impl NfsUrl {
 
 impl fmt::Display for NfsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let NfsUrl {
-            host,
-            port,
-            mount_port,
-            export,
-        } = self;
-        write!(f, "nfs://{}:{port}{export}", bracket(host))?;
-        if mount_port != port {
-            write!(f, "?mountport={mount_port}")?;
+        let (host, port) = (bracket(&self.host), self.port);
+        write!(f, "nfs://{host}:{port}{}", self.export)?;
+        if self.mount_port != port {
+            write!(f, "?mountport={}", self.mount_port)?;
         }
         Ok(())
     }

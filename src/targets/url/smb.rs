@@ -53,20 +53,17 @@ impl SmbUrl {
 
 impl fmt::Display for SmbUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let SmbUrl {
-            domain,
-            user,
-            host,
-            port,
-            share,
-            path,
-        } = self;
-        let d = domain.as_ref().map(|d| format!("{d};")).unwrap_or_default();
-        let p = if path.is_empty() {
+        let d = self
+            .domain
+            .as_ref()
+            .map(|d| format!("{d};"))
+            .unwrap_or_default();
+        let p = if self.path.is_empty() {
             String::new()
         } else {
-            format!("/{path}")
+            format!("/{}", self.path)
         };
-        write!(f, "smb://{d}{user}@{}:{port}/{share}{p}", bracket(host))
+        let (user, host, port) = (&self.user, bracket(&self.host), self.port);
+        write!(f, "smb://{d}{user}@{host}:{port}/{}{p}", self.share)
     }
 }

@@ -50,21 +50,16 @@ impl SshUrl {
 
 impl fmt::Display for SshUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let SshUrl {
-            user,
-            host,
-            port,
-            path,
-        } = self;
-        let p = if path.starts_with('/') {
-            path.clone()
+        let p = if self.path.starts_with('/') {
+            self.path.clone()
         } else {
-            format!("/~/{path}")
+            format!("/~/{}", self.path)
         };
-        if *port == 22 {
-            write!(f, "ssh://{user}@{}{p}", bracket(host))
+        let (user, host) = (&self.user, bracket(&self.host));
+        if self.port == 22 {
+            write!(f, "ssh://{user}@{host}{p}")
         } else {
-            write!(f, "ssh://{user}@{}:{port}{p}", bracket(host))
+            write!(f, "ssh://{user}@{host}:{}{p}", self.port)
         }
     }
 }

@@ -1,0 +1,248 @@
+//! The `[schedule.KIND]` tables (what `offbox run` backs up, where, how often, and how many
+//! archives it keeps) and the `[capacity]` table (the remote space rule).
+//!
+//! ```toml
+//! [capacity]
+//! ratio = 1.5                 # free + own archives on each target >= 1.5 x used bytes of...
+//! measured_path = "/var"      # ...this directory tree (its own filesystem only)
+//!
+//! [schedule.secrets]
+//! targets = ["dr-site"]       # default: targets.default, or the only target
+//! every_hours = 24            # due when the last success is this old
+//! max_age_hours = 48          # "stale" event after this long without a success
+//! keep_last = 30              # retention, per kind and target (at least one rule)
+//! keep_within_days = 90
+//! verify_after = true         # read the new archive back and check its signature
+//! ```
+//!
+//! The kinds `offbox run` knows are data, [`RUN_KINDS`], in the order a run takes them
+//! (secrets first, the most valuable). A kind whose feature this build lacks (videos, until
+//! the video backup lands) is refused when the config is parsed, with a message naming the
+//! feature; making it available is one change in that table.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::format::ArchiveKind;
+
+/// A kind `offbox run` may schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct RunKind {
+    /// The name in `[schedule.NAME]` and in reports.
+    pub name: &'static str,
+    /// The archive kind it makes.
+    pub kind: ArchiveKind,
+    /// `None` when this build can back it up; else the feature it waits for, for the message.
+    pub missing: Option<&'static str>,
+}
+
+/// Every kind, in the fixed order of a run: secrets first (the most valuable), then system,
+/// then videos.
+pub const RUN_KINDS: &[RunKind] = &[
+    RunKind {
+        name: "secrets",
+        kind: ArchiveKind::Secrets,
+        missing: None,
+    },
+    RunKind {
+        name: "system",
+        kind: ArchiveKind::System,
+        missing: None,
+    },
+    RunKind {
+        name: "videos",
+        kind: ArchiveKind::Videos,
+        missing: Some("the video backup ([videos] enabled, with the recordings directory)"),
+    },
+];
+
+/// Default interval between successes of a kind, in hours.
+pub const DEFAULT_EVERY_HOURS: f64 = 24.0;
+/// Default capacity ratio: the remote space should be 150% of the measured path.
+pub const DEFAULT_RATIO: f64 = 1.5;
+/// Default measured path of the capacity rule.
+pub const DEFAULT_MEASURED_PATH: &str = "/var";
+/// Longest interval or maximum age accepted, in hours (one year).
+pub const MAX_HOURS: f64 = 8760.0;
+
+/// `[capacity]`: the remote space rule of `run`, `watch` and `target check`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// Wanted space on a target (its free space plus what this appliance's archives use)
+    /// as a multiple of the used bytes under `measured_path`.
+    #[serde(default = "default_ratio")]
+    pub ratio: f64,
+    /// The directory tree whose used bytes are measured.
+    #[serde(default = "default_measured_path")]
+    pub measured_path: PathBuf,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig {
+            ratio: DEFAULT_RATIO,
+            measured_path: default_measured_path(),
+        }
+    }
+}
+
+fn default_ratio() -> f64 {
+    DEFAULT_RATIO
+}
+
+fn default_measured_path() -> PathBuf {
+    PathBuf::from(DEFAULT_MEASURED_PATH)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_every() -> f64 {
+    DEFAULT_EVERY_HOURS
+}
+
+/// One `[schedule.KIND]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindSchedule {
+    /// `false` keeps the table but skips the kind.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Configured target names (`[targets.NAME]`); empty: the default target.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Due when the last success on a target is this many hours old.
+    #[serde(default = "default_every")]
+    pub every_hours: f64,
+    /// The stale event fires when the last success is older than this; default twice
+    /// `every_hours`.
+    pub max_age_hours: Option<f64>,
+    /// Keep the newest N archives of this kind on each target.
+    pub keep_last: Option<usize>,
+    /// Keep the archives of this kind younger than N days.
+    pub keep_within_days: Option<u64>,
+    /// Read each new archive back and verify its structure and signature.
+    #[serde(default)]
+    pub verify_after: bool,
+}
+
+impl KindSchedule {
+    /// The maximum age in hours before the stale event.
+    pub fn max_age_hours(&self) -> f64 {
+        self.max_age_hours.unwrap_or(self.every_hours * 2.0)
+    }
+}
+
+/// `[schedule]`: one table per kind, by name.
+pub type ScheduleConfig = BTreeMap<String, KindSchedule>;
+
+/// A value that is not allowed: key, value as written, what is allowed.
+pub type Invalid = (String, String, String);
+
+/// Checks the schedule and capacity tables against the kinds this build knows and the
+/// configured targets (`targets`, and whether a default target exists).
+pub fn validate(
+    schedule: &ScheduleConfig,
+    capacity: &CapacityConfig,
+    targets: &[String],
+    has_default: bool,
+) -> Result<(), Invalid> {
+    let bad = |key: String, value: String, allowed: String| Err((key, value, allowed));
+    if !(capacity.ratio.is_finite() && (0.0..=100.0).contains(&capacity.ratio)) {
+        return bad(
+            "capacity.ratio".into(),
+            capacity.ratio.to_string(),
+            "it must be 0 (no capacity warnings) to 100; the default is 1.5 (150%)".into(),
+        );
+    }
+    if !capacity.measured_path.is_absolute() {
+        return bad(
+            "capacity.measured_path".into(),
+            format!("{:?}", capacity.measured_path),
+            "it must be an absolute path (the default is /var)".into(),
+        );
+    }
+    for (name, k) in schedule {
+        let key = |field: &str| format!("schedule.{name}.{field}");
+        let Some(known) = RUN_KINDS.iter().find(|r| r.name == name) else {
+            let names: Vec<&str> = RUN_KINDS.iter().map(|r| r.name).collect();
+            return bad(
+                format!("schedule.{name}"),
+                "a table".into(),
+                format!("the kinds are {}", names.join(", ")),
+            );
+        };
+        if let (Some(feature), true) = (known.missing, k.enabled) {
+            return bad(
+                format!("schedule.{name}"),
+                "a table".into(),
+                format!("{name} backups need {feature}, which this offbox does not have yet; remove the table or set enabled = false"),
+            );
+        }
+        check_hours(&key("every_hours"), k.every_hours)?;
+        if let Some(m) = k.max_age_hours {
+            check_hours(&key("max_age_hours"), m)?;
+            if m < k.every_hours {
+                return bad(
+                    key("max_age_hours"),
+                    m.to_string(),
+                    format!(
+                        "it must be at least every_hours ({}), or the kind is stale between two good runs",
+                        k.every_hours
+                    ),
+                );
+            }
+        }
+        if k.keep_last.is_none() && k.keep_within_days.is_none() {
+            return bad(
+                key("keep_last"),
+                "(missing)".into(),
+                "give a retention rule: keep_last = N and/or keep_within_days = N (a service that never prunes fills its target)".into(),
+            );
+        }
+        if k.keep_last == Some(0) {
+            return bad(
+                key("keep_last"),
+                "0".into(),
+                "it must be at least 1".into(),
+            );
+        }
+        if k.targets.is_empty() && !has_default {
+            return bad(
+                key("targets"),
+                "(missing)".into(),
+                "name the targets, e.g. targets = [\"dr-site\"], or set targets.default".into(),
+            );
+        }
+        if let Some(t) = k.targets.iter().find(|t| !targets.contains(t)) {
+            return bad(
+                key("targets"),
+                format!("{t:?}"),
+                format!(
+                    "each entry must name a [targets.NAME] table (configured: {})",
+                    if targets.is_empty() {
+                        "none".into()
+                    } else {
+                        targets.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_hours(key: &str, h: f64) -> Result<(), Invalid> {
+    if h.is_finite() && h > 0.0 && h <= MAX_HOURS {
+        return Ok(());
+    }
+    Err((
+        key.to_string(),
+        h.to_string(),
+        format!("it must be more than 0 and at most {MAX_HOURS} hours; fractions are allowed"),
+    ))
+}

@@ -1,0 +1,152 @@
+//! What `run` and `watch` tell the operator, as events: the [`Notices`] sink they report
+//! to (the CLI passes a [`Notifier`]; tests pass a recorder), and the mapping of a failed
+//! backup to its event.
+//!
+//! | failure (`JobError::kind()`) | event |
+//! |---|---|
+//! | `target.full` | `target_full` |
+//! | `key` | `key_device_failure` |
+//! | `integrity`, `signature` | `integrity_failure` |
+//! | any other | `backup_failed` |
+//!
+//! Lasting states go through [`Notices::condition`], keyed as in [`key`]: one event on
+//! the transition in, reminders while it lasts, one on the transition out.
+
+use super::JobError;
+use crate::notify::{Event, EventKind, Notifier};
+
+/// Where events go.
+pub trait Notices {
+    /// A one-off event.
+    fn emit(&mut self, event: Event);
+    /// A lasting condition (see [`Notifier::condition`]); whether a message was sent.
+    fn condition(&mut self, key: &str, active: bool, raised: Event, cleared: Event) -> bool;
+    /// Retries the queued messages; how many were delivered.
+    fn flush(&mut self) -> usize;
+}
+
+impl Notices for Notifier {
+    fn emit(&mut self, event: Event) {
+        Notifier::emit(self, event);
+    }
+
+    fn condition(&mut self, key: &str, active: bool, raised: Event, cleared: Event) -> bool {
+        Notifier::condition(self, key, active, raised, cleared).is_some()
+    }
+
+    fn flush(&mut self) -> usize {
+        self.flush_queue()
+    }
+}
+
+/// Condition keys.
+pub mod key {
+    /// The target cannot be reached or written.
+    pub fn lost(target: &str) -> String {
+        format!("target:{target}:lost")
+    }
+    /// The target is below the capacity rule.
+    pub fn capacity(target: &str) -> String {
+        format!("target:{target}:capacity")
+    }
+    /// A kind has had no success on a target for longer than its maximum age.
+    pub fn stale(kind: &str, target: &str) -> String {
+        format!("kind:{kind}:{target}:stale")
+    }
+}
+
+/// An event about `target` (and `backup_kind`), at `at`.
+pub fn event(
+    kind: EventKind,
+    at: i64,
+    backup_kind: Option<&str>,
+    target: &str,
+    message: String,
+) -> Event {
+    Event {
+        kind,
+        at,
+        backup_kind: backup_kind.map(str::to_string),
+        target: Some(target.to_string()),
+        archive: None,
+        error_kind: None,
+        retry: None,
+        message,
+    }
+}
+
+/// The event of a failed backup of `kind` to `target` (see the module doc).
+pub fn failure_event(e: &JobError, at: i64, kind: &str, target: &str) -> Event {
+    let error_kind = e.kind();
+    let event_kind = match error_kind.as_str() {
+        "target.full" => EventKind::TargetFull,
+        "key" => EventKind::KeyDeviceFailure,
+        "integrity" | "signature" => EventKind::IntegrityFailure,
+        _ => EventKind::BackupFailed,
+    };
+    Event {
+        error_kind: Some(error_kind),
+        retry: Some(retry_name(e)),
+        ..event(
+            event_kind,
+            at,
+            Some(kind),
+            target,
+            format!("the {kind} backup to {target} failed: {e}"),
+        )
+    }
+}
+
+/// `temporary` or `permanent`.
+pub fn retry_name(e: &JobError) -> String {
+    match e.retry() {
+        crate::targets::Retry::Temporary => "temporary",
+        crate::targets::Retry::Permanent => "permanent",
+    }
+    .to_string()
+}
+
+/// Whether a failure means the target's directory cannot be reached or written: the
+/// `target_lost` condition (connect, authentication, host key, missing directory,
+/// permission). Full is not lost: it has its own events.
+pub fn is_access_failure(e: &JobError) -> bool {
+    matches!(
+        e.kind().as_str(),
+        "target.unreachable"
+            | "target.timeout"
+            | "target.credentials"
+            | "target.host_key"
+            | "target.permission"
+            | "target.not_found"
+            | "target.self_target"
+    )
+}
+
+/// A recorder of events, for tests.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// One-off events, and condition messages actually sent, in order.
+    pub sent: Vec<Event>,
+    /// Condition state, by key (what the notifier keeps in the state directory).
+    pub active: std::collections::BTreeMap<String, bool>,
+}
+
+impl Notices for Recorded {
+    fn emit(&mut self, event: Event) {
+        self.sent.push(event);
+    }
+
+    fn condition(&mut self, key: &str, active: bool, raised: Event, cleared: Event) -> bool {
+        let was = self.active.insert(key.to_string(), active).unwrap_or(false);
+        match (was, active) {
+            (false, true) => self.sent.push(raised),
+            (true, false) => self.sent.push(cleared),
+            _ => return false,
+        }
+        true
+    }
+
+    fn flush(&mut self) -> usize {
+        0
+    }
+}
