@@ -27,8 +27,11 @@
 #   restore restic    restic restore latest
 #   restore borg      borg extract
 # The dataset (~40% log-like text, ~30% random binary, ~15% already-compressed
-# media/archives, ~15% small files of 1-16 KiB in nested dirs) is read once
-# before timing, so every tool starts with a warm page cache.
+# media/archives, ~15% small files of 1-16 KiB in nested dirs, a quarter of them
+# with a user.* attribute and some with an ACL) is read once before timing, so
+# every tool starts with a warm page cache. offbox alone is also timed on the
+# small files with and without their attributes (the cost of reading them), and
+# on a 1 GiB sparse file holding 1 MiB of data.
 #
 # Missing Debian packages (zstd, age, restic, borgbackup, time, python3) are
 # installed with apt-get. The simulator and run outputs are removed at exit;
@@ -172,6 +175,30 @@ PYEOF
   mv "$DATA.partial" "$DATA"
   touch "$DATA.done"
 fi
+# Extended attributes on a quarter of the small files (a user.* tag and, for every
+# 16th file, a POSIX ACL), as applications and vault directories set them. Added to a
+# cached dataset too, once.
+if [ ! -f "$DATA.xattrs" ]; then
+  note "adding extended attributes to a quarter of the small files"
+  python3 - "$DATA/etc/appliance" <<'PYEOF'
+import os, struct, sys
+n = 0
+for d, _, files in os.walk(sys.argv[1]):
+    for i, f in enumerate(sorted(files)):
+        if i % 4:
+            continue
+        p = os.path.join(d, f)
+        os.setxattr(p, "user.appliance.tag", b"class=audit;retention=400d;origin=node-07")
+        if i % 16 == 0:
+            # user::rw-, user:1001:r--, group::r--, mask::r--, other::--- (Linux binary ACL)
+            acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p_, q) for t, p_, q in
+                  [(1, 6, 0xFFFFFFFF), (2, 4, 1001), (4, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)])
+            os.setxattr(p, "system.posix_acl_access", acl)
+        n += 1
+print("set extended attributes on %d files" % n, file=sys.stderr)
+PYEOF
+  touch "$DATA.xattrs"
+fi
 DATA_FILES=$(find "$DATA" -type f | wc -l)
 DATA_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
 
@@ -291,6 +318,34 @@ borg init --encryption=repokey "$OUT/borg-repo" >"$WORK/borg-init.log" 2>&1 \
 timed backup borg "$OUT/borg-repo" /dev/null \
   env -C "$DATA" borg create --compression zstd,1 "$OUT/borg-repo::bench" .
 
+# The cost of reading extended attributes: the small files with their attributes, and a
+# copy without any; and a 1 GiB sparse file with 1 MiB of data at its ends.
+EXTRA=()
+if [ "$OFFBOX_OK" -eq 1 ]; then
+  cp -r --no-preserve=xattr,mode "$DATA/etc/appliance" "$WORK/small-noxattr"
+  for variant in "$DATA/etc/appliance" "$WORK/small-noxattr"; do
+    secs=()
+    for _ in 1 2 3; do
+      /usr/bin/time -f '%e' -o "$WORK/time.x" "$OFFBOX" --config "$CFG" backup create --kind system \
+        --source "$variant" --output - </dev/null >/dev/null 2>"$WORK/log.x"
+      secs+=("$(tail -n 1 "$WORK/time.x")")
+    done
+    EXTRA+=("small files $( [ "$variant" = "$WORK/small-noxattr" ] && echo 'without xattrs' || echo 'with xattrs on 1/4')"\
+"  ($(find "$variant" -type f | wc -l) files): best of 3 $(printf '%s\n' "${secs[@]}" | sort -n | head -1) s")
+  done
+  mkdir -p "$WORK/sparse"
+  python3 -c 'import os,sys
+f=open(sys.argv[1],"wb"); f.truncate(1<<30); f.write(os.urandom(512<<10)); f.seek((1<<30)-(512<<10)); f.write(os.urandom(512<<10))' \
+    "$WORK/sparse/disk.img"
+  /usr/bin/time -f '%e %M' -o "$WORK/time.s" "$OFFBOX" --config "$CFG" backup create --kind system \
+    --source "$WORK/sparse" --output - </dev/null >"$WORK/sparse.obx" 2>"$WORK/log.s"
+  read -r s_secs s_rss < <(tail -n 1 "$WORK/time.s")
+  EXTRA+=("sparse 1 GiB file (1 MiB of data): backup $s_secs s, peak RSS $((s_rss / 1024)) MiB, archive $(stat -c %s "$WORK/sparse.obx") bytes")
+  /usr/bin/time -f '%e' -o "$WORK/time.r" "$OFFBOX" --config "$CFG" restore "$WORK/sparse.obx" \
+    --to "$WORK/sparse-restore" </dev/null >/dev/null 2>&1
+  EXTRA+=("sparse 1 GiB file: restore $(tail -n 1 "$WORK/time.r") s, allocated $(du -sk "$WORK/sparse-restore" | cut -f1) KiB")
+fi
+
 # Restores.
 if [ "$OFFBOX_OK" -eq 1 ] && [ -s "$OUT/offbox.obx" ]; then
   timed restore offbox "$OUT/restore-offbox" /dev/null \
@@ -353,6 +408,10 @@ Notes:
   - The page cache is warm for every tool; restic/borg repos start empty, so
     deduplication only helps within the dataset.
 EOF
+if [ "${#EXTRA[@]}" -gt 0 ]; then
+  printf '\nExtended attributes and sparse files (offbox only):\n'
+  printf '  %s\n' "${EXTRA[@]}"
+fi
 if [ "${#CHECKS[@]}" -gt 0 ]; then
   printf '\nRestore checks (file count and byte total vs the dataset):\n'
   printf '  %s\n' "${CHECKS[@]}"

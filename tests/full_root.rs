@@ -13,9 +13,9 @@
 //! mirror (default http://deb.debian.org/debian). Without `OFFBOX_DEBOOTSTRAP=1` the test
 //! says it was skipped and passes.
 
-mod common;
 #[path = "common/attrs.rs"]
 mod attrs;
+mod common;
 #[path = "common/targets.rs"]
 mod tb;
 
@@ -36,7 +36,10 @@ const GIB: u64 = 1 << 30;
 fn cached_tarball(mirror: &str) -> PathBuf {
     let dir = common::repo().join("target/debootstrap");
     fs::create_dir_all(&dir).unwrap();
-    let tarball = dir.join(format!("bookworm-minbase-{}.tgz", PACKAGES.replace(',', "-")));
+    let tarball = dir.join(format!(
+        "bookworm-minbase-{}.tgz",
+        PACKAGES.replace(',', "-")
+    ));
     if !tarball.exists() {
         let scratch = tempfile::tempdir_in(&dir).unwrap();
         let t = Instant::now();
@@ -57,11 +60,25 @@ fn cached_tarball(mirror: &str) -> PathBuf {
 
 /// `debootstrap` from the machine's package source, when missing.
 fn ensure_debootstrap() {
-    if Command::new("debootstrap").arg("--version").output().is_ok() {
+    if Command::new("debootstrap")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         return;
     }
     sh(Path::new("/"), "apt-get", &["update", "-qq"]);
-    sh(Path::new("/"), "apt-get", &["install", "-y", "-qq", "--no-install-recommends", "debootstrap"]);
+    sh(
+        Path::new("/"),
+        "apt-get",
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "debootstrap",
+        ],
+    );
 }
 
 /// Unpacks the root and adds what an appliance has and a plain root lacks.
@@ -80,18 +97,62 @@ fn make_root(work: &Path, mirror: &str) -> PathBuf {
     sh(work, "debootstrap", &args);
     eprintln!("debootstrap: root made in {:?}", t.elapsed());
     let mounts = fs::read_to_string("/proc/mounts").unwrap();
-    assert!(!mounts.contains(root.to_str().unwrap()), "debootstrap left a mount in the root");
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "debootstrap left a mount in the root"
+    );
     let r = |p: &str| root.join(p).to_str().unwrap().to_string();
     // A file capability on a copy of ping.
-    fs::copy(root.join("usr/bin/ping"), root.join("usr/local/bin/ping-copy")).unwrap();
-    sh(&root, "setcap", &["cap_net_raw+ep", &r("usr/local/bin/ping-copy")]);
+    fs::copy(
+        root.join("usr/bin/ping"),
+        root.join("usr/local/bin/ping-copy"),
+    )
+    .unwrap();
+    sh(
+        &root,
+        "setcap",
+        &["cap_net_raw+ep", &r("usr/local/bin/ping-copy")],
+    );
     // A vault directory with an access and a default ACL, and user attributes.
     fs::create_dir_all(root.join("var/lib/vault/records")).unwrap();
     fs::write(root.join("var/lib/vault/records/r1"), b"session record\n").unwrap();
-    sh(&root, "setfacl", &["-m", "u:1001:rwx,g:adm:r-x", &r("var/lib/vault")]);
-    sh(&root, "setfacl", &["-d", "-m", "u:1001:rw-,g:adm:r--,o::---", &r("var/lib/vault")]);
-    sh(&root, "setfattr", &["-n", "user.appliance.role", "-v", "primary", &r("etc/hostname")]);
-    sh(&root, "setfattr", &["-n", "user.checksum", "-v", "0x00ff0a0d", &r("var/lib/vault")]);
+    sh(
+        &root,
+        "setfacl",
+        &["-m", "u:1001:rwx,g:adm:r-x", &r("var/lib/vault")],
+    );
+    sh(
+        &root,
+        "setfacl",
+        &[
+            "-d",
+            "-m",
+            "u:1001:rw-,g:adm:r--,o::---",
+            &r("var/lib/vault"),
+        ],
+    );
+    sh(
+        &root,
+        "setfattr",
+        &[
+            "-n",
+            "user.appliance.role",
+            "-v",
+            "primary",
+            &r("etc/hostname"),
+        ],
+    );
+    sh(
+        &root,
+        "setfattr",
+        &[
+            "-n",
+            "user.checksum",
+            "-v",
+            "0x00ff0a0d",
+            &r("var/lib/vault"),
+        ],
+    );
     // A 1 GiB sparse file with data at both ends.
     sparse_file(
         &root.join("var/lib/disk.img"),
@@ -105,8 +166,16 @@ fn make_root(work: &Path, mirror: &str) -> PathBuf {
     fs::hard_link(root.join("srv/links/a"), root.join("srv/links/b")).unwrap();
     fs::hard_link(root.join("srv/links/a"), root.join("srv/c")).unwrap();
     sh(&root, "mkfifo", &["-m", "0620", &r("run/app.fifo")]);
-    sh(&root, "mknod", &["-m", "0660", &r("srv/loop-dev"), "b", "7", "0"]);
-    sh(&root, "mknod", &["-m", "0666", &r("srv/null-dev"), "c", "1", "3"]);
+    sh(
+        &root,
+        "mknod",
+        &["-m", "0660", &r("srv/loop-dev"), "b", "7", "0"],
+    );
+    sh(
+        &root,
+        "mknod",
+        &["-m", "0666", &r("srv/null-dev"), "c", "1", "3"],
+    );
     root
 }
 
@@ -193,14 +262,22 @@ fn differences(a: &Path, b: &Path) -> Vec<String> {
     for path in eb.keys().filter(|p| !ea.contains_key(*p)) {
         diff.push(format!("{path}: only in the restore"));
     }
-    for (what, f) in [("getfattr", getfattr as fn(&Path) -> String), ("getfacl", getfacl), ("getcap", getcap)] {
+    for (what, f) in [
+        ("getfattr", getfattr as fn(&Path) -> String),
+        ("getfacl", getfacl),
+        ("getcap", getcap),
+    ] {
         if f(a) != f(b) {
             diff.push(format!("{what} output differs"));
         }
     }
     let disk = "var/lib/disk.img";
     if du(&a.join(disk)) != du(&b.join(disk)) {
-        diff.push(format!("{disk}: allocation {:?} != {:?}", du(&a.join(disk)), du(&b.join(disk))));
+        diff.push(format!(
+            "{disk}: allocation {:?} != {:?}",
+            du(&a.join(disk)),
+            du(&b.join(disk))
+        ));
     }
     diff
 }
@@ -214,7 +291,10 @@ fn a_debian_root_restores_whole_through_a_real_target() {
         );
         return;
     }
-    assert!(nix::unistd::geteuid().is_root(), "OFFBOX_DEBOOTSTRAP=1 needs root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "OFFBOX_DEBOOTSTRAP=1 needs root"
+    );
     ensure_debootstrap();
     let mirror = std::env::var("OFFBOX_DEBOOTSTRAP_MIRROR")
         .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
@@ -234,7 +314,12 @@ fn a_debian_root_restores_whole_through_a_real_target() {
     let dest = work.path().join("restored");
     let t = Instant::now();
     let out = sim.run(&[
-        "restore", "--from", "testbed-ssh", &names[0], "--to", dest.to_str().unwrap(),
+        "restore",
+        "--from",
+        "testbed-ssh",
+        &names[0],
+        "--to",
+        dest.to_str().unwrap(),
         "--keep-setid",
     ]);
     let err = common::stderr(&out);
@@ -245,33 +330,77 @@ fn a_debian_root_restores_whole_through_a_real_target() {
 
     let t = Instant::now();
     let diff = differences(&root, &back);
-    eprintln!("compared {} entries in {:?}", entries(&root).len(), t.elapsed());
-    assert!(diff.is_empty(), "{} differences:\n{}", diff.len(), diff.join("\n"));
+    eprintln!(
+        "compared {} entries in {:?}",
+        entries(&root).len(),
+        t.elapsed()
+    );
+    assert!(
+        diff.is_empty(),
+        "{} differences:\n{}",
+        diff.len(),
+        diff.join("\n")
+    );
     let (alloc, apparent) = du(&back.join("var/lib/disk.img"));
-    assert!(alloc < 4096 && apparent == GIB >> 10, "{alloc} KiB allocated");
+    assert!(
+        alloc < 4096 && apparent == GIB >> 10,
+        "{alloc} KiB allocated"
+    );
     assert_eq!(fs::metadata(back.join("srv/c")).unwrap().nlink(), 3);
 
     // Programs run inside the restored root, and see the capability.
-    sh(&back, "chroot", &[back.to_str().unwrap(), "/usr/bin/env", "true"]);
-    let caps = sh(&back, "chroot", &[back.to_str().unwrap(), "/usr/sbin/getcap", "/usr/local/bin/ping-copy"]);
+    sh(
+        &back,
+        "chroot",
+        &[back.to_str().unwrap(), "/usr/bin/env", "true"],
+    );
+    let caps = sh(
+        &back,
+        "chroot",
+        &[
+            back.to_str().unwrap(),
+            "/usr/sbin/getcap",
+            "/usr/local/bin/ping-copy",
+        ],
+    );
     assert!(caps.contains("cap_net_raw=ep"), "{caps}");
 
-    // GNU tar lists the attributes of `offbox decrypt`'s payload.
-    let archive = Path::new(bed.get("SSH_DATA_DIR")).join(&names[0]);
+    tar_lists_the_attributes(&sim, &bed, &names[0]);
+}
+
+/// GNU tar lists the attributes of `offbox decrypt`'s payload of the archive `name`.
+fn tar_lists_the_attributes(sim: &common::Sim, bed: &tb::Testbed, name: &str) {
+    let archive = Path::new(bed.get("SSH_DATA_DIR")).join(name);
     let mut decrypt = sim
         .cmd(&["decrypt", archive.to_str().unwrap(), "--output", "-"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let listing = Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--acls", "-tvv", "-f", "-"])
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "-tvv",
+            "-f",
+            "-",
+        ])
         .stdin(Stdio::from(decrypt.stdout.take().unwrap()))
         .output()
         .unwrap();
     assert!(decrypt.wait().unwrap().success());
-    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
     let text = String::from_utf8_lossy(&listing.stdout);
-    for want in ["security.capability", "user.appliance.role", "system.posix_acl_default", "disk.img"] {
+    for want in [
+        "security.capability",
+        "user.appliance.role",
+        "system.posix_acl_default",
+        "disk.img",
+    ] {
         assert!(text.contains(want), "tar -tvv does not show {want}");
     }
     eprintln!("tar -tvv listed {} lines", text.lines().count());

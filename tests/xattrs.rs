@@ -4,9 +4,9 @@
 //! lists and restores them from `offbox decrypt`, `--skip-xattrs` leaves a namespace out,
 //! and an unprivileged restore says in one warning what it could not set.
 
-mod common;
 #[path = "common/attrs.rs"]
 mod attrs;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -24,17 +24,59 @@ fn make_tree(src: &Path) {
     fs::copy("/usr/bin/true", src.join("usr/bin/ping")).unwrap();
     std::os::unix::fs::symlink("app.conf", src.join("conf-link")).unwrap();
     let here = |p: &str| src.join(p).to_str().unwrap().to_string();
-    sh(src, "setfattr", &["-n", "user.app.id", "-v", "0x000a0d3d25ff", &here("app.conf")]);
-    sh(src, "setfattr", &["-n", "user.note", "-v", "plain text", &here("var/vault")]);
-    sh(src, "setfattr", &["-h", "-n", "trusted.origin", "-v", "image-7", &here("conf-link")]);
-    sh(src, "setfacl", &["-m", "u:1234:rwx,g:55:r-x,m::rwx", &here("var/vault")]);
-    sh(src, "setfacl", &["-d", "-m", "u:1234:rw-,g::r--,o::---", &here("var/vault")]);
-    sh(src, "setfacl", &["-m", "u:10:r--", &here("var/vault/record")]);
+    sh(
+        src,
+        "setfattr",
+        &[
+            "-n",
+            "user.app.id",
+            "-v",
+            "0x000a0d3d25ff",
+            &here("app.conf"),
+        ],
+    );
+    sh(
+        src,
+        "setfattr",
+        &["-n", "user.note", "-v", "plain text", &here("var/vault")],
+    );
+    sh(
+        src,
+        "setfattr",
+        &[
+            "-h",
+            "-n",
+            "trusted.origin",
+            "-v",
+            "image-7",
+            &here("conf-link"),
+        ],
+    );
+    sh(
+        src,
+        "setfacl",
+        &["-m", "u:1234:rwx,g:55:r-x,m::rwx", &here("var/vault")],
+    );
+    sh(
+        src,
+        "setfacl",
+        &["-d", "-m", "u:1234:rw-,g::r--,o::---", &here("var/vault")],
+    );
+    sh(
+        src,
+        "setfacl",
+        &["-m", "u:10:r--", &here("var/vault/record")],
+    );
     sh(src, "setcap", &["cap_net_raw+ep", &here("usr/bin/ping")]);
 }
 
 fn restore(sim: &common::Sim, archive: &Path, dest: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["restore", archive.to_str().unwrap(), "--to", dest.to_str().unwrap()];
+    let mut args = vec![
+        "restore",
+        archive.to_str().unwrap(),
+        "--to",
+        dest.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = sim.run(&args);
     let err = common::stderr(&out);
@@ -88,25 +130,48 @@ fn attributes_acls_and_capabilities_restore_and_gnu_tar_reads_them() {
     let listing = sh(work.path(), "tar", &["--xattrs", "--acls", "-tvvf", p]);
     assert!(listing.contains("  x: 6 user.app.id"), "{listing}");
     assert!(listing.contains("user.note"), "{listing}");
-    assert!(listing.contains("drwxrwxr-x+"), "the ACL is not flagged:\n{listing}");
+    assert!(
+        listing.contains("drwxrwxr-x+"),
+        "the ACL is not flagged:\n{listing}"
+    );
     let all = ["--xattrs", "--xattrs-include=*", "--acls", "-tvvf", p];
     let listing = sh(work.path(), "tar", &all);
-    for name in ["security.capability", "trusted.origin", "system.posix_acl_default"] {
-        assert!(listing.contains(name), "tar -tvv does not list {name}:\n{listing}");
+    for name in [
+        "security.capability",
+        "trusted.origin",
+        "system.posix_acl_default",
+    ] {
+        assert!(
+            listing.contains(name),
+            "tar -tvv does not list {name}:\n{listing}"
+        );
     }
     let by_tar = work.path().join("by-tar");
     fs::create_dir(&by_tar).unwrap();
     sh(
         work.path(),
         "tar",
-        &["--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner", "-xpf", p, "-C", by_tar.to_str().unwrap()],
+        &[
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--numeric-owner",
+            "-xpf",
+            p,
+            "-C",
+            by_tar.to_str().unwrap(),
+        ],
     );
     assert_same_attributes(&src, &by_tar.join(rel));
     // With --acls alone (no --xattrs-include), GNU tar still restores the ACLs from the
     // SCHILY.acl.* records.
     let acls_only = work.path().join("acls-only");
     fs::create_dir(&acls_only).unwrap();
-    sh(work.path(), "tar", &["--acls", "-xpf", p, "-C", acls_only.to_str().unwrap()]);
+    sh(
+        work.path(),
+        "tar",
+        &["--acls", "-xpf", p, "-C", acls_only.to_str().unwrap()],
+    );
     assert_eq!(getfacl(&src), getfacl(&acls_only.join(rel)));
 }
 
@@ -122,7 +187,12 @@ fn skip_xattrs_leaves_namespaces_out_without_a_warning() {
     let archive = work.path().join("a.obx");
     sim.backup("system", &src, &archive);
     let dest = work.path().join("out");
-    let args = ["--skip-xattrs", "security", "--skip-xattrs", "trusted.origin"];
+    let args = [
+        "--skip-xattrs",
+        "security",
+        "--skip-xattrs",
+        "trusted.origin",
+    ];
     let err = restore(&sim, &archive, &dest, &args);
     assert!(!err.contains("warning"), "{err}");
     let back = dest.join(src.strip_prefix("/").unwrap());
@@ -182,9 +252,18 @@ fn unprivileged_restore_warns_once_and_restores_the_rest() {
         .collect();
     assert_eq!(warnings.len(), 1, "{err}");
     let w = warnings[0];
-    assert!(w.starts_with("offbox: warning: 2 extended attribute(s) not restored: "), "{w}");
-    assert!(w.contains("security.capability: not permitted for this user"), "{w}");
-    assert!(w.contains("trusted.origin: not permitted for this user"), "{w}");
+    assert!(
+        w.starts_with("offbox: warning: 2 extended attribute(s) not restored: "),
+        "{w}"
+    );
+    assert!(
+        w.contains("security.capability: not permitted for this user"),
+        "{w}"
+    );
+    assert!(
+        w.contains("trusted.origin: not permitted for this user"),
+        "{w}"
+    );
     assert!(w.contains("restore as root"), "{w}");
     let back = dest.join(src.strip_prefix("/").unwrap());
     let dump = getfattr(&back);

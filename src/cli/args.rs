@@ -67,6 +67,15 @@ pub enum Command {
     /// Notifications (email, syslog to a SIEM, the journal): `notify test`.
     #[command(subcommand)]
     Notify(super::notify::NotifyCmd),
+    /// One scheduled pass: back up every due kind of [schedule] (secrets first), verify,
+    /// prune; exit 0 only when all succeeded (the timer offbox-run.timer runs it).
+    Run(super::service::RunArgs),
+    /// Check every target (connect, write probe, capacity) and notify on transitions; no
+    /// HSM, TPM or archive read (the timer offbox-watch.timer runs it every 5 minutes).
+    Watch,
+    /// Per kind: last success and failure, next due time; per target: reachable or lost,
+    /// capacity; raised conditions and queued notifications.
+    Status,
 }
 
 /// `keys` subcommands.

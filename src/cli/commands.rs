@@ -36,6 +36,9 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Target(t) => super::targets::target_cmd(&config_path, t, json),
         Command::Prune(a) => super::targets::prune_cmd(&config_path, a, json),
         Command::Notify(n) => super::notify::notify_cmd(&config_path, n, json),
+        Command::Run(a) => super::service::run_cmd(&config_path, a, json),
+        Command::Watch => super::service::watch_cmd(&config_path, json),
+        Command::Status => super::service::status_cmd(&config_path, json),
         Command::Backup(BackupCmd::List(a)) => super::targets::list_cmd(&config_path, a, json),
         Command::Verify {
             archive,

@@ -9,6 +9,7 @@ mod open;
 mod output;
 mod prompt;
 mod report;
+mod service;
 mod targets;
 
 pub use args::Cli;

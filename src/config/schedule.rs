@@ -200,21 +200,17 @@ pub fn validate(
         if k.keep_last.is_none() && k.keep_within_days.is_none() {
             return bad(
                 key("keep_last"),
-                "(missing)".into(),
+                "(not set)".into(),
                 "give a retention rule: keep_last = N and/or keep_within_days = N (a service that never prunes fills its target)".into(),
             );
         }
         if k.keep_last == Some(0) {
-            return bad(
-                key("keep_last"),
-                "0".into(),
-                "it must be at least 1".into(),
-            );
+            return bad(key("keep_last"), "0".into(), "it must be at least 1".into());
         }
         if k.targets.is_empty() && !has_default {
             return bad(
                 key("targets"),
-                "(missing)".into(),
+                "(not set)".into(),
                 "name the targets, e.g. targets = [\"dr-site\"], or set targets.default".into(),
             );
         }
@@ -245,4 +241,57 @@ fn check_hours(key: &str, h: f64) -> Result<(), Invalid> {
         h.to_string(),
         format!("it must be more than 0 and at most {MAX_HOURS} hours; fractions are allowed"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const BASE: &str = "[keys]\nbackend = \"tpm\"\n[keys.tpm]\ntcti = \"device:/dev/tpmrm0\"\n[targets.nas]\nurl = \"ssh://u@h/p\"\n";
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        Config::parse(&format!("{BASE}{extra}"), Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_schedule_parses_with_defaults() {
+        let c = parse("[schedule.system]\nkeep_last = 2\n").unwrap();
+        let s = &c.schedule["system"];
+        assert!(s.enabled && !s.verify_after && s.targets.is_empty());
+        assert_eq!((s.every_hours, s.max_age_hours()), (24.0, 48.0));
+        assert_eq!(c.capacity.ratio, 1.5);
+        assert_eq!(c.capacity.measured_path, Path::new("/var"));
+    }
+
+    #[test]
+    fn wrong_values_name_their_key() {
+        let cases = [
+            ("[schedule.system]\nkeep_last = 2\nevery_hours = 0", "schedule.system.every_hours = 0 is not allowed"),
+            ("[schedule.system]\nkeep_last = 2\nmax_age_hours = 1", "schedule.system.max_age_hours = 1 is not allowed; it must be at least every_hours (24)"),
+            ("[schedule.system]\nevery_hours = 2", "schedule.system.keep_last = (not set) is not allowed; give a retention rule"),
+            ("[schedule.system]\nkeep_last = 0", "schedule.system.keep_last = 0 is not allowed"),
+            ("[schedule.secrets]\nkeep_last = 1\ntargets = [\"dr\"]", "schedule.secrets.targets = \"dr\" is not allowed; each entry must name a [targets.NAME] table (configured: nas)"),
+            ("[schedule.photos]\nkeep_last = 1", "schedule.photos = a table is not allowed; the kinds are secrets, system, videos"),
+            ("[schedule.videos]\nkeep_last = 1", "videos backups need the video backup ([videos] enabled"),
+            ("[capacity]\nratio = -1", "capacity.ratio = -1 is not allowed"),
+            ("[capacity]\nmeasured_path = \"var\"", "capacity.measured_path = \"var\" is not allowed"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let e = parse("[schedule.system]\nkeep_last = 1\nevry_hours = 2").unwrap_err();
+        assert!(e.contains("unknown field `evry_hours`") && e.contains("[schedule.system]"), "{e}");
+        // A disabled videos table waits for the feature without failing the config.
+        parse("[schedule.videos]\nenabled = false\nkeep_last = 1").unwrap();
+    }
+
+    #[test]
+    fn without_a_default_target_the_targets_are_required() {
+        let two = "[targets.dr]\nurl = \"ssh://u@h/q\"\n[schedule.system]\nkeep_last = 1\n";
+        let e = parse(two).unwrap_err();
+        assert!(e.contains("schedule.system.targets = (not set) is not allowed"), "{e}");
+        parse(&format!("{two}targets = [\"dr\"]\n")).unwrap();
+    }
 }

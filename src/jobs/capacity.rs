@@ -183,7 +183,10 @@ mod tests {
             entry(".offbox-tmp.a1.x.y", Some(7000)),
         ];
         let c = Capacity::assess(&rule, &m, Some(899), &listing, "a1");
-        assert_eq!((c.required_bytes, c.own_bytes, c.ok), (1500, 600, Some(false)));
+        assert_eq!(
+            (c.required_bytes, c.own_bytes, c.ok),
+            (1500, 600, Some(false))
+        );
         let w = c.warning().unwrap();
         assert!(w.contains("less than the recommended"), "{w}");
         assert!(w.contains("150%") && w.contains("/var"), "{w}");
@@ -192,7 +195,11 @@ mod tests {
         let c = Capacity::assess(&rule, &m, None, &listing, "a1");
         assert_eq!(c.ok, None);
         assert!(c.warning().unwrap().contains("unknown"));
-        assert!(c.figures().starts_with("free=unknown recommended="), "{}", c.figures());
+        assert!(
+            c.figures().starts_with("free=unknown recommended="),
+            "{}",
+            c.figures()
+        );
     }
 
     #[test]

@@ -86,12 +86,17 @@ mod tests {
             last_attempt: Some(1000),
             last_success: ok(1000),
             last_failure: None,
+            failures_in_a_row: 0,
         };
         assert_eq!(next_due(&s, Some(&st)), 1000 + day - SLACK_SECS);
+        st.failures_in_a_row = 1;
         st.last_failure = failed(5000, "temporary");
         assert_eq!(next_due(&s, Some(&st)), 1000 + day - SLACK_SECS);
         st.last_failure = failed(day + 2000, "temporary");
-        assert!(next_due(&s, Some(&st)) < day + 2000, "retried at the next run");
+        assert!(
+            next_due(&s, Some(&st)) < day + 2000,
+            "retried at the next run"
+        );
         st.last_failure = failed(day + 2000, "permanent");
         assert_eq!(next_due(&s, Some(&st)), 2 * day + 2000 - SLACK_SECS);
         st.last_success = None;

@@ -17,6 +17,7 @@
 //! | `Busy` | `busy` | 75 (EX_TEMPFAIL) | yes | retry later, or `--wait SECS` |
 //! | `Target` full, credentials, host key, permission, self-target, not found, exists | `target.*` | 69 (EX_UNAVAILABLE) | no | fix the target (space, credentials, host key pin, rights, address) |
 //! | `Target` invalid URL or table, transport not built | `target.invalid` | 1 | no | fix the URL or `[targets.NAME]` |
+//! | `Partial` (`run`, `watch`: some kinds or targets failed) | the most severe failure's | its | its | read each failure; `offbox status` |
 
 use thiserror::Error;
 
@@ -73,7 +74,7 @@ pub enum JobError {
     Integrity(#[from] FormatError),
     /// The sources could not be packed.
     #[error(transparent)]
-    Pack(#[from] PackError),
+    Pack(PackError),
     /// The restore destination is unusable.
     #[error(transparent)]
     Unpack(#[from] UnpackError),
@@ -132,6 +133,20 @@ pub enum JobError {
     /// channel and what to check (exit code 1: a setting or the server is wrong).
     #[error("{0}")]
     Notify(String),
+    /// `run` or `watch`: some kinds or targets failed (each was reported). The exit code,
+    /// kind and retry class are those of the most severe failure
+    /// (`jobs::run::exit_code`).
+    #[error("{summary}")]
+    Partial {
+        /// Which failed, and where to read more.
+        summary: String,
+        /// The most severe failure's exit code.
+        code: i32,
+        /// Its kind (`JobError::kind()`).
+        kind: String,
+        /// Its retry class.
+        retry: Retry,
+    },
     /// Another offbox run of this appliance holds the run lock (exit code 75, EX_TEMPFAIL).
     #[error("busy; another offbox run holds the lock {lock} ({holder}){waited}; retry later, or pass --wait SECS to wait for it")]
     Busy {
@@ -153,6 +168,7 @@ impl JobError {
             JobError::Key(KeyError::SlotMoved { .. }) => 3,
             JobError::Key(_) | JobError::DeviceSignature(_) => 4,
             JobError::Busy { .. } => EXIT_TEMPFAIL,
+            JobError::Partial { code, .. } => *code,
             JobError::Target { err, .. } => match err.as_ref() {
                 TargetError::Invalid { .. } | TargetError::NotBuilt { .. } => 1,
                 e if e.retry() == Retry::Temporary => EXIT_TEMPFAIL,
@@ -167,6 +183,7 @@ impl JobError {
         match self {
             JobError::Target { err, .. } => err.retry(),
             JobError::Busy { .. } => Retry::Temporary,
+            JobError::Partial { retry, .. } => *retry,
             _ => Retry::Permanent,
         }
     }
@@ -217,6 +234,17 @@ impl JobError {
             what: what.into(),
             policy,
             detail: detail.into(),
+        }
+    }
+}
+
+/// A packing failure; a failed write of the archive keeps its cause (a full or lost target,
+/// a closed pipe) as [`JobError::io`] classifies it, so its exit code and retry class hold.
+impl From<PackError> for JobError {
+    fn from(e: PackError) -> JobError {
+        match e {
+            PackError::Write(err) => JobError::io("writing the archive", err),
+            other => JobError::Pack(other),
         }
     }
 }

@@ -74,6 +74,7 @@ pub fn kind(e: &JobError) -> String {
         JobError::Key(_) | JobError::DeviceSignature(_) => "key",
         JobError::Busy { .. } => "busy",
         JobError::Notify(_) => "notify",
+        JobError::Partial { kind, .. } => return kind.clone(),
         JobError::Target { err, .. } => return format!("target.{}", target_kind(err)),
     }
     .to_string()
@@ -119,6 +120,9 @@ pub fn hint(e: &JobError) -> &'static str {
             "check the HSM or TPM, the PIN file and `offbox keys status`; archives also open with the recovery shares"
         }
         JobError::Busy { .. } => "retry later, or pass --wait SECS",
+        JobError::Partial { .. } => {
+            "read each failure above (or `offbox status`): each says what to do"
+        }
         JobError::Notify(_) => {
             "fix the [notify] setting the message names, or start the server; then run `offbox notify test` again"
         }

@@ -17,8 +17,10 @@ pub mod recovery;
 pub mod restore;
 pub mod run;
 pub mod signature;
-pub mod state;
 pub mod ssh_keys;
+pub mod state;
+pub mod status;
 pub mod target;
+pub mod watch;
 
 pub use error::JobError;

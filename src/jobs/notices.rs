@@ -106,20 +106,14 @@ pub fn retry_name(e: &JobError) -> String {
     .to_string()
 }
 
-/// Whether a failure means the target's directory cannot be reached or written: the
-/// `target_lost` condition (connect, authentication, host key, missing directory,
-/// permission). Full is not lost: it has its own events.
+/// Whether a failure to connect to a target or to write its probe means that the target's
+/// directory cannot be reached or written: the `target_lost` condition (connect, timeout,
+/// authentication, host key, missing directory, permission, protocol I/O). Not lost: a
+/// full target (it has its own events) and a target the config names wrongly
+/// (`target.invalid`: fix the config).
 pub fn is_access_failure(e: &JobError) -> bool {
-    matches!(
-        e.kind().as_str(),
-        "target.unreachable"
-            | "target.timeout"
-            | "target.credentials"
-            | "target.host_key"
-            | "target.permission"
-            | "target.not_found"
-            | "target.self_target"
-    )
+    let kind = e.kind();
+    kind.starts_with("target.") && !matches!(kind.as_str(), "target.full" | "target.invalid")
 }
 
 /// A recorder of events, for tests.

@@ -109,7 +109,13 @@ pub struct RunReport {
 /// 1 (config, usage, local I/O), 69 (a target failure a retry cannot fix), 75 (try
 /// again later).
 pub fn exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
-    const ORDER: [i32; 5] = [3, 4, 1, super::error::EXIT_TARGET, super::error::EXIT_TEMPFAIL];
+    const ORDER: [i32; 5] = [
+        3,
+        4,
+        1,
+        super::error::EXIT_TARGET,
+        super::error::EXIT_TEMPFAIL,
+    ];
     let codes: Vec<i32> = codes.into_iter().filter(|c| *c != 0).collect();
     ORDER
         .iter()
@@ -319,11 +325,8 @@ impl Pass<'_> {
                 ev.archive = Some(done.success.archive.clone());
                 self.notices.emit(ev);
                 let success = done.success;
-                self.state_file.update(|st| {
-                    let k = st.kind_mut(kind, target, started);
-                    k.last_attempt = Some(started);
-                    k.last_success = Some(success);
-                })?;
+                self.state_file
+                    .update(|st| st.kind_mut(kind, target, started).succeeded(started, success))?;
             }
             Err(e) => {
                 r.outcome = Outcome::Failed;
@@ -339,11 +342,8 @@ impl Pass<'_> {
                     retry: notices::retry_name(&e),
                     message: e.to_string(),
                 };
-                self.state_file.update(|st| {
-                    let k = st.kind_mut(kind, target, started);
-                    k.last_attempt = Some(started);
-                    k.last_failure = Some(failure);
-                })?;
+                self.state_file
+                    .update(|st| st.kind_mut(kind, target, started).failed(started, failure))?;
             }
         }
         let state = self.state_file.read();
@@ -362,9 +362,7 @@ impl Pass<'_> {
         let mut t = self.connect(target)?;
         let measured = self
             .measured
-            .get_or_insert_with(|| {
-                Measured::walk(&self.cfg.capacity.measured_path, now_unix())
-            })
+            .get_or_insert_with(|| Measured::walk(&self.cfg.capacity.measured_path, now_unix()))
             .clone();
         let cap = self.capacity(t.as_mut(), target, &measured, warnings);
         let expected = self
@@ -388,9 +386,12 @@ impl Pass<'_> {
         let (summary, published) =
             prepared.to_target(t.as_mut(), device.as_mut(), meter, self.lock)?;
         let duration_secs = t0.elapsed().as_secs_f64();
-        warnings.extend(published.cleaned.iter().map(|c| {
-            format!("removed the leftover {c} of an earlier interrupted upload")
-        }));
+        warnings.extend(
+            published
+                .cleaned
+                .iter()
+                .map(|c| format!("removed the leftover {c} of an earlier interrupted upload")),
+        );
         let verified = if s.sched.verify_after {
             verify(t.as_mut(), &published.name, device.as_mut())?;
             Some(true)
@@ -401,7 +402,14 @@ impl Pass<'_> {
             keep_last: s.sched.keep_last,
             keep_within_days: s.sched.keep_within_days,
         };
-        let plan = job::prune_kind(t.as_mut(), &self.appliance, Some(kind), rules, false, self.lock)?;
+        let plan = job::prune_kind(
+            t.as_mut(),
+            &self.appliance,
+            Some(kind),
+            rules,
+            false,
+            self.lock,
+        )?;
         Ok(Done {
             success: Success {
                 at: now_unix(),
@@ -471,12 +479,7 @@ impl Pass<'_> {
 }
 
 /// Raises (with `lost`, the failure) or clears the `target_lost` condition of `target`.
-pub fn lost_condition(
-    notices: &mut dyn Notices,
-    target: &str,
-    lost: Option<&JobError>,
-    now: i64,
-) {
+pub fn lost_condition(notices: &mut dyn Notices, target: &str, lost: Option<&JobError>, now: i64) {
     let mut raised = notices::event(
         EventKind::TargetLost,
         now,
@@ -520,7 +523,10 @@ pub fn capacity_condition(notices: &mut dyn Notices, target: &str, c: &Capacity,
         now,
         None,
         target,
-        format!("the capacity of {target} meets the rule again: {}", c.figures()),
+        format!(
+            "the capacity of {target} meets the rule again: {}",
+            c.figures()
+        ),
     );
     notices.condition(&key::capacity(target), !ok, raised, cleared);
 }
@@ -565,8 +571,10 @@ mod tests {
         let text = "[keys]\nbackend = \"tpm\"\n[keys.tpm]\ntcti = \"device:/dev/tpmrm0\"\n[targets.a]\nurl = \"ssh://u@h/p\"\n[targets.b]\nurl = \"ssh://u@h/q\"\n[targets]\ndefault = \"b\"\n[schedule.system]\nkeep_last = 2\n[schedule.secrets]\ntargets = [\"a\", \"b\"]\nkeep_within_days = 9\n";
         let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let s = scheduled(&cfg);
-        let got: Vec<(&str, Vec<String>)> =
-            s.iter().map(|s| (s.run_kind.name, s.targets.clone())).collect();
+        let got: Vec<(&str, Vec<String>)> = s
+            .iter()
+            .map(|s| (s.run_kind.name, s.targets.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -10,7 +10,7 @@
 //!
 //! ```json
 //! {"version":1,
-//!  "kinds":{"system":{"dr-site":{"first_seen":…,"last_attempt":…,
+//!  "kinds":{"system":{"dr-site":{"first_seen":…,"last_attempt":…,"failures_in_a_row":0,
 //!     "last_success":{"at":…,"archive":"offbox-…obx","bytes":…,"duration_secs":…},
 //!     "last_failure":{"at":…,"error_kind":"target.full","retry":"permanent","message":"…"}}}},
 //!  "targets":{"dr-site":{"reachable":true,"since":…,"checked_at":…,"error":null,
@@ -69,16 +69,29 @@ pub struct KindState {
     pub last_success: Option<Success>,
     /// The last failure (kept after a later success, for the record).
     pub last_failure: Option<Failure>,
+    /// Failed attempts since the last success (0: the last attempt succeeded).
+    #[serde(default)]
+    pub failures_in_a_row: u32,
 }
 
 impl KindState {
     /// Whether the last attempt failed.
     pub fn failing(&self) -> bool {
-        match (&self.last_failure, &self.last_success) {
-            (Some(f), Some(s)) => f.at > s.at,
-            (Some(_), None) => true,
-            _ => false,
-        }
+        self.failures_in_a_row > 0
+    }
+
+    /// Records a success.
+    pub fn succeeded(&mut self, attempt: i64, success: Success) {
+        self.last_attempt = Some(attempt);
+        self.last_success = Some(success);
+        self.failures_in_a_row = 0;
+    }
+
+    /// Records a failure.
+    pub fn failed(&mut self, attempt: i64, failure: Failure) {
+        self.last_attempt = Some(attempt);
+        self.last_failure = Some(failure);
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
     }
 }
 
@@ -201,9 +214,11 @@ impl StateFile {
     }
 
     fn lock(&self) -> Result<Flock<File>, JobError> {
-        let io_err = |what: &str, err: io::Error| JobError::Io {
+        let io_err = |what: &str, err: io::Error| {
+            JobError::Io {
             what: format!("{what} {}", self.dir.display()),
             err: io::Error::new(err.kind(), format!("{err}; set [service] state_dir (or OFFBOX_STATE_DIR) to a directory the offbox user may write")),
+        }
         };
         if !self.dir.is_dir() {
             fs::DirBuilder::new()
@@ -254,7 +269,9 @@ impl StateFile {
     }
 
     fn write(&self, state: &State) -> io::Result<()> {
-        let tmp = self.dir.join(format!(".{STATE_FILE}.{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{STATE_FILE}.{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
@@ -344,11 +361,13 @@ mod tests {
         };
         let mut k = KindState::default();
         assert!(!k.failing());
-        k.last_failure = Some(f(5));
+        k.failed(5, f(5));
+        k.failed(5, f(5));
+        assert_eq!((k.failing(), k.failures_in_a_row), (true, 2));
+        k.succeeded(5, s(5));
+        assert!(!k.failing(), "in the same second as the failure");
+        k.failed(7, f(7));
         assert!(k.failing());
-        k.last_success = Some(s(6));
-        assert!(!k.failing());
-        k.last_failure = Some(f(7));
-        assert!(k.failing());
+        assert_eq!(k.last_success, Some(s(5)));
     }
 }

@@ -114,30 +114,12 @@ fn extract_one<R: Read>(
     let h = entry.header();
     let kind = h.entry_type();
     let err = |e| entry_error(&name, ctx.root, e);
-    let mut meta = Meta {
-        perm: h.mode().map_err(err)? & 0o7777,
-        uid: h.uid().map_err(err)?,
-        gid: h.gid().map_err(err)?,
-        mtime: h.mtime().map_err(err)?,
-    };
+    let meta = meta_of(h, ctx, &name, report).map_err(err)?;
     let place = Place {
         root: &ctx.root_fd,
         rel: &rel,
         as_root: ctx.as_root,
     };
-    // Directories keep their setgid bit, which grants no privilege.
-    let strip = matches!(
-        kind,
-        EntryType::Regular
-            | EntryType::Continuous
-            | EntryType::Char
-            | EntryType::Block
-            | EntryType::Fifo
-    );
-    if strip && meta.perm & SETID != 0 && !ctx.opts.keep_setuid {
-        meta.perm &= !SETID;
-        report.stripped_setid.push(name.clone());
-    }
     match kind {
         EntryType::Directory => {
             return Ok(Some(Dir {
@@ -159,7 +141,9 @@ fn extract_one<R: Read>(
                 .map_err(err)?;
         }
         EntryType::Symlink | EntryType::Link => {
-            let target = ext.link(&entry).ok_or_else(|| refused(&name, "it is a link without a target"))?;
+            let target = ext
+                .link(&entry)
+                .ok_or_else(|| refused(&name, "it is a link without a target"))?;
             if kind == EntryType::Symlink {
                 place.symlink(&target, meta).map_err(err)?;
                 set_attrs(ctx, &rel, &name, &ext.attrs, report);
@@ -195,6 +179,36 @@ fn extract_one<R: Read>(
     }
     report.entries += 1;
     Ok(None)
+}
+
+/// The entry's owner, mtime and permission bits, setuid/setgid stripped from files and
+/// nodes (and reported) unless the restore keeps them. Directories keep their setgid bit,
+/// which grants no privilege.
+fn meta_of(
+    h: &tar::Header,
+    ctx: &Ctx<'_>,
+    name: &str,
+    report: &mut ExtractReport,
+) -> io::Result<Meta> {
+    let mut meta = Meta {
+        perm: h.mode()? & 0o7777,
+        uid: h.uid()?,
+        gid: h.gid()?,
+        mtime: h.mtime()?,
+    };
+    let strip = matches!(
+        h.entry_type(),
+        EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo
+    );
+    if strip && meta.perm & SETID != 0 && !ctx.opts.keep_setuid {
+        meta.perm &= !SETID;
+        report.stripped_setid.push(name.to_string());
+    }
+    Ok(meta)
 }
 
 /// What the extension entries before an entry say: a long name or link target (GNU), and
@@ -248,7 +262,10 @@ fn read_extension<R: Read>(entry: &mut Entry<'_, R>) -> io::Result<Vec<u8>> {
     if entry.size() > MAX_EXTENSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("an extension entry of {} bytes is larger than offbox writes", entry.size()),
+            format!(
+                "an extension entry of {} bytes is larger than offbox writes",
+                entry.size()
+            ),
         ));
     }
     let mut data = Vec::new();
@@ -377,4 +394,3 @@ pub(super) fn entry_error(name: &str, root: &Path, e: io::Error) -> io::Error {
         },
     )
 }
-

@@ -7,8 +7,8 @@
 //! docs/format.md §7 for every key offbox writes.
 
 use std::io::{self, Write};
-use std::path::Path;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use tar::{Builder, EntryType, Header};
 
@@ -85,7 +85,12 @@ impl Records {
 /// The records of an `x` entry's data, as `(key, value)`; values may hold any bytes,
 /// newlines included (each record's length says where it ends).
 pub(crate) fn parse(data: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "a malformed PAX extended header");
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a malformed PAX extended header",
+        )
+    };
     let mut out = Vec::new();
     let mut rest = data;
     // Some writers pad the data with NULs.
@@ -151,7 +156,10 @@ mod tests {
         let mut r = Records::default();
         r.add_xattr(b"user.a=b%c", b"v");
         let text = r.bytes();
-        assert!(text.ends_with(b" SCHILY.xattr.user.a%3Db%25c=v\n"), "{text:?}");
+        assert!(
+            text.ends_with(b" SCHILY.xattr.user.a%3Db%25c=v\n"),
+            "{text:?}"
+        );
         assert_eq!(
             xattr_name(b"SCHILY.xattr.user.a%3Db%25c").unwrap(),
             b"user.a=b%c"

@@ -27,7 +27,11 @@ pub(crate) type Extent = (u64, u64);
 /// The data extents of the open file `f` of `size` bytes, or `None` when it is not sparse
 /// (every block allocated, or a file system without `SEEK_DATA`). The last extent always
 /// ends at `size` (a zero-length one marks a trailing hole).
-pub(crate) fn data_extents(f: &File, meta: &Metadata, size: u64) -> io::Result<Option<Vec<Extent>>> {
+pub(crate) fn data_extents(
+    f: &File,
+    meta: &Metadata,
+    size: u64,
+) -> io::Result<Option<Vec<Extent>>> {
     if size == 0 || meta.blocks().saturating_mul(512) >= size {
         return Ok(None);
     }
@@ -138,7 +142,11 @@ fn invalid(msg: &str) -> io::Error {
 /// Reads the map at the start of a sparse entry of `entry_size` bytes: the extents, and how
 /// many bytes the map took (a multiple of 512). Checks that the extents are in order, inside
 /// `real_size`, and that their lengths add up to the rest of the entry.
-pub(crate) fn read_map<R: Read>(r: &mut R, entry_size: u64, real_size: u64) -> io::Result<(Vec<Extent>, u64)> {
+pub(crate) fn read_map<R: Read>(
+    r: &mut R,
+    entry_size: u64,
+    real_size: u64,
+) -> io::Result<(Vec<Extent>, u64)> {
     let mut text = Vec::new();
     let mut numbers: Vec<u64> = Vec::new();
     let mut want = None;
@@ -161,33 +169,49 @@ pub(crate) fn read_map<R: Read>(r: &mut R, entry_size: u64, real_size: u64) -> i
         }
         if let Some(&n) = numbers.first() {
             if n > entry_size / 2 + 1 {
-                return Err(invalid("its sparse map announces more extents than can fit"));
+                return Err(invalid(
+                    "its sparse map announces more extents than can fit",
+                ));
             }
             want = Some(n as usize);
         }
     }
     let n = want.unwrap_or(0);
-    let extents: Vec<Extent> = numbers[1..1 + 2 * n].chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    let extents: Vec<Extent> = numbers[1..1 + 2 * n]
+        .chunks_exact(2)
+        .map(|c| (c[0], c[1]))
+        .collect();
     let map_len = text.len() as u64;
     let mut end = 0u64;
     let mut data = 0u64;
     for &(o, l) in &extents {
-        let stop = o.checked_add(l).ok_or_else(|| invalid("a sparse extent overflows"))?;
+        let stop = o
+            .checked_add(l)
+            .ok_or_else(|| invalid("a sparse extent overflows"))?;
         if o < end || stop > real_size {
-            return Err(invalid("its sparse extents overlap, are out of order or exceed its size"));
+            return Err(invalid(
+                "its sparse extents overlap, are out of order or exceed its size",
+            ));
         }
         end = stop;
         data += l;
     }
     if map_len + data != entry_size {
-        return Err(invalid("its sparse extents do not add up to the entry's size"));
+        return Err(invalid(
+            "its sparse extents do not add up to the entry's size",
+        ));
     }
     Ok((extents, map_len))
 }
 
 /// Writes the extents read from `r` into `f` at their offsets, after giving `f` its real
 /// size; what lies between them stays a hole.
-pub(crate) fn write_extents<R: Read>(r: &mut R, f: &File, extents: &[Extent], real_size: u64) -> io::Result<()> {
+pub(crate) fn write_extents<R: Read>(
+    r: &mut R,
+    f: &File,
+    extents: &[Extent],
+    real_size: u64,
+) -> io::Result<()> {
     f.set_len(real_size)?;
     let mut buf = vec![0u8; 256 * 1024];
     for &(mut off, len) in extents {
@@ -235,8 +259,8 @@ mod tests {
     fn bad_maps_are_refused() {
         for (ext, size, real) in [
             (vec![(10u64, 5u64), (0, 5)], 10u64, 100u64), // out of order
-            (vec![(0, 50)], 50, 20),                       // beyond the real size
-            (vec![(0, 5)], 6, 100),                        // does not add up
+            (vec![(0, 50)], 50, 20),                      // beyond the real size
+            (vec![(0, 5)], 6, 100),                       // does not add up
         ] {
             let mut data = map_bytes(&ext);
             data.extend(vec![0u8; size as usize]);

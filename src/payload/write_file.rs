@@ -41,11 +41,8 @@ impl FileEntry<'_> {
         report: &mut ExtractReport,
     ) -> io::Result<()> {
         let (dir, file_name) = self.place.replaceable()?;
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(&dir, file_name, flags, Mode::from_bits_truncate(0o600))?;
         let file = File::from(fd);
         let Meta {

@@ -105,9 +105,7 @@ fn names(list: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub(crate) fn skipped(name: &[u8], skip: &[String]) -> bool {
     skip.iter().any(|ns| {
         let ns = ns.trim_end_matches('*').trim_end_matches('.').as_bytes();
-        !ns.is_empty()
-            && name.starts_with(ns)
-            && (name.len() == ns.len() || name[ns.len()] == b'.')
+        !ns.is_empty() && name.starts_with(ns) && (name.len() == ns.len() || name[ns.len()] == b'.')
     })
 }
 
@@ -143,7 +141,13 @@ const KEPT: usize = 5;
 impl XattrFailures {
     /// Sets `attrs` on `target`, except those in the `skip` namespaces; what cannot be set
     /// is counted under `entry`.
-    pub(crate) fn apply(&mut self, target: Target<'_>, entry: &str, attrs: &[Xattr], skip: &[String]) {
+    pub(crate) fn apply(
+        &mut self,
+        target: Target<'_>,
+        entry: &str,
+        attrs: &[Xattr],
+        skip: &[String],
+    ) {
         // The capability last: setting other attributes does not clear it, a chown does.
         let ordered = attrs
             .iter()
@@ -176,7 +180,10 @@ impl XattrFailures {
             io::Error::from(e).to_string()
         };
         if self.first.len() < KEPT {
-            self.first.push(format!("{entry} ({}: {reason})", String::from_utf8_lossy(name)));
+            self.first.push(format!(
+                "{entry} ({}: {reason})",
+                String::from_utf8_lossy(name)
+            ));
         }
     }
 
@@ -198,7 +205,11 @@ impl XattrFailures {
             "{} extended attribute(s) not restored: {}{}; {}",
             self.count,
             self.first.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() },
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
             advice.join(", ")
         ))
     }

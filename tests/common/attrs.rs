@@ -38,7 +38,11 @@ fn sorted_blocks(text: &str) -> String {
 /// `getfattr -h -R -d -m - -e hex .` in `dir`: every attribute of every entry, symlinks
 /// not followed, values in hex.
 pub fn getfattr(dir: &Path) -> String {
-    sorted_blocks(&sh(dir, "getfattr", &["-h", "-R", "-d", "-m", "-", "-e", "hex", "."]))
+    sorted_blocks(&sh(
+        dir,
+        "getfattr",
+        &["-h", "-R", "-d", "-m", "-", "-e", "hex", "."],
+    ))
 }
 
 /// `getfacl -R -P -n .` in `dir`: every entry's ACL (owner, group, mode and extra

@@ -44,8 +44,13 @@ fn make_tree(src: &Path) -> bool {
     std::fs::create_dir_all(src.join("vault")).unwrap();
     std::fs::write(src.join("f"), b"data").unwrap();
     std::fs::write(src.join("ping"), b"\x7fELF not really").unwrap();
-    rustix::fs::setxattr(src.join("f"), "user.bin", &[0, 1, b'=', 255], XattrFlags::empty())
-        .unwrap();
+    rustix::fs::setxattr(
+        src.join("f"),
+        "user.bin",
+        &[0, 1, b'=', 255],
+        XattrFlags::empty(),
+    )
+    .unwrap();
     rustix::fs::setxattr(src.join("vault"), "user.app", b"v", XattrFlags::empty()).unwrap();
     let v = src.join("vault");
     let v = v.to_str().unwrap();
@@ -55,7 +60,10 @@ fn make_tree(src: &Path) -> bool {
     if root {
         std::os::unix::fs::symlink("f", src.join("link")).unwrap();
         rustix::fs::lsetxattr(src.join("link"), "trusted.t", b"sym", XattrFlags::empty()).unwrap();
-        assert!(run("setcap", &["cap_net_raw+ep", src.join("ping").to_str().unwrap()]));
+        assert!(run(
+            "setcap",
+            &["cap_net_raw+ep", src.join("ping").to_str().unwrap()]
+        ));
     }
     root
 }
@@ -148,7 +156,10 @@ fn unrestorable_attributes_give_one_summarised_warning() {
     assert_eq!(report.entries, 8);
     let w = report.warnings();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].starts_with("16 extended attribute(s) not restored: l0 (user.a: "), "{w:?}");
+    assert!(
+        w[0].starts_with("16 extended attribute(s) not restored: l0 (user.a: "),
+        "{w:?}"
+    );
     assert!(w[0].contains(" and 11 more; "), "{w:?}");
     assert!(w[0].contains("--skip-xattrs"), "{w:?}");
 }
