@@ -216,7 +216,11 @@ fn watch_sends_one_lost_per_outage_and_one_recovered() {
     assert_journal(&err, "target_recovered", "testbed-ssh", 1);
     assert!(wait_for(20, || mails(&tb, "target lost") == 1 && mails(&tb, "target recovered") == 1),
         "lost {} recovered {}", mails(&tb, "target lost"), mails(&tb, "target recovered"));
-    assert!(wait_for(20, || syslog_tcp(&tb, "target_lost").len() == 1 && syslog_tcp(&tb, "target_recovered").len() == 1));
+    assert!(
+        wait_for(20, || syslog_tcp(&tb, "target_lost").len() == 1 && syslog_tcp(&tb, "target_recovered").len() == 1),
+        "{}",
+        std::fs::read_to_string(tb.get("SYSLOG_TCP_LOG")).unwrap()
+    );
     let lost = &syslog_tcp(&tb, "target_lost")[0];
     assert!(lost.contains("offbox@32473") && lost.contains("error_kind=\"target."), "{lost}");
     // Once more: nothing new.

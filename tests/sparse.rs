@@ -11,7 +11,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,20 +135,21 @@ fn files_changed_while_read_are_summarised() {
             }
         })
     };
-    let out = Command::from(sim.cmd(&[
-        "--json",
-        "backup",
-        "create",
-        "--kind",
-        "system",
-        "--source",
-        src.to_str().unwrap(),
-        "--output",
-        "-",
-    ]))
-    .stdout(fs::File::create(work.path().join("a.obx")).unwrap())
-    .output()
-    .unwrap();
+    let out = sim
+        .cmd(&[
+            "--json",
+            "backup",
+            "create",
+            "--kind",
+            "system",
+            "--source",
+            src.to_str().unwrap(),
+            "--output",
+            "-",
+        ])
+        .stdout(fs::File::create(work.path().join("a.obx")).unwrap())
+        .output()
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let err = common::stderr(&out);
@@ -214,11 +214,7 @@ fn gnu_tar_restores_the_holes(sim: &common::Sim, archive: &Path, src: &Path, nam
     let by_tar = work.join("by-tar");
     fs::create_dir(&by_tar).unwrap();
     let p = payload.to_str().unwrap();
-    sh(
-        work,
-        "tar",
-        &["-xf", p, "-C", by_tar.to_str().unwrap()],
-    );
+    sh(work, "tar", &["-xf", p, "-C", by_tar.to_str().unwrap()]);
     let tar_back = by_tar.join(src.strip_prefix("/").unwrap());
     for &name in names {
         let (a, b) = (src.join(name), tar_back.join(name));
