@@ -19,7 +19,13 @@ fn ssh_targets_only(toml: String) -> String {
     toml.split("\n[")
         .enumerate()
         .filter(|(i, part)| *i == 0 || part.starts_with("targets.testbed-ssh"))
-        .map(|(i, part)| if i == 0 { part.to_string() } else { format!("[{part}") })
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_string()
+            } else {
+                format!("[{part}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -81,7 +87,9 @@ fn assert_journal(err: &str, event: &str, target: &str, n: usize) {
     let got = err
         .lines()
         .filter(|l| l.contains(&format!("EVENT {event}:")))
-        .filter(|l| l.contains(&format!("target={target} ")) || l.contains(&format!("target={target})")))
+        .filter(|l| {
+            l.contains(&format!("target={target} ")) || l.contains(&format!("target={target})"))
+        })
         .count();
     assert_eq!(got, n, "{event} about {target}: {err}");
 }
@@ -95,23 +103,45 @@ fn run_publishes_both_kinds_prunes_records_and_respects_the_lock() {
     assert!(out.status.success(), "{}", stderr(&out));
     let run = json_of(&out, "run");
     let results = run["results"].as_array().unwrap();
-    let kinds: Vec<&str> = results.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = results
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["secrets", "system"], "secrets first: {run}");
     for r in results {
         assert_eq!(r["outcome"], "succeeded", "{r}");
-        assert!(r["archive"].as_str().unwrap().starts_with("offbox-hsm-sim-"), "{r}");
-        assert!(r["bytes"].as_u64().unwrap() > 0 && r["error_kind"].is_null(), "{r}");
+        assert!(
+            r["archive"]
+                .as_str()
+                .unwrap()
+                .starts_with("offbox-hsm-sim-"),
+            "{r}"
+        );
+        assert!(
+            r["bytes"].as_u64().unwrap() > 0 && r["error_kind"].is_null(),
+            "{r}"
+        );
     }
     assert_eq!(results[0]["verified"], true, "verify_after on secrets");
     assert_eq!(run["exit_code"], 0);
-    let first: Vec<String> = results.iter().map(|r| r["archive"].as_str().unwrap().into()).collect();
+    let first: Vec<String> = results
+        .iter()
+        .map(|r| r["archive"].as_str().unwrap().into())
+        .collect();
     assert_eq!(finals(&tb.files("SSH_DATA_DIR")).len(), 2);
 
     // Not due again within the day: nothing new.
     let out = sim.run(&["--json", "run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let again = json_of(&out, "run");
-    assert!(again["results"].as_array().unwrap().iter().all(|r| r["outcome"] == "not_due"), "{again}");
+    assert!(
+        again["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "not_due"),
+        "{again}"
+    );
     assert_eq!(finals(&tb.files("SSH_DATA_DIR")).len(), 2);
 
     // Two forced runs more: keep_last = 2 prunes the oldest of each kind.
@@ -130,14 +160,30 @@ fn run_publishes_both_kinds_prunes_records_and_respects_the_lock() {
     // State and status.
     let st = status(&sim);
     for k in st["kinds"].as_array().unwrap() {
-        assert!(k["last_success"]["archive"].as_str().unwrap().ends_with(".obx"), "{k}");
+        assert!(
+            k["last_success"]["archive"]
+                .as_str()
+                .unwrap()
+                .ends_with(".obx"),
+            "{k}"
+        );
         assert_eq!(k["failing"], false, "{k}");
-        assert!(k["next_due"].as_i64().unwrap() > st["now"].as_i64().unwrap(), "{k}");
+        assert!(
+            k["next_due"].as_i64().unwrap() > st["now"].as_i64().unwrap(),
+            "{k}"
+        );
     }
-    let ssh = st["targets"].as_array().unwrap().iter().find(|t| t["target"] == "testbed-ssh").unwrap();
+    let ssh = st["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "testbed-ssh")
+        .unwrap();
     assert_eq!(ssh["state"], "reachable", "{st}");
     assert_eq!(ssh["capacity"]["ok"], true, "{st}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state_file(&sim)).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state_file(&sim)).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     // Another holder of the run lock: exit 75 and nothing changes.
@@ -147,7 +193,11 @@ fn run_publishes_both_kinds_prunes_records_and_respects_the_lock() {
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
     let out = sim.run(&["--json", "run", "--now"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    assert!(stderr(&out).contains("\"kind\":\"busy\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"kind\":\"busy\""),
+        "{}",
+        stderr(&out)
+    );
     drop(held);
     assert_eq!(std::fs::read(state_file(&sim)).unwrap(), before_state);
     assert_eq!(tb.files("SSH_DATA_DIR"), files);
@@ -161,77 +211,148 @@ fn mails(tb: &Testbed, title: &str) -> usize {
         .flatten()
         .filter(|e| {
             let m = std::fs::read_to_string(e.path()).unwrap_or_default();
-            m.lines().any(|l| l.starts_with("Subject:") && l.contains(title))
+            m.lines()
+                .any(|l| l.starts_with("Subject:") && l.contains(title))
                 && m.lines().any(|l| l.trim_end() == "target: testbed-ssh")
         })
         .count()
 }
 
-/// RFC 5424 messages rsyslogd got over TCP for `event` and the target `testbed-ssh`.
-fn syslog_tcp(tb: &Testbed, event: &str) -> Vec<String> {
-    std::fs::read_to_string(tb.get("SYSLOG_TCP_LOG"))
+/// RFC 5424 messages rsyslogd got over TLS for `event` and the target `testbed-ssh`.
+fn syslog_tls(tb: &Testbed, event: &str) -> Vec<String> {
+    std::fs::read_to_string(tb.get("SYSLOG_TLS_LOG"))
         .unwrap()
         .lines()
-        .filter(|l| l.contains(&format!("event=\"{event}\"")) && l.contains("target=\"testbed-ssh\""))
+        .filter(|l| {
+            l.contains(&format!("event=\"{event}\"")) && l.contains("target=\"testbed-ssh\"")
+        })
         .map(str::to_string)
         .collect()
 }
 
-fn link(tb: &Testbed, state: &str) {
-    let st = Command::new("ip")
-        .args(["link", "set", tb.get("TESTBED_HOST_VETH"), state])
-        .status()
-        .unwrap();
-    assert!(st.success());
+/// A cut link to the test bed's host: a blackhole route on this machine, so packets to it
+/// are dropped here (as on a dead link) and never take another route off the machine.
+/// Dropping the value restores the link.
+struct Cut(String);
+
+impl Cut {
+    fn new(tb: &Testbed) -> Cut {
+        let host = format!("{}/32", tb.get("TESTBED_REMOTE"));
+        let st = Command::new("ip")
+            .args(["route", "add", "blackhole", &host])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Cut(host)
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["route", "del", "blackhole", &self.0])
+            .status();
+    }
 }
 
 #[test]
 fn watch_sends_one_lost_per_outage_and_one_recovered() {
-    let (sim, tb, _) = setup("[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 2\n", true);
+    let (sim, tb, _) = setup(
+        "[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 2\n",
+        true,
+    );
     let out = sim.run(&["--json", "watch"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let w = json_of(&out, "watch");
-    assert!(w["targets"].as_array().unwrap().iter().all(|t| t["reachable"] == true), "{w}");
+    assert!(
+        w["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["reachable"] == true),
+        "{w}"
+    );
 
-    link(&tb, "down");
+    let cut = Cut::new(&tb);
     for i in 0..3 {
         let out = sim.run(&["--json", "watch"]);
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(75), "unreachable is temporary: {err}");
-        assert!(err.contains("\"kind\":\"target.unreachable\"") || err.contains("\"kind\":\"target.timeout\""), "{err}");
+        assert_eq!(
+            out.status.code(),
+            Some(75),
+            "unreachable is temporary: {err}"
+        );
+        assert!(
+            err.contains("\"kind\":\"target.unreachable\"")
+                || err.contains("\"kind\":\"target.timeout\""),
+            "{err}"
+        );
         assert_journal(&err, "target_lost", "testbed-ssh", usize::from(i == 0));
     }
     let st = status(&sim);
-    let ssh = st["targets"].as_array().unwrap().iter().find(|t| t["target"] == "testbed-ssh").unwrap().clone();
+    let ssh = st["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "testbed-ssh")
+        .unwrap()
+        .clone();
     assert_eq!(ssh["state"], "lost", "{st}");
     let conds = st["notifications"]["conditions"].as_array().unwrap();
-    assert!(conds.iter().any(|c| c["key"] == "target:testbed-ssh:lost"), "{st}");
+    assert!(
+        conds.iter().any(|c| c["key"] == "target:testbed-ssh:lost"),
+        "{st}"
+    );
     // The SMTP and syslog servers are behind the same link: the messages wait in the queue.
-    assert!(!st["notifications"]["queued"].as_array().unwrap().is_empty(), "{st}");
+    assert!(
+        !st["notifications"]["queued"].as_array().unwrap().is_empty(),
+        "{st}"
+    );
 
-    link(&tb, "up");
+    drop(cut);
     let out = sim.run(&["--json", "watch"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert_journal(&err, "target_recovered", "testbed-ssh", 1);
-    assert!(wait_for(20, || mails(&tb, "target lost") == 1 && mails(&tb, "target recovered") == 1),
-        "lost {} recovered {}", mails(&tb, "target lost"), mails(&tb, "target recovered"));
     assert!(
-        wait_for(20, || syslog_tcp(&tb, "target_lost").len() == 1 && syslog_tcp(&tb, "target_recovered").len() == 1),
-        "{}",
-        std::fs::read_to_string(tb.get("SYSLOG_TCP_LOG")).unwrap()
+        wait_for(20, || mails(&tb, "target lost") == 1
+            && mails(&tb, "target recovered") == 1),
+        "lost {} recovered {}",
+        mails(&tb, "target lost"),
+        mails(&tb, "target recovered")
     );
-    let lost = &syslog_tcp(&tb, "target_lost")[0];
-    assert!(lost.contains("offbox@32473") && lost.contains("error_kind=\"target."), "{lost}");
+    assert!(
+        wait_for(20, || syslog_tls(&tb, "target_lost").len() == 1
+            && syslog_tls(&tb, "target_recovered").len() == 1),
+        "{}\nthe watch said: {err}",
+        std::fs::read_to_string(tb.get("SYSLOG_TLS_LOG")).unwrap()
+    );
+    let lost = &syslog_tls(&tb, "target_lost")[0];
+    assert!(
+        lost.contains("offbox@32473") && lost.contains("error_kind=\"target."),
+        "{lost}"
+    );
     // Once more: nothing new.
     let out = sim.run(&["watch"]);
     assert!(out.status.success());
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!((mails(&tb, "target lost"), mails(&tb, "target recovered")), (1, 1));
+    assert_eq!(
+        (mails(&tb, "target lost"), mails(&tb, "target recovered")),
+        (1, 1)
+    );
     let st = status(&sim);
-    let ssh = st["targets"].as_array().unwrap().iter().find(|t| t["target"] == "testbed-ssh").unwrap().clone();
+    let ssh = st["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "testbed-ssh")
+        .unwrap()
+        .clone();
     assert_eq!(ssh["state"], "reachable", "{st}");
-    assert!(st["notifications"]["queued"].as_array().unwrap().is_empty(), "{st}");
+    assert!(
+        st["notifications"]["queued"].as_array().unwrap().is_empty(),
+        "{st}"
+    );
 }
 
 #[test]
@@ -252,13 +373,27 @@ fn a_full_target_and_a_missing_token_fail_their_kind_only() {
     assert_eq!(out.status.code(), Some(69), "{err}");
     let run = json_of(&out, "run");
     let r = run["results"].as_array().unwrap();
-    assert_eq!((r[0]["kind"].as_str(), r[0]["outcome"].as_str()), (Some("secrets"), Some("succeeded")), "{run}");
+    assert_eq!(
+        (r[0]["kind"].as_str(), r[0]["outcome"].as_str()),
+        (Some("secrets"), Some("succeeded")),
+        "{run}"
+    );
     assert_eq!(r[1]["error_kind"], "target.full", "{run}");
     assert_eq!(r[1]["retry"], "permanent", "{run}");
-    assert!(r[1]["message"].as_str().unwrap().contains("nothing was sent"), "{run}");
+    assert!(
+        r[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was sent"),
+        "{run}"
+    );
     assert_journal(&err, "target_full", "testbed-ssh-small", 1);
     assert_journal(&err, "capacity_low", "testbed-ssh-small", 1);
-    assert_eq!(finals(&tb.files("SSH_SMALL_DIR")).len(), 1, "nothing new on the small target");
+    assert_eq!(
+        finals(&tb.files("SSH_SMALL_DIR")).len(),
+        1,
+        "nothing new on the small target"
+    );
 
     // watch: capacity low is already raised (no second event), and the figures are shown.
     let out = sim.run(&["--json", "watch"]);
@@ -267,15 +402,41 @@ fn a_full_target_and_a_missing_token_fail_their_kind_only() {
     assert_journal(&err, "capacity_low", "testbed-ssh-small", 0);
     assert!(err.contains("less than the recommended"), "{err}");
     let st = status(&sim);
-    let small = st["targets"].as_array().unwrap().iter().find(|t| t["target"] == "testbed-ssh-small").unwrap().clone();
+    let small = st["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "testbed-ssh-small")
+        .unwrap()
+        .clone();
     assert_eq!(small["capacity"]["ok"], false, "{st}");
-    let sys = st["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "system").unwrap().clone();
-    assert_eq!((sys["failing"].as_bool(), sys["last_failure"]["error_kind"].as_str()), (Some(true), Some("target.full")), "{st}");
+    let sys = st["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "system")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            sys["failing"].as_bool(),
+            sys["last_failure"]["error_kind"].as_str()
+        ),
+        (Some(true), Some("target.full")),
+        "{st}"
+    );
     std::fs::remove_file(&filler).unwrap();
     let out = sim.run(&["watch"]);
     assert_journal(&stderr(&out), "capacity_ok", "testbed-ssh-small", 1);
     let st = status(&sim);
-    assert!(!st["notifications"]["conditions"].as_array().unwrap().iter().any(|c| c["key"] == "target:testbed-ssh-small:capacity"), "{st}");
+    assert!(
+        !st["notifications"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["key"] == "target:testbed-ssh-small:capacity"),
+        "{st}"
+    );
 
     // The HSM token is gone: key device failure, nothing published, the state says why.
     let before = finals(&tb.files("SSH_DATA_DIR")).len();
@@ -289,20 +450,45 @@ fn a_full_target_and_a_missing_token_fail_their_kind_only() {
     assert_eq!(finals(&files).len(), before, "{files:?}");
     assert!(temps(&files).is_empty(), "{files:?}");
     let st = status(&sim);
-    let sec = st["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "secrets").unwrap().clone();
-    assert_eq!((sec["failing"].as_bool(), sec["last_failure"]["error_kind"].as_str()), (Some(true), Some("key")), "{st}");
-    assert!(sec["last_success"]["archive"].is_string(), "the earlier success stays: {st}");
+    let sec = st["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "secrets")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            sec["failing"].as_bool(),
+            sec["last_failure"]["error_kind"].as_str()
+        ),
+        (Some(true), Some("key")),
+        "{st}"
+    );
+    assert!(
+        sec["last_success"]["archive"].is_string(),
+        "the earlier success stays: {st}"
+    );
 }
 
 #[test]
 fn a_corrupt_state_file_is_reported_and_replaced() {
-    let (sim, _tb, _) = setup("[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 1\n", false);
+    let (sim, _tb, _) = setup(
+        "[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 1\n",
+        false,
+    );
     std::fs::create_dir_all(sim.path().join("state")).unwrap();
     std::fs::write(state_file(&sim), b"{\"kinds\": 7").unwrap();
     let out = sim.run(&["run"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("is corrupt") && err.contains("replaced by a fresh state"), "{err}");
+    assert!(
+        err.contains("is corrupt") && err.contains("replaced by a fresh state"),
+        "{err}"
+    );
     let st = status(&sim);
-    assert!(st["kinds"][0]["last_success"]["archive"].is_string(), "{st}");
+    assert!(
+        st["kinds"][0]["last_success"]["archive"].is_string(),
+        "{st}"
+    );
 }

@@ -20,7 +20,9 @@ fn settings(unit: &str) -> Vec<(String, String)> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
         .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not a setting: {l}"));
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not a setting: {l}"));
             (k.to_string(), v.to_string())
         })
         .collect()
@@ -28,8 +30,11 @@ fn settings(unit: &str) -> Vec<(String, String)> {
 
 #[test]
 fn the_example_config_parses_and_schedules_what_the_units_run() {
-    let cfg = Config::parse(&read("examples/offbox.toml"), Path::new("examples/offbox.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(
+        &read("examples/offbox.toml"),
+        Path::new("examples/offbox.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(cfg.schedule.contains_key("secrets") && cfg.schedule.contains_key("system"));
     for (kind, s) in &cfg.schedule {
         for t in &s.targets {
@@ -37,7 +42,10 @@ fn the_example_config_parses_and_schedules_what_the_units_run() {
         }
     }
     assert!(cfg.notify.email.is_some() && !cfg.notify.syslog.is_empty());
-    assert_eq!(cfg.service.state_dir.as_deref(), Some(Path::new("/var/lib/offbox")));
+    assert_eq!(
+        cfg.service.state_dir.as_deref(),
+        Some(Path::new("/var/lib/offbox"))
+    );
 }
 
 #[test]
@@ -47,14 +55,23 @@ fn units_run_offbox_run_and_watch_only() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n.contains('@')), "no per-kind templates: {names:?}");
-    for (unit, cmd) in [("run", "/usr/bin/offbox run --wait 3000"), ("watch", "/usr/bin/offbox watch")] {
+    assert!(
+        !names.iter().any(|n| n.contains('@')),
+        "no per-kind templates: {names:?}"
+    );
+    for (unit, cmd) in [
+        ("run", "/usr/bin/offbox run --wait 3000"),
+        ("watch", "/usr/bin/offbox watch"),
+    ] {
         let s = settings(&read(&format!("systemd/offbox-{unit}.service")));
         let get = |k: &str| s.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get("ExecStart"), Some(cmd));
         // No --to, --kind or target name: what runs where is the config's [schedule].
         assert!(!cmd.contains("--to") && !cmd.contains("--kind"));
-        assert_eq!(get("Environment"), Some("OFFBOX_CONFIG=/etc/offbox/offbox.toml"));
+        assert_eq!(
+            get("Environment"),
+            Some("OFFBOX_CONFIG=/etc/offbox/offbox.toml")
+        );
         for (k, v) in [
             ("User", "offbox"),
             ("StateDirectory", "offbox"),
@@ -72,7 +89,13 @@ fn units_run_offbox_run_and_watch_only() {
         assert!(timer.contains(&("WantedBy".into(), "timers.target".into())));
     }
     let watch = settings(&read("systemd/offbox-watch.timer"));
-    assert!(watch.contains(&("OnUnitActiveSec".into(), "5min".into())), "{watch:?}");
+    assert!(
+        watch.contains(&("OnUnitActiveSec".into(), "5min".into())),
+        "{watch:?}"
+    );
     let run = settings(&read("systemd/offbox-run.timer"));
-    assert!(run.contains(&("OnCalendar".into(), "hourly".into())), "{run:?}");
+    assert!(
+        run.contains(&("OnCalendar".into(), "hourly".into())),
+        "{run:?}"
+    );
 }

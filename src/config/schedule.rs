@@ -282,7 +282,10 @@ mod tests {
             assert!(e.contains(want), "{text}: {e}");
         }
         let e = parse("[schedule.system]\nkeep_last = 1\nevry_hours = 2").unwrap_err();
-        assert!(e.contains("unknown field `evry_hours`") && e.contains("[schedule.system]"), "{e}");
+        assert!(
+            e.contains("unknown field `evry_hours`") && e.contains("[schedule.system]"),
+            "{e}"
+        );
         // A disabled videos table waits for the feature without failing the config.
         parse("[schedule.videos]\nenabled = false\nkeep_last = 1").unwrap();
     }
@@ -291,7 +294,10 @@ mod tests {
     fn without_a_default_target_the_targets_are_required() {
         let two = "[targets.dr]\nurl = \"ssh://u@h/q\"\n[schedule.system]\nkeep_last = 1\n";
         let e = parse(two).unwrap_err();
-        assert!(e.contains("schedule.system.targets = (not set) is not allowed"), "{e}");
+        assert!(
+            e.contains("schedule.system.targets = (not set) is not allowed"),
+            "{e}"
+        );
         parse(&format!("{two}targets = [\"dr\"]\n")).unwrap();
     }
 }

@@ -11,10 +11,13 @@
 //!   permanent failure is not repeated (and notified) every hour. Once fixed, force it
 //!   with `offbox run --now` or `--kind KIND`.
 //!
+//! [`scheduled`] lists the enabled kinds of the config in run order, with their targets.
+//!
 //! A kind is **stale** on a target when its last success (or, before any, the first time it
 //! was scheduled) is older than `max_age_hours`.
 
-use crate::config::KindSchedule;
+use crate::config::schedule::{RunKind, RUN_KINDS};
+use crate::config::{Config, KindSchedule};
 
 use super::state::KindState;
 
@@ -47,6 +50,41 @@ pub fn stale(sched: &KindSchedule, state: &KindState, now: i64) -> Option<i64> {
         .as_ref()
         .map_or(state.first_seen, |s| s.at);
     (now - since > hours(sched.max_age_hours())).then_some(since)
+}
+
+/// One scheduled kind: its table and its target names.
+pub struct Scheduled<'a> {
+    /// The kind.
+    pub run_kind: RunKind,
+    /// Its `[schedule.KIND]` table.
+    pub sched: &'a KindSchedule,
+    /// Its targets (the default target when the table names none).
+    pub targets: Vec<String>,
+}
+
+/// The enabled kinds of the config, in run order.
+pub fn scheduled(cfg: &Config) -> Vec<Scheduled<'_>> {
+    let default = cfg.targets.default.clone().or_else(|| {
+        (cfg.targets.named.len() == 1)
+            .then(|| cfg.targets.named.keys().next().cloned())
+            .flatten()
+    });
+    RUN_KINDS
+        .iter()
+        .filter_map(|rk| {
+            let sched = cfg.schedule.get(rk.name).filter(|s| s.enabled)?;
+            let targets = if sched.targets.is_empty() {
+                default.iter().cloned().collect()
+            } else {
+                sched.targets.clone()
+            };
+            Some(Scheduled {
+                run_kind: *rk,
+                sched,
+                targets,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

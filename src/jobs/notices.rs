@@ -12,7 +12,10 @@
 //! Lasting states go through [`Notices::condition`], keyed as in [`key`]: one event on
 //! the transition in, reminders while it lasts, one on the transition out.
 
-use super::JobError;
+use super::capacity::Capacity;
+use super::state::State;
+use super::{due, JobError};
+use crate::config::Config;
 use crate::notify::{Event, EventKind, Notifier};
 
 /// Where events go.
@@ -114,6 +117,95 @@ pub fn retry_name(e: &JobError) -> String {
 pub fn is_access_failure(e: &JobError) -> bool {
     let kind = e.kind();
     kind.starts_with("target.") && !matches!(kind.as_str(), "target.full" | "target.invalid")
+}
+
+/// Raises or clears the `stale` condition of every scheduled kind on every target.
+pub fn stale_conditions(cfg: &Config, state: &State, notices: &mut dyn Notices, now: i64) {
+    for s in due::scheduled(cfg) {
+        let kind = s.run_kind.name;
+        for t in &s.targets {
+            let Some(st) = state.kind(kind, t) else {
+                continue;
+            };
+            let since = due::stale(s.sched, st, now);
+            let what = if st.last_success.is_some() {
+                "no successful backup"
+            } else {
+                "no successful backup yet, since it was scheduled"
+            };
+            let raised = event(
+                EventKind::Stale,
+                now,
+                Some(kind),
+                t,
+                format!(
+                    "the {kind} backup to {t} is stale: {what} for more than {} hours (max_age_hours); see `offbox status` for the last failure",
+                    s.sched.max_age_hours()
+                ),
+            );
+            let cleared = event(
+                EventKind::Fresh,
+                now,
+                Some(kind),
+                t,
+                format!("the {kind} backup to {t} succeeded again"),
+            );
+            notices.condition(&key::stale(kind, t), since.is_some(), raised, cleared);
+        }
+    }
+}
+
+/// Raises (with `lost`, the failure) or clears the `target_lost` condition of `target`.
+pub fn lost_condition(notices: &mut dyn Notices, target: &str, lost: Option<&JobError>, now: i64) {
+    let mut raised = event(
+        EventKind::TargetLost,
+        now,
+        None,
+        target,
+        format!(
+            "the backup target {target} cannot be reached or written: {}",
+            lost.map_or(String::new(), |e| e.to_string())
+        ),
+    );
+    if let Some(e) = lost {
+        raised.error_kind = Some(e.kind());
+        raised.retry = Some(retry_name(e));
+    }
+    let cleared = event(
+        EventKind::TargetRecovered,
+        now,
+        None,
+        target,
+        format!("the backup target {target} is reachable and writable again"),
+    );
+    notices.condition(&key::lost(target), lost.is_some(), raised, cleared);
+}
+
+/// Raises or clears the `capacity_low` condition of `target` (an unknown free space
+/// changes nothing).
+pub fn capacity_condition(notices: &mut dyn Notices, target: &str, c: &Capacity, now: i64) {
+    let Some(ok) = c.ok else { return };
+    let raised = event(
+        EventKind::CapacityLow,
+        now,
+        None,
+        target,
+        format!(
+            "capacity low on {target}: {}",
+            c.warning().unwrap_or_default()
+        ),
+    );
+    let cleared = event(
+        EventKind::CapacityOk,
+        now,
+        None,
+        target,
+        format!(
+            "the capacity of {target} meets the rule again: {}",
+            c.figures()
+        ),
+    );
+    notices.condition(&key::capacity(target), !ok, raised, cleared);
 }
 
 /// A recorder of events, for tests.

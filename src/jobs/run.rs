@@ -1,8 +1,8 @@
 //! `offbox run`: one scheduled pass over every enabled kind of `[schedule.KIND]`.
 //!
 //! With the appliance's run lock held, for each kind in the fixed order of
-//! [`RUN_KINDS`] (secrets first), on each of its targets, when due ([`super::due`]) or
-//! forced:
+//! [`crate::config::schedule::RUN_KINDS`] (secrets first), on each of its targets, when
+//! due ([`super::due`]) or forced:
 //! 1. connect (through the guard) and apply the capacity rule ([`super::capacity`]): a
 //!    shortfall is a warning and the `capacity_low` condition; an archive that clearly
 //!    will not fit (the last archive of this kind is larger than the free space) fails
@@ -22,13 +22,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::capacity::{self, Capacity, Measured};
+use super::due::{self, scheduled, Scheduled};
 use super::lock::RunLock;
-use super::notices::{self, key, Notices};
-use super::state::{Failure, State, StateFile, Success};
+use super::notices::{self, capacity_condition, lost_condition, stale_conditions, Notices};
+use super::state::{Failure, StateFile, Success};
 use super::target::{self as job, now_unix, target_err, Retention};
-use super::{due, signature, JobError};
-use crate::config::schedule::{RunKind, RUN_KINDS};
-use crate::config::{Config, KindSchedule};
+use super::{signature, JobError};
+use crate::config::Config;
 use crate::guard::SelfIdentity;
 use crate::keys::open_device;
 use crate::notify::EventKind;
@@ -125,41 +125,6 @@ pub fn exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
         .unwrap_or(0)
 }
 
-/// One scheduled kind: its table and its target names.
-pub struct Scheduled<'a> {
-    /// The kind.
-    pub run_kind: RunKind,
-    /// Its `[schedule.KIND]` table.
-    pub sched: &'a KindSchedule,
-    /// Its targets (the default target when the table names none).
-    pub targets: Vec<String>,
-}
-
-/// The enabled kinds of the config, in run order.
-pub fn scheduled(cfg: &Config) -> Vec<Scheduled<'_>> {
-    let default = cfg.targets.default.clone().or_else(|| {
-        (cfg.targets.named.len() == 1)
-            .then(|| cfg.targets.named.keys().next().cloned())
-            .flatten()
-    });
-    RUN_KINDS
-        .iter()
-        .filter_map(|rk| {
-            let sched = cfg.schedule.get(rk.name).filter(|s| s.enabled)?;
-            let targets = if sched.targets.is_empty() {
-                default.iter().cloned().collect()
-            } else {
-                sched.targets.clone()
-            };
-            Some(Scheduled {
-                run_kind: *rk,
-                sched,
-                targets,
-            })
-        })
-        .collect()
-}
-
 /// Runs one pass; see the module doc. `lock` is the held run lock.
 pub fn run(
     cfg: &Config,
@@ -217,42 +182,6 @@ pub fn run(
         warnings,
         queued_delivered,
     })
-}
-
-/// Raises or clears the `stale` condition of every scheduled kind on every target.
-pub fn stale_conditions(cfg: &Config, state: &State, notices: &mut dyn Notices, now: i64) {
-    for s in scheduled(cfg) {
-        let kind = s.run_kind.name;
-        for t in &s.targets {
-            let Some(st) = state.kind(kind, t) else {
-                continue;
-            };
-            let since = due::stale(s.sched, st, now);
-            let what = if st.last_success.is_some() {
-                "no successful backup"
-            } else {
-                "no successful backup yet, since it was scheduled"
-            };
-            let raised = notices::event(
-                EventKind::Stale,
-                now,
-                Some(kind),
-                t,
-                format!(
-                    "the {kind} backup to {t} is stale: {what} for more than {} hours (max_age_hours); see `offbox status` for the last failure",
-                    s.sched.max_age_hours()
-                ),
-            );
-            let cleared = notices::event(
-                EventKind::Fresh,
-                now,
-                Some(kind),
-                t,
-                format!("the {kind} backup to {t} succeeded again"),
-            );
-            notices.condition(&key::stale(kind, t), since.is_some(), raised, cleared);
-        }
-    }
 }
 
 fn not_due(kind: &'static str, target: &str, next_due: i64) -> KindResult {
@@ -325,8 +254,10 @@ impl Pass<'_> {
                 ev.archive = Some(done.success.archive.clone());
                 self.notices.emit(ev);
                 let success = done.success;
-                self.state_file
-                    .update(|st| st.kind_mut(kind, target, started).succeeded(started, success))?;
+                self.state_file.update(|st| {
+                    st.kind_mut(kind, target, started)
+                        .succeeded(started, success)
+                })?;
             }
             Err(e) => {
                 r.outcome = Outcome::Failed;
@@ -476,59 +407,6 @@ impl Pass<'_> {
             }
         }
     }
-}
-
-/// Raises (with `lost`, the failure) or clears the `target_lost` condition of `target`.
-pub fn lost_condition(notices: &mut dyn Notices, target: &str, lost: Option<&JobError>, now: i64) {
-    let mut raised = notices::event(
-        EventKind::TargetLost,
-        now,
-        None,
-        target,
-        format!(
-            "the backup target {target} cannot be reached or written: {}",
-            lost.map_or(String::new(), |e| e.to_string())
-        ),
-    );
-    if let Some(e) = lost {
-        raised.error_kind = Some(e.kind());
-        raised.retry = Some(notices::retry_name(e));
-    }
-    let cleared = notices::event(
-        EventKind::TargetRecovered,
-        now,
-        None,
-        target,
-        format!("the backup target {target} is reachable and writable again"),
-    );
-    notices.condition(&key::lost(target), lost.is_some(), raised, cleared);
-}
-
-/// Raises or clears the `capacity_low` condition of `target` (an unknown free space
-/// changes nothing).
-pub fn capacity_condition(notices: &mut dyn Notices, target: &str, c: &Capacity, now: i64) {
-    let Some(ok) = c.ok else { return };
-    let raised = notices::event(
-        EventKind::CapacityLow,
-        now,
-        None,
-        target,
-        format!(
-            "capacity low on {target}: {}",
-            c.warning().unwrap_or_default()
-        ),
-    );
-    let cleared = notices::event(
-        EventKind::CapacityOk,
-        now,
-        None,
-        target,
-        format!(
-            "the capacity of {target} meets the rule again: {}",
-            c.figures()
-        ),
-    );
-    notices.condition(&key::capacity(target), !ok, raised, cleared);
 }
 
 /// Reads `name` back from the target and checks its structure and signature under this

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::capacity::{Capacity, Measured};
 use super::due;
-use super::run::scheduled;
 use super::state::{Failure, StateFile, Success};
 use super::target::now_unix;
 use crate::config::Config;
@@ -72,7 +71,7 @@ pub fn status(cfg: &Config, notifications: Pending) -> Status {
     let state = StateFile::new(&cfg.state_dir()).read();
     let now = now_unix();
     let mut kinds = Vec::new();
-    for s in scheduled(cfg) {
+    for s in due::scheduled(cfg) {
         for t in &s.targets {
             let st = state.kind(s.run_kind.name, t);
             kinds.push(KindStatus {

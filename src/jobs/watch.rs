@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::capacity::{Capacity, Measured};
-use super::notices::{self, Notices};
-use super::run::{capacity_condition, exit_code, lost_condition, stale_conditions};
+use super::notices::{self, capacity_condition, lost_condition, stale_conditions, Notices};
+use super::run::exit_code;
 use super::state::StateFile;
 use super::target::{self as job, now_unix, target_err};
 use super::JobError;
@@ -133,7 +133,7 @@ pub fn watch(cfg: &Config, notices: &mut dyn Notices) -> Result<WatchReport, Job
     let state = state_file.update(|st| {
         st.measured = Some(m);
         // The stale clock of a kind starts when it is first scheduled.
-        for s in super::run::scheduled(cfg) {
+        for s in super::due::scheduled(cfg) {
             for t in &s.targets {
                 st.kind_mut(s.run_kind.name, t, now);
             }
