@@ -18,15 +18,15 @@ pub use edit::record_public_key;
 pub use schedule::{CapacityConfig, KindSchedule, ScheduleConfig};
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
-pub const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
 
 /// The most zstd worker threads `backup.threads` may ask for (zstd's own limit on 64-bit
 /// systems); 0 means one per core.
-pub const MAX_THREADS: u32 = 256;
+pub(crate) const MAX_THREADS: u32 = 256;
 
 /// The state directory (run lock) when neither `$OFFBOX_STATE_DIR` nor
 /// `service.state_dir` is set.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/offbox";
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/offbox";
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +198,7 @@ pub enum ConfigError {
 
 impl Config {
     /// The config path to use: the argument, `$OFFBOX_CONFIG`, or the default.
-    pub fn resolve_path(arg: Option<&Path>) -> PathBuf {
+    pub(crate) fn resolve_path(arg: Option<&Path>) -> PathBuf {
         arg.map(Path::to_path_buf)
             .or_else(|| std::env::var_os("OFFBOX_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))

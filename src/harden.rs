@@ -6,7 +6,7 @@
 /// What could be hardened; failures are reported, not fatal (an unprivileged user may not
 /// be allowed to lock memory).
 #[derive(Debug, Default)]
-pub struct Hardening {
+pub(crate) struct Hardening {
     /// mlockall(MCL_CURRENT | MCL_FUTURE) succeeded.
     pub memory_locked: bool,
     /// Core dumps are off (RLIMIT_CORE = 0 and not dumpable).
@@ -17,7 +17,7 @@ pub struct Hardening {
 /// process cannot raise it again) and not dumpable (no core through a pipe handler either,
 /// and no ptrace attach or /proc/PID/mem reads by the same unprivileged user). Cheap: two
 /// system calls. Returns whether both succeeded.
-pub fn no_core_dumps() -> bool {
+pub(crate) fn no_core_dumps() -> bool {
     use nix::sys::resource::{setrlimit, Resource};
     let limit = setrlimit(Resource::RLIMIT_CORE, 0, 0).is_ok();
     let dumpable = nix::sys::prctl::set_dumpable(false).is_ok();
@@ -25,7 +25,7 @@ pub fn no_core_dumps() -> bool {
 }
 
 /// Locks memory and disables core dumps for the rest of the process.
-pub fn harden_process() -> Hardening {
+pub(crate) fn harden_process() -> Hardening {
     use nix::sys::mman::{mlockall, MlockAllFlags};
     let memory_locked = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).is_ok();
     Hardening {

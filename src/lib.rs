@@ -22,25 +22,30 @@
 //! - [`jobs`]: backup, open, verify, decrypt, restore, recovery ceremonies and the jobs on
 //!   targets; their errors and exit codes. No terminal or syslog I/O.
 //! - [`cli`]: the command line: arguments, the wiring of config, devices and files to the
-//!   jobs, the share prompt, the audit line, and reports. `main.rs` only calls
-//!   [`cli::main`].
+//!   jobs, the share prompt, the audit line, and reports. Private: `main.rs` only calls
+//!   [`main`].
 //!
 //! Beside them, for any layer: [`secret`] (key material types that zeroize and have no `Debug`), [`harden`]
 //! (no core dumps, locked memory), [`progress`] (byte counters and the terminal ticker) and
 //! [`run_id`] (who wrote a temporary file).
 #![forbid(unsafe_code)]
 
-pub mod cli;
+mod cli;
 pub mod config;
 pub mod format;
 pub mod guard;
-pub mod harden;
+mod harden;
 pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod payload;
 pub mod progress;
-pub mod run_id;
+mod run_id;
 pub mod secret;
 pub mod stream;
 pub mod targets;
+
+/// Runs the `offbox` command line (arguments from the process) and returns its exit code.
+pub fn main() -> i32 {
+    cli::main()
+}

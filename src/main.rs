@@ -7,5 +7,5 @@ fn main() {
     if std::env::var_os("TSS2_LOG").is_none() {
         std::env::set_var("TSS2_LOG", "all+none");
     }
-    std::process::exit(offbox::cli::main());
+    std::process::exit(offbox::main());
 }

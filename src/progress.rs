@@ -20,18 +20,18 @@ pub struct Meter {
 
 impl Meter {
     /// Adds to the plaintext counter.
-    pub fn add_in(&self, n: u64) {
+    pub(crate) fn add_in(&self, n: u64) {
         self.bytes_in.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Adds to the archive counter.
-    pub fn add_out(&self, n: u64) {
+    pub(crate) fn add_out(&self, n: u64) {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
     }
 }
 
 /// A background thread that redraws one status line every half second on a TTY.
-pub struct Ticker {
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -75,7 +75,7 @@ impl Drop for Ticker {
 }
 
 /// "1.50 GiB", "312 B": binary units, two decimals above KiB.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");

@@ -20,7 +20,7 @@ const BOOT_LEN: usize = 8;
 
 /// The id of one run: `<pid>-<boot>`, for example `4711-a880fd02`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunId {
+pub(crate) struct RunId {
     /// The process id.
     pub pid: u32,
     /// The first hex digits of the boot id (`00000000` when unknown).
@@ -51,7 +51,7 @@ impl RunId {
     }
 
     /// Whether this run may still be in progress: same boot, and its process exists.
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         let now = boot_id();
         let unknown = "0".repeat(BOOT_LEN);
         if self.boot != now && self.boot != unknown && now != unknown {
@@ -68,7 +68,7 @@ impl fmt::Display for RunId {
 }
 
 /// Whether a process with this id exists (a process we may not signal exists too).
-pub fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };

@@ -6,7 +6,7 @@
 use secrecy::{ExposeSecret, SecretBox};
 
 /// Length in bytes of a data key and of every derived symmetric key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// A 32-byte symmetric secret (a DEK or a key derived from it), zeroized on drop.
 pub struct Key32(SecretBox<[u8; KEY_LEN]>);
@@ -42,7 +42,7 @@ impl Key32 {
 pub type Dek = Key32;
 
 /// Fills a buffer with random bytes from the crypto provider.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     aws_lc_rs::rand::fill(&mut buf).expect("the system random number generator failed");
     buf
@@ -65,7 +65,7 @@ impl SecretText {
     }
 
     /// The text as a `secrecy` string, for APIs that take one (the PKCS#11 login).
-    pub fn into_secret_string(self) -> secrecy::SecretString {
+    pub(crate) fn into_secret_string(self) -> secrecy::SecretString {
         self.0
     }
 }

@@ -143,7 +143,7 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     let meter = Arc::new(Meter::default());
     let ticker = Ticker::start("backup", meter.clone());
     if let Some(t) = target.as_mut() {
-        let r = prepared.to_target(t.as_mut(), device.as_mut(), meter, &lock);
+        let r = prepared.publish_to(t.as_mut(), device.as_mut(), meter, &lock);
         drop(ticker);
         return super::targets::report_published(r?, json);
     }

@@ -29,7 +29,7 @@ use crate::format::ArchiveKind;
 
 /// A kind `offbox run` may schedule.
 #[derive(Debug, Clone, Copy)]
-pub struct RunKind {
+pub(crate) struct RunKind {
     /// The name in `[schedule.NAME]` and in reports.
     pub name: &'static str,
     /// The archive kind it makes.
@@ -40,7 +40,7 @@ pub struct RunKind {
 
 /// Every kind, in the fixed order of a run: secrets first (the most valuable), then system,
 /// then videos.
-pub const RUN_KINDS: &[RunKind] = &[
+pub(crate) const RUN_KINDS: &[RunKind] = &[
     RunKind {
         name: "secrets",
         kind: ArchiveKind::Secrets,
@@ -59,13 +59,13 @@ pub const RUN_KINDS: &[RunKind] = &[
 ];
 
 /// Default interval between successes of a kind, in hours.
-pub const DEFAULT_EVERY_HOURS: f64 = 24.0;
+pub(crate) const DEFAULT_EVERY_HOURS: f64 = 24.0;
 /// Default capacity ratio: the remote space should be 150% of the measured path.
-pub const DEFAULT_RATIO: f64 = 1.5;
+pub(crate) const DEFAULT_RATIO: f64 = 1.5;
 /// Default measured path of the capacity rule.
-pub const DEFAULT_MEASURED_PATH: &str = "/var";
+pub(crate) const DEFAULT_MEASURED_PATH: &str = "/var";
 /// Longest interval or maximum age accepted, in hours (one year).
-pub const MAX_HOURS: f64 = 8760.0;
+pub(crate) const MAX_HOURS: f64 = 8760.0;
 
 /// `[capacity]`: the remote space rule of `run`, `watch` and `target check`.
 #[derive(Debug, Clone, Deserialize)]
@@ -132,7 +132,7 @@ pub struct KindSchedule {
 
 impl KindSchedule {
     /// The maximum age in hours before the stale event.
-    pub fn max_age_hours(&self) -> f64 {
+    pub(crate) fn max_age_hours(&self) -> f64 {
         self.max_age_hours.unwrap_or(self.every_hours * 2.0)
     }
 }
@@ -141,7 +141,7 @@ impl KindSchedule {
 pub type ScheduleConfig = BTreeMap<String, KindSchedule>;
 
 /// A value that is not allowed: key, value as written, what is allowed.
-pub type Invalid = (String, String, String);
+pub(crate) type Invalid = (String, String, String);
 
 /// Checks the schedule and capacity tables against the kinds this build knows and the
 /// configured targets (`targets`, and whether a default target exists).

@@ -91,7 +91,7 @@ pub enum KeySlot {
 
 impl KeySlot {
     /// A short name for reports: "pkcs11", "tpm" or "recovery".
-    pub fn kind_name(&self) -> &'static str {
+    pub(crate) fn kind_name(&self) -> &'static str {
         match self {
             KeySlot::Pkcs11 { .. } => "pkcs11",
             KeySlot::Tpm { .. } => "tpm",
@@ -108,7 +108,7 @@ pub struct SignerInfo {
 }
 
 /// Length of the signature trailer: an ECDSA P-256 signature as raw `r || s`.
-pub const SIGNATURE_LEN: usize = 64;
+pub(crate) const SIGNATURE_LEN: usize = 64;
 
 /// The archive header. Everything in it is authenticated by the header MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +148,7 @@ impl Header {
     }
 
     /// The archive id as lowercase hex, as shown to operators.
-    pub fn archive_id_hex(&self) -> String {
+    pub(crate) fn archive_id_hex(&self) -> String {
         hex(&self.archive_id)
     }
 

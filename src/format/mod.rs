@@ -24,7 +24,7 @@ pub const VERSION: u16 = 2;
 
 /// The oldest format version this build still reads (unbound device slots; such archives
 /// are trusted only through their signature, like every other).
-pub const MIN_READ_VERSION: u16 = 1;
+pub(crate) const MIN_READ_VERSION: u16 = 1;
 
 /// Length of the header MAC that follows the encoded header.
 pub const HEADER_MAC_LEN: usize = 32;
@@ -38,7 +38,7 @@ pub const MAX_HEADER_LEN: usize = 64 * 1024;
 /// Smallest and largest segment sizes accepted in a header.
 pub const MIN_SEGMENT_SIZE: u32 = 4 * 1024;
 /// See [`MIN_SEGMENT_SIZE`].
-pub const MAX_SEGMENT_SIZE: u32 = 16 * 1024 * 1024;
+pub(crate) const MAX_SEGMENT_SIZE: u32 = 16 * 1024 * 1024;
 
 /// Segment size used when the configuration does not choose one.
-pub const DEFAULT_SEGMENT_SIZE: u32 = 1024 * 1024;
+pub(crate) const DEFAULT_SEGMENT_SIZE: u32 = 1024 * 1024;

@@ -61,7 +61,7 @@ impl ArchiveKeys {
     }
 
     /// Checks a header MAC in constant time.
-    pub fn check_header_mac(&self, encoded: &[u8], mac: &[u8]) -> Result<(), FormatError> {
+    pub(crate) fn check_header_mac(&self, encoded: &[u8], mac: &[u8]) -> Result<(), FormatError> {
         let expected = self.header_mac(encoded);
         constant_time::verify_slices_are_equal(&expected, mac).map_err(|_| FormatError::HeaderAuth)
     }

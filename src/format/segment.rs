@@ -10,7 +10,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, Tag};
 use super::{FormatError, TAG_LEN};
 
 /// The 12-byte nonce of segment `counter`.
-pub fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> [u8; 12] {
+pub(crate) fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..7].copy_from_slice(prefix);
     n[7..11].copy_from_slice(&counter.to_be_bytes());

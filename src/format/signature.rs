@@ -12,7 +12,8 @@ const P256_SPKI_PREFIX: [u8; 26] = [
 ];
 
 /// DER of the prime256v1 OID, as PKCS#11 CKA_EC_PARAMS wants it.
-pub const P256_EC_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub(crate) const P256_EC_PARAMS: [u8; 10] =
+    [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
 /// Why a public key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +54,7 @@ impl PublicKey {
     }
 
     /// From DER SubjectPublicKeyInfo.
-    pub fn from_spki_der(der: &[u8]) -> Result<Self, SignatureError> {
+    pub(crate) fn from_spki_der(der: &[u8]) -> Result<Self, SignatureError> {
         if der.len() != P256_SPKI_PREFIX.len() + 65
             || der[..P256_SPKI_PREFIX.len()] != P256_SPKI_PREFIX
         {
@@ -115,7 +116,7 @@ impl PublicKey {
 }
 
 /// What the hardware signs for a message: SHA-256(message), to be signed with raw ECDSA.
-pub fn prehash(message: &[u8]) -> [u8; 32] {
+pub(crate) fn prehash(message: &[u8]) -> [u8; 32] {
     digest::digest(&digest::SHA256, message)
         .as_ref()
         .try_into()

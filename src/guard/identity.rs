@@ -84,7 +84,7 @@ impl SelfIdentity {
     }
 
     /// Adds a name of this host (normalized).
-    pub fn add_name(&mut self, n: &str) {
+    pub(crate) fn add_name(&mut self, n: &str) {
         let n = normalize_name(n);
         if !n.is_empty() && !self.names.contains(&n) {
             self.names.push(n);
@@ -92,7 +92,7 @@ impl SelfIdentity {
     }
 
     /// Adds every name of every /etc/hosts line whose address is a self address.
-    pub fn add_hosts_file(&mut self, text: &str) {
+    pub(crate) fn add_hosts_file(&mut self, text: &str) {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("");
             let mut fields = line.split_whitespace();

@@ -28,7 +28,7 @@ fn component(s: &str) -> Option<u64> {
 
 /// Parses an IPv4 address the way `inet_aton` does: 1 to 4 parts, the last part filling the
 /// remaining bytes.
-pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
+pub(crate) fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     let parts: Vec<u64> = s.split('.').map(component).collect::<Option<_>>()?;
     let v: u64 = match parts.as_slice() {
         [a] if *a <= 0xffff_ffff => *a,

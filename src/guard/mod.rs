@@ -20,7 +20,7 @@
 //! checks before connecting and on the connected peer. The guard imports nothing from the
 //! layers above it.
 
-pub mod identity;
+pub(crate) mod identity;
 pub mod literal;
 pub mod mount;
 
@@ -77,7 +77,7 @@ pub struct Refusal {
 
 impl SelfIdentity {
     /// The rule an address matches, if it is this appliance.
-    pub fn address_rule(&self, ip: IpAddr) -> Option<Rule> {
+    pub(crate) fn address_rule(&self, ip: IpAddr) -> Option<Rule> {
         let v4 = match ip {
             IpAddr::V4(v4) => Some(v4),
             IpAddr::V6(v6) => literal::embedded_v4(&v6),
@@ -112,7 +112,7 @@ impl SelfIdentity {
     }
 
     /// Refuses `ip` if it is this appliance.
-    pub fn check_ip(&self, target: &str, ip: IpAddr) -> Result<(), Refusal> {
+    pub(crate) fn check_ip(&self, target: &str, ip: IpAddr) -> Result<(), Refusal> {
         match self.address_rule(ip) {
             Some(rule) => Err(Refusal {
                 rule,
@@ -124,7 +124,7 @@ impl SelfIdentity {
     }
 
     /// Checks the name and the literal spelling of `host`, without resolving it.
-    pub fn check_name(&self, target: &str, host: &str) -> Result<Option<IpAddr>, Refusal> {
+    pub(crate) fn check_name(&self, target: &str, host: &str) -> Result<Option<IpAddr>, Refusal> {
         if let Some(ip) = literal::parse(host) {
             self.check_ip(target, ip)?;
             return Ok(Some(ip));
@@ -143,7 +143,7 @@ impl SelfIdentity {
     /// Refuses `host` when any address it resolved to (`addrs`) is this appliance. The
     /// caller resolved it after [`SelfIdentity::check_name`] passed, and connects only to
     /// these addresses.
-    pub fn check_resolved(
+    pub(crate) fn check_resolved(
         &self,
         target: &str,
         host: &str,
@@ -162,7 +162,7 @@ impl SelfIdentity {
     }
 
     /// Refuses a connected socket whose peer is this appliance.
-    pub fn check_peer(&self, target: &str, peer: SocketAddr) -> Result<(), Refusal> {
+    pub(crate) fn check_peer(&self, target: &str, peer: SocketAddr) -> Result<(), Refusal> {
         self.check_ip(target, peer.ip()).map_err(|mut r| {
             r.resolved = format!("connected peer {}", peer.ip());
             r
@@ -170,7 +170,8 @@ impl SelfIdentity {
     }
 
     /// Refuses an SSH server whose host key is one of this appliance's.
-    pub fn check_host_key(&self, target: &str, blob: &[u8]) -> Result<(), Refusal> {
+    #[cfg_attr(not(feature = "target-ssh"), allow(dead_code))]
+    pub(crate) fn check_host_key(&self, target: &str, blob: &[u8]) -> Result<(), Refusal> {
         for (file, own) in &self.host_keys {
             if own == blob {
                 return Err(Refusal {
@@ -184,7 +185,7 @@ impl SelfIdentity {
     }
 }
 /// Lower case, no trailing dot.
-pub fn normalize_name(n: &str) -> String {
+pub(crate) fn normalize_name(n: &str) -> String {
     n.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 

@@ -2,6 +2,8 @@
 //! FUSE sshfs, by `statfs` magic and /proc/self/mountinfo), and the mount's server must not
 //! be this appliance. Pure: the mounts come with the [`SelfIdentity`], the directory's
 //! filesystem facts ([`DirFacts`]) from `targets::path`.
+// The rescue-kit build (no transports) has no file:// target to check.
+#![cfg_attr(not(feature = "target-path"), allow(dead_code))]
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +46,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// Parses /proc/self/mountinfo text.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
@@ -62,7 +64,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
 }
 
 /// The mount that holds `path` (longest mount point prefix; the last one wins on ties).
-pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+pub(crate) fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
     let mut best: Option<&Mount> = None;
     for m in mounts {
         if path.starts_with(&m.point)
@@ -75,7 +77,7 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
 }
 
 /// The server host of a network mount source.
-pub fn server_of(m: &Mount) -> Option<String> {
+pub(crate) fn server_of(m: &Mount) -> Option<String> {
     let s = m.source.as_str();
     if let Some(rest) = s.strip_prefix("//") {
         // CIFS: //host/share
@@ -92,7 +94,7 @@ pub fn server_of(m: &Mount) -> Option<String> {
 /// What a `file://` directory is on, as `targets::path` read it: its canonical path and the
 /// `statfs` magic of its filesystem.
 #[derive(Debug, Clone)]
-pub struct DirFacts {
+pub(crate) struct DirFacts {
     /// The canonical (symlink-free) path.
     pub canon: PathBuf,
     /// `statfs` `f_type`.
@@ -101,7 +103,7 @@ pub struct DirFacts {
 
 /// Whether a filesystem of `statfs` magic `magic` and mount type `fstype` is a network
 /// filesystem offbox accepts for `file://`.
-pub fn is_network(magic: i64, fstype: &str) -> bool {
+pub(crate) fn is_network(magic: i64, fstype: &str) -> bool {
     match magic {
         x if [NFS, CIFS, SMB2, SMB].contains(&x) => true,
         FUSE => fstype == "fuse.sshfs",
@@ -113,7 +115,7 @@ pub fn is_network(magic: i64, fstype: &str) -> bool {
 /// filesystem whose mount source names a server. Returns the mount and its server host;
 /// the caller resolves that host, checks it like any target host, and relabels a refusal
 /// with [`served_by_self`].
-pub fn check_mount(
+pub(crate) fn check_mount(
     me: &SelfIdentity,
     target: &str,
     dir: &DirFacts,
@@ -153,7 +155,7 @@ pub fn check_mount(
 
 /// Turns a refusal of a mount's server into the `file://` rule: the mount is served by
 /// this appliance.
-pub fn served_by_self(mut r: Refusal, canon: &Path, m: &Mount) -> Refusal {
+pub(crate) fn served_by_self(mut r: Refusal, canon: &Path, m: &Mount) -> Refusal {
     r.rule = Rule::MountServedBySelf;
     r.resolved = format!(
         "{} mounted from {} ({})",

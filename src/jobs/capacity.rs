@@ -43,7 +43,7 @@ impl Measured {
     }
 
     /// `cached` when it measured `path` less than `max_age_secs` ago, else a new walk.
-    pub fn cached_or_walk(
+    pub(crate) fn cached_or_walk(
         cached: Option<&Measured>,
         path: &Path,
         now: i64,
@@ -77,7 +77,7 @@ pub struct Capacity {
 
 impl Capacity {
     /// Applies the rule to a target's free space and listing.
-    pub fn assess(
+    pub(crate) fn assess(
         rule: &CapacityConfig,
         measured: &Measured,
         free: Option<u64>,
@@ -135,7 +135,7 @@ impl Capacity {
 }
 
 /// The bytes of `appliance`'s archives in a listing (entries of unknown size count 0).
-pub fn own_bytes(listing: &[Entry], appliance: &str) -> u64 {
+pub(crate) fn own_bytes(listing: &[Entry], appliance: &str) -> u64 {
     listing
         .iter()
         .filter(|e| ArchiveName::parse(&e.name).is_some_and(|a| a.is_of(appliance)))
@@ -145,7 +145,7 @@ pub fn own_bytes(listing: &[Entry], appliance: &str) -> u64 {
 
 /// Whether an archive of `expected` bytes clearly does not fit in `free` bytes: `Some`
 /// with the reason when it does not, `None` when it fits or either figure is unknown.
-pub fn will_not_fit(expected: Option<u64>, free: Option<u64>, kind: &str) -> Option<String> {
+pub(crate) fn will_not_fit(expected: Option<u64>, free: Option<u64>, kind: &str) -> Option<String> {
     let (expected, free) = (expected?, free?);
     (expected > free).then(|| {
         format!(

@@ -23,7 +23,7 @@ use super::state::KindState;
 
 /// Tolerance of the interval, in seconds: a kind whose last success is 15 minutes short of
 /// its interval is due at this run rather than at the next one.
-pub const SLACK_SECS: i64 = 15 * 60;
+pub(crate) const SLACK_SECS: i64 = 15 * 60;
 
 fn hours(h: f64) -> i64 {
     (h * 3600.0).round() as i64
@@ -53,7 +53,7 @@ pub fn stale(sched: &KindSchedule, state: &KindState, now: i64) -> Option<i64> {
 }
 
 /// One scheduled kind: its table and its target names.
-pub struct Scheduled<'a> {
+pub(crate) struct Scheduled<'a> {
     /// The kind.
     pub run_kind: RunKind,
     /// Its `[schedule.KIND]` table.
@@ -63,7 +63,7 @@ pub struct Scheduled<'a> {
 }
 
 /// The enabled kinds of the config, in run order.
-pub fn scheduled(cfg: &Config) -> Vec<Scheduled<'_>> {
+pub(crate) fn scheduled(cfg: &Config) -> Vec<Scheduled<'_>> {
     let default = cfg.targets.default.clone().or_else(|| {
         (cfg.targets.named.len() == 1)
             .then(|| cfg.targets.named.keys().next().cloned())

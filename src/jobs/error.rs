@@ -30,10 +30,10 @@ use crate::targets::{Retry, TargetError};
 
 /// Exit code of a target failure that a retry can fix (sysexits EX_TEMPFAIL), and of a run
 /// that found the run lock taken.
-pub const EXIT_TEMPFAIL: i32 = 75;
+pub(crate) const EXIT_TEMPFAIL: i32 = 75;
 /// Exit code of a target failure that a retry cannot fix (sysexits EX_UNAVAILABLE): full,
 /// credentials refused, host key not pinned, self-target.
-pub const EXIT_TARGET: i32 = 69;
+pub(crate) const EXIT_TARGET: i32 = 69;
 
 /// What a refusal by policy is about: the operator asked for something that offbox does
 /// not do as asked. The message says how to ask for it.
@@ -250,7 +250,9 @@ impl From<PackError> for JobError {
 }
 
 /// Finds a [`FormatError`] anywhere in an error's source chain (tar and zstd wrap ours).
-pub fn find_format_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a FormatError> {
+pub(crate) fn find_format_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a FormatError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(f) = err.downcast_ref::<FormatError>() {

@@ -10,7 +10,7 @@ use crate::targets::{Retry, TargetError};
 
 /// The `error` object of a failing command's `--json` output.
 #[derive(Debug, Serialize)]
-pub struct ErrorReport {
+pub(crate) struct ErrorReport {
     /// What kind of failure: see [`kind`].
     pub kind: String,
     /// `temporary` when running the command again, unchanged, may succeed; else `permanent`.

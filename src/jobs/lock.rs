@@ -21,7 +21,7 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 use super::JobError;
 
 /// The lock file's name in the state directory.
-pub const LOCK_FILE: &str = "run.lock";
+pub(crate) const LOCK_FILE: &str = "run.lock";
 
 /// How often a waiting run tries again.
 const POLL: Duration = Duration::from_millis(200);
@@ -42,7 +42,7 @@ impl RunLock {
     /// Takes the lock in `state_dir`, waiting up to `wait` for another run to finish; after
     /// that, [`JobError::Busy`] (exit code 75). `on_wait` is called once, with the holder's
     /// process id, when the lock is taken and `wait` is not zero.
-    pub fn acquire(
+    pub(crate) fn acquire(
         state_dir: &Path,
         wait: Duration,
         on_wait: impl FnOnce(Option<u32>),

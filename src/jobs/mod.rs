@@ -17,7 +17,7 @@ pub mod recovery;
 pub mod restore;
 pub mod run;
 pub mod signature;
-pub mod ssh_keys;
+pub(crate) mod ssh_keys;
 pub mod state;
 pub mod status;
 pub mod target;

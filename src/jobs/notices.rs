@@ -79,7 +79,7 @@ pub fn event(
 }
 
 /// The event of a failed backup of `kind` to `target` (see the module doc).
-pub fn failure_event(e: &JobError, at: i64, kind: &str, target: &str) -> Event {
+pub(crate) fn failure_event(e: &JobError, at: i64, kind: &str, target: &str) -> Event {
     let error_kind = e.kind();
     let event_kind = match error_kind.as_str() {
         "target.full" => EventKind::TargetFull,
@@ -101,7 +101,7 @@ pub fn failure_event(e: &JobError, at: i64, kind: &str, target: &str) -> Event {
 }
 
 /// `temporary` or `permanent`.
-pub fn retry_name(e: &JobError) -> String {
+pub(crate) fn retry_name(e: &JobError) -> String {
     match e.retry() {
         crate::targets::Retry::Temporary => "temporary",
         crate::targets::Retry::Permanent => "permanent",
@@ -114,13 +114,13 @@ pub fn retry_name(e: &JobError) -> String {
 /// authentication, host key, missing directory, permission, protocol I/O). Not lost: a
 /// full target (it has its own events) and a target the config names wrongly
 /// (`target.invalid`: fix the config).
-pub fn is_access_failure(e: &JobError) -> bool {
+pub(crate) fn is_access_failure(e: &JobError) -> bool {
     let kind = e.kind();
     kind.starts_with("target.") && !matches!(kind.as_str(), "target.full" | "target.invalid")
 }
 
 /// Raises or clears the `stale` condition of every scheduled kind on every target.
-pub fn stale_conditions(cfg: &Config, state: &State, notices: &mut dyn Notices, now: i64) {
+pub(crate) fn stale_conditions(cfg: &Config, state: &State, notices: &mut dyn Notices, now: i64) {
     for s in due::scheduled(cfg) {
         let kind = s.run_kind.name;
         for t in &s.targets {
@@ -156,7 +156,12 @@ pub fn stale_conditions(cfg: &Config, state: &State, notices: &mut dyn Notices, 
 }
 
 /// Raises (with `lost`, the failure) or clears the `target_lost` condition of `target`.
-pub fn lost_condition(notices: &mut dyn Notices, target: &str, lost: Option<&JobError>, now: i64) {
+pub(crate) fn lost_condition(
+    notices: &mut dyn Notices,
+    target: &str,
+    lost: Option<&JobError>,
+    now: i64,
+) {
     let mut raised = event(
         EventKind::TargetLost,
         now,
@@ -183,7 +188,7 @@ pub fn lost_condition(notices: &mut dyn Notices, target: &str, lost: Option<&Job
 
 /// Raises or clears the `capacity_low` condition of `target` (an unknown free space
 /// changes nothing).
-pub fn capacity_condition(notices: &mut dyn Notices, target: &str, c: &Capacity, now: i64) {
+pub(crate) fn capacity_condition(notices: &mut dyn Notices, target: &str, c: &Capacity, now: i64) {
     let Some(ok) = c.ok else { return };
     let raised = event(
         EventKind::CapacityLow,
@@ -206,33 +211,4 @@ pub fn capacity_condition(notices: &mut dyn Notices, target: &str, c: &Capacity,
         ),
     );
     notices.condition(&key::capacity(target), !ok, raised, cleared);
-}
-
-/// A recorder of events, for tests.
-#[derive(Debug, Default)]
-pub struct Recorded {
-    /// One-off events, and condition messages actually sent, in order.
-    pub sent: Vec<Event>,
-    /// Condition state, by key (what the notifier keeps in the state directory).
-    pub active: std::collections::BTreeMap<String, bool>,
-}
-
-impl Notices for Recorded {
-    fn emit(&mut self, event: Event) {
-        self.sent.push(event);
-    }
-
-    fn condition(&mut self, key: &str, active: bool, raised: Event, cleared: Event) -> bool {
-        let was = self.active.insert(key.to_string(), active).unwrap_or(false);
-        match (was, active) {
-            (false, true) => self.sent.push(raised),
-            (true, false) => self.sent.push(cleared),
-            _ => return false,
-        }
-        true
-    }
-
-    fn flush(&mut self) -> usize {
-        0
-    }
 }

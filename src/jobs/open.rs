@@ -11,7 +11,7 @@ use crate::stream::DecryptReader;
 use super::JobError;
 
 /// Reads the header block of an archive (no key needed).
-pub fn read_head<R: Read>(input: &mut R) -> Result<ArchiveHead, JobError> {
+pub(crate) fn read_head<R: Read>(input: &mut R) -> Result<ArchiveHead, JobError> {
     ArchiveHead::read_from(input).map_err(|e| match e {
         HeadError::Format(f) => JobError::Integrity(f),
         HeadError::Io(err) => JobError::io("reading the archive", err),
@@ -30,7 +30,7 @@ pub fn open<R: Read>(
 
 /// Like [`open`], and also says which custodian opened the archive ("pkcs11", "tpm" or
 /// "recovery"), so that openings through the recovery slot can be audited.
-pub fn open_by<R: Read>(
+pub(crate) fn open_by<R: Read>(
     mut input: R,
     custodians: &mut [&mut dyn SlotIdentity],
 ) -> Result<(DecryptReader<R>, &'static str), JobError> {
@@ -39,7 +39,7 @@ pub fn open_by<R: Read>(
 }
 
 /// Like [`open_by`], for a header block already read from `input`.
-pub fn open_head<R: Read>(
+pub(crate) fn open_head<R: Read>(
     head: ArchiveHead,
     input: R,
     custodians: &mut [&mut dyn SlotIdentity],
@@ -76,7 +76,7 @@ pub fn open_head<R: Read>(
 }
 
 /// "pkcs11, recovery": the slot kinds of a header.
-pub fn slot_list(header: &Header) -> String {
+pub(crate) fn slot_list(header: &Header) -> String {
     header
         .slots
         .iter()
@@ -86,7 +86,7 @@ pub fn slot_list(header: &Header) -> String {
 }
 
 /// Refuses a tar-only operation on a secrets archive, with what to do instead.
-pub fn expect_tree(header: &Header, command: &str) -> Result<(), JobError> {
+pub(crate) fn expect_tree(header: &Header, command: &str) -> Result<(), JobError> {
     if header.kind == ArchiveKind::Secrets {
         return Err(JobError::WrongKind(format!(
             "this is a secrets archive (the vault export, not a file tree), so `{command}` cannot restore it to a directory; use `offbox decrypt ARCHIVE --output FILE` or `offbox recover ... --output FILE`"

@@ -20,7 +20,7 @@ use crate::targets::Target;
 
 /// The recovery public key new archives are wrapped to; refuses to go on without one unless
 /// the config accepts that risk explicitly.
-pub fn recovery_key(cfg: &Config) -> Result<Option<RecoveryPublicKey>, JobError> {
+pub(crate) fn recovery_key(cfg: &Config) -> Result<Option<RecoveryPublicKey>, JobError> {
     match &cfg.recovery.public_key {
         Some(pk) => Ok(Some(RecoveryPublicKey::parse(pk).map_err(KeyError::from)?)),
         None if cfg.recovery.allow_without_recovery => Ok(None),
@@ -45,7 +45,7 @@ pub fn payload(cfg: &Config, kind: ArchiveKind, sources: &[PathBuf]) -> Result<P
 }
 
 /// A backup ready to start: checked recovery key and opened payload.
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The recovery key, unless the config allows archives without one.
     pub recovery: Option<RecoveryPublicKey>,
     /// The options, payload included.
@@ -54,7 +54,11 @@ pub struct Prepared {
 
 /// Checks the recovery key, then opens the payload of `kind` (in this order, so that a
 /// missing recovery key never starts the secrets export).
-pub fn prepare(cfg: &Config, kind: ArchiveKind, sources: &[PathBuf]) -> Result<Prepared, JobError> {
+pub(crate) fn prepare(
+    cfg: &Config,
+    kind: ArchiveKind,
+    sources: &[PathBuf],
+) -> Result<Prepared, JobError> {
     let recovery = recovery_key(cfg)?;
     let payload = payload(cfg, kind, sources)?;
     Ok(Prepared {
@@ -72,13 +76,13 @@ pub fn prepare(cfg: &Config, kind: ArchiveKind, sources: &[PathBuf]) -> Result<P
 
 impl Prepared {
     /// The custodians besides the device, for [`super::backup::create`].
-    pub fn recipients(&mut self) -> Option<RecoveryRecipient> {
+    pub(crate) fn recipients(&mut self) -> Option<RecoveryRecipient> {
         self.recovery.take().map(RecoveryRecipient)
     }
 
     /// Streams the archive to `target` and publishes it (see
     /// [`super::target::backup_to`]); `lock` is the held run lock.
-    pub fn to_target(
+    pub(crate) fn publish_to(
         mut self,
         target: &mut dyn Target,
         device: &mut dyn Device,

@@ -32,7 +32,7 @@ pub struct ReadSummary {
 
 /// Runs `consume` over the decompressed payload, then reads the archive to its end so that
 /// the final segment is authenticated. Returns the reader, complete, and `consume`'s value.
-pub fn with_payload<R: Read, T>(
+pub(crate) fn with_payload<R: Read, T>(
     reader: DecryptReader<R>,
     consume: impl FnOnce(&mut dyn Read) -> io::Result<T>,
 ) -> Result<(DecryptReader<R>, T), JobError> {
@@ -123,7 +123,7 @@ pub fn decrypt<R: Read, W: Write + ?Sized>(
 }
 
 /// Counts the bytes read through it.
-pub struct CountRead<R> {
+pub(crate) struct CountRead<R> {
     inner: R,
     n: u64,
 }

@@ -38,7 +38,7 @@ pub struct CeremonyResult {
 /// The public file a ceremony writes beside the shares: the appliance signing keys the shares
 /// vouch for, as PEM, for backup servers (`verify --keyless --public-key`) and for shares
 /// typed at a prompt, which carry no key lines.
-pub const SIGNING_KEYS_FILE: &str = "signing-keys.pem";
+pub(crate) const SIGNING_KEYS_FILE: &str = "signing-keys.pem";
 
 /// Largest share file read: a share with its signing-key lines is about a kilobyte.
 const MAX_SHARE_FILE: u64 = 64 * 1024;
@@ -186,7 +186,7 @@ pub fn rebuild(shares: &[(String, Share)]) -> Result<RecoverySecret, JobError> {
 }
 
 /// The appliance signing keys the given shares vouch for, checked under the rebuilt key.
-pub fn vouched_signers(
+pub(crate) fn vouched_signers(
     secret: &RecoverySecret,
     shares: &[(String, Share)],
 ) -> Result<Vec<PublicKey>, JobError> {
@@ -197,7 +197,7 @@ pub fn vouched_signers(
 }
 
 /// "1,3,5": the indexes of the shares used.
-pub fn share_indexes(shares: &[(String, Share)]) -> String {
+pub(crate) fn share_indexes(shares: &[(String, Share)]) -> String {
     let mut idx: Vec<u8> = shares.iter().map(|(_, s)| s.index).collect();
     idx.sort_unstable();
     idx.dedup();

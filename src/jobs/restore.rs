@@ -38,7 +38,7 @@ pub fn restore<R: Read>(
 
 /// [`restore`] with the choices of `opts` (setuid/setgid bits are stripped unless
 /// `opts.keep_setuid`).
-pub fn restore_with<R: Read>(
+pub(crate) fn restore_with<R: Read>(
     reader: DecryptReader<R>,
     dest: &Path,
     trust: &super::signature::Trust,

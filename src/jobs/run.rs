@@ -315,7 +315,7 @@ impl Pass<'_> {
         let t0 = Instant::now();
         let meter = Arc::new(Meter::default());
         let (summary, published) =
-            prepared.to_target(t.as_mut(), device.as_mut(), meter, self.lock)?;
+            prepared.publish_to(t.as_mut(), device.as_mut(), meter, self.lock)?;
         let duration_secs = t0.elapsed().as_secs_f64();
         warnings.extend(
             published

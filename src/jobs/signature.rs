@@ -20,7 +20,7 @@ use super::open::read_head;
 use super::JobError;
 
 /// One trusted signing key and where its trust comes from.
-pub struct TrustedKey {
+pub(crate) struct TrustedKey {
     /// The verification key.
     pub key: PublicKey,
     /// "this appliance's HSM/TPM", "--public-key FILE", "the custodians' shares", ...
@@ -57,13 +57,8 @@ impl Trust {
         self.accept_forged = true;
     }
 
-    /// True when [`Trust::accept_forged`] was called.
-    pub fn accepts_forged(&self) -> bool {
-        self.accept_forged
-    }
-
     /// The ids of the trusted keys, for messages.
-    pub fn key_ids(&self) -> Vec<String> {
+    pub(crate) fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| hex(&k.key.key_id())).collect()
     }
 
@@ -73,7 +68,7 @@ impl Trust {
 
     /// Refuses, before any key is used, an archive that cannot pass [`Trust::check`]: one
     /// with no signer, or whose signer is not trusted (unless forged contents are accepted).
-    pub fn precheck(&self, header: &Header) -> Result<(), JobError> {
+    pub(crate) fn precheck(&self, header: &Header) -> Result<(), JobError> {
         if self.accept_forged {
             return Ok(());
         }
@@ -167,7 +162,7 @@ impl std::fmt::Display for SignatureStatus {
 }
 
 /// Checks the signature of an archive that was read to its end.
-pub fn check_read<R: Read>(
+pub(crate) fn check_read<R: Read>(
     reader: &DecryptReader<R>,
     trust: &Trust,
 ) -> Result<SignatureStatus, JobError> {

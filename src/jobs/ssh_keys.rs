@@ -43,7 +43,7 @@ pub fn ensure_key_pair(cfg: &Config) -> Result<KeyPair, JobError> {
 
 /// A host key pinned (or found pinned already) by [`accept_host_key`].
 #[derive(Debug)]
-pub struct PinnedHostKey {
+pub(crate) struct PinnedHostKey {
     /// `host` or `[host]:port`.
     pub host: String,
     /// `SHA256:...`.
@@ -57,7 +57,7 @@ pub struct PinnedHostKey {
 /// Reads the host key that the ssh:// target `target` presents (through the guard) and
 /// pins it when it matches `fingerprint`. Without a fingerprint, or with another one,
 /// nothing is pinned and the error says what the server presents.
-pub fn accept_host_key(
+pub(crate) fn accept_host_key(
     cfg: &Config,
     target: &str,
     fingerprint: Option<&str>,

@@ -31,11 +31,11 @@ use super::capacity::{Capacity, Measured};
 use super::JobError;
 
 /// The state file's name in the state directory.
-pub const STATE_FILE: &str = "service-state.json";
+pub(crate) const STATE_FILE: &str = "service-state.json";
 /// The lock file serializing its writers.
-pub const STATE_LOCK: &str = "service-state.lock";
+pub(crate) const STATE_LOCK: &str = "service-state.lock";
 /// The current layout version.
-pub const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 1;
 
 /// The whole state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -145,7 +145,13 @@ impl State {
     }
 
     /// Records that `target` was (or was not) reached at `now`.
-    pub fn target_seen(&mut self, target: &str, reachable: bool, error: Option<String>, now: i64) {
+    pub(crate) fn target_seen(
+        &mut self,
+        target: &str,
+        reachable: bool,
+        error: Option<String>,
+        now: i64,
+    ) {
         let t = self.targets.entry(target.to_string()).or_default();
         if t.checked_at == 0 || t.reachable != reachable {
             t.since = now;
@@ -156,7 +162,7 @@ impl State {
     }
 
     /// The state of `kind` on `target`, created (first seen `now`) when missing.
-    pub fn kind_mut(&mut self, kind: &str, target: &str, now: i64) -> &mut KindState {
+    pub(crate) fn kind_mut(&mut self, kind: &str, target: &str, now: i64) -> &mut KindState {
         self.kinds
             .entry(kind.to_string())
             .or_default()
@@ -175,7 +181,7 @@ impl State {
 
 /// The state file of a state directory.
 #[derive(Debug, Clone)]
-pub struct StateFile {
+pub(crate) struct StateFile {
     dir: PathBuf,
 }
 

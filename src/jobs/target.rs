@@ -21,12 +21,12 @@ use crate::targets::temp::{self, Leftover};
 use crate::targets::{self, ArchiveName, Target, TargetError, TargetSpec, Upload};
 
 /// Wraps a target error as a job error (exit code 1; the message says what to do).
-pub fn target_err(what: &str, e: TargetError) -> JobError {
+pub(crate) fn target_err(what: &str, e: TargetError) -> JobError {
     JobError::target(what, e)
 }
 
 /// Now, Unix seconds.
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -48,7 +48,7 @@ pub struct Published {
 
 /// What [`remove_stale_temporaries`] did.
 #[derive(Debug, Default)]
-pub struct Cleanup {
+pub(crate) struct Cleanup {
     /// Stale temporaries removed.
     pub removed: Vec<String>,
     /// Temporaries of this appliance whose run is still alive, kept.
@@ -60,7 +60,7 @@ pub struct Cleanup {
 /// a temporary of it is stale unless its run id names a process alive on this boot (see
 /// [`temp::classify`]). Other appliances' files and anything that is not exactly a
 /// temporary name are never touched.
-pub fn remove_stale_temporaries(
+pub(crate) fn remove_stale_temporaries(
     target: &mut dyn Target,
     appliance: &str,
     _held: &RunLock,
@@ -175,7 +175,7 @@ pub struct PrunePlan {
 
 /// Decides which of `appliance`'s archives to delete. Other appliances' archives are never
 /// touched.
-pub fn plan_prune(
+pub(crate) fn plan_prune(
     archives: &[Listed],
     appliance: &str,
     rules: Retention,
@@ -234,7 +234,7 @@ pub fn prune(
 
 /// [`prune`] of the archives of one `kind` only (`None`: every kind), so that each kind of
 /// a scheduled run keeps its own retention on a shared target.
-pub fn prune_kind(
+pub(crate) fn prune_kind(
     target: &mut dyn Target,
     appliance: &str,
     kind: Option<&str>,
@@ -287,7 +287,7 @@ pub struct CheckReport {
 }
 
 /// Bytes allocated under `dir`, on its own filesystem only.
-pub fn disk_usage(dir: &Path) -> u64 {
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(root) = std::fs::symlink_metadata(dir) else {
         return 0;
@@ -344,7 +344,7 @@ pub fn check(
 
 /// The capacity figures of a connected target: its free space and this appliance's
 /// archives (a listing; no archive is read).
-pub fn capacity_of(
+pub(crate) fn capacity_of(
     target: &mut dyn Target,
     appliance: &str,
     rule: &CapacityConfig,

@@ -25,7 +25,7 @@ use crate::guard::SelfIdentity;
 use crate::targets;
 
 /// How old a cached measurement of the measured path may be for `watch`.
-pub const MEASURE_MAX_AGE_SECS: i64 = 3600;
+pub(crate) const MEASURE_MAX_AGE_SECS: i64 = 3600;
 
 /// What `watch` saw of one target.
 #[derive(Debug, Clone, Serialize)]

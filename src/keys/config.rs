@@ -47,7 +47,7 @@ pub struct KeysConfig {
 impl KeysConfig {
     /// The backend named by `backend` when its own table (`[keys.pkcs11]`, `[keys.tpm]`) is
     /// missing; `None` when the section is complete.
-    pub fn missing_table(&self) -> Option<&'static str> {
+    pub(crate) fn missing_table(&self) -> Option<&'static str> {
         let present = match self.backend {
             Backend::Pkcs11 => self.pkcs11.is_some(),
             Backend::Tpm => self.tpm.is_some(),

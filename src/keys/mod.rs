@@ -49,7 +49,7 @@ impl<'a> SlotContext<'a> {
     }
 
     /// The context as bytes: the binding (version 2), else `archive_id || salt || kind name`.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         if let Some(b) = self.binding {
             return b.to_vec();
         }
@@ -62,7 +62,7 @@ impl<'a> SlotContext<'a> {
 }
 
 /// The bytes a device custodian wraps or seals: the DEK, then (version 2) the binding.
-pub fn bound_key(dek: &Dek, ctx: &SlotContext<'_>) -> zeroize::Zeroizing<Vec<u8>> {
+pub(crate) fn bound_key(dek: &Dek, ctx: &SlotContext<'_>) -> zeroize::Zeroizing<Vec<u8>> {
     let mut v = zeroize::Zeroizing::new(Vec::with_capacity(64));
     v.extend_from_slice(dek.expose());
     if let Some(b) = ctx.binding {
@@ -74,7 +74,7 @@ pub fn bound_key(dek: &Dek, ctx: &SlotContext<'_>) -> zeroize::Zeroizing<Vec<u8>
 /// Splits what a device custodian unwrapped back into the DEK, checking the binding in
 /// constant time. `Err(true)` when the slot belongs to another header (a moved slot, or one
 /// of the other format version), `Err(false)` when the length is not a DEK's at all.
-pub fn unbind_key(plain: &[u8], ctx: &SlotContext<'_>) -> Result<Dek, bool> {
+pub(crate) fn unbind_key(plain: &[u8], ctx: &SlotContext<'_>) -> Result<Dek, bool> {
     let want = 32 + ctx.binding.map_or(0, |_| 32);
     if plain.len() != want {
         // A slot of the other format version: it was moved (a downgrade to version 1 keeps

@@ -13,7 +13,10 @@ use crate::secret::SecretText;
 
 /// Reads a PIN (the PKCS#11 user PIN) as the `secrecy` string the PKCS#11 login takes.
 /// See [`read_secret_text`].
-pub fn read_secret(source: &SecretSource, what: &'static str) -> Result<SecretString, PinError> {
+pub(crate) fn read_secret(
+    source: &SecretSource,
+    what: &'static str,
+) -> Result<SecretString, PinError> {
     read_secret_text(source, what, "pin_file").map(SecretText::into_secret_string)
 }
 

@@ -8,10 +8,10 @@ use super::notifier::{ChannelResult, ChannelStatus};
 use super::{email, format, syslog, Event, EventKind};
 
 /// The local syslog socket.
-pub const DEV_LOG: &str = "/dev/log";
+pub(crate) const DEV_LOG: &str = "/dev/log";
 
 /// A remote channel.
-pub enum Channel<'a> {
+pub(crate) enum Channel<'a> {
     /// `[notify.email]`.
     Email(&'a EmailConfig),
     /// One `[[notify.syslog]]`.
@@ -37,7 +37,7 @@ impl Channel<'_> {
 }
 
 /// Every configured remote channel.
-pub fn all_remote(cfg: &NotifyConfig) -> Vec<Channel<'_>> {
+pub(crate) fn all_remote(cfg: &NotifyConfig) -> Vec<Channel<'_>> {
     let mut v: Vec<Channel<'_>> = cfg.email.iter().map(Channel::Email).collect();
     v.extend(cfg.syslog.iter().map(Channel::Syslog));
     v

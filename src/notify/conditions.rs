@@ -12,11 +12,11 @@ use super::store::write_atomic;
 use super::{Event, EventKind};
 
 /// The state file under the state directory.
-pub const CONDITIONS_FILE: &str = "notify-conditions.json";
+pub(crate) const CONDITIONS_FILE: &str = "notify-conditions.json";
 
 /// What a call to [`Conditions::step`] decided to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Nothing (no change, or no reminder due yet).
     None,
     /// The condition started: send the raising event.
@@ -40,7 +40,7 @@ struct State {
 
 /// The raised conditions, by key.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Conditions {
+pub(crate) struct Conditions {
     raised: BTreeMap<String, State>,
 }
 
@@ -63,7 +63,7 @@ impl Conditions {
     }
 
     /// Writes the state atomically.
-    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         write_atomic(
             &state_dir.join(CONDITIONS_FILE),
             &serde_json::to_vec_pretty(self)?,

@@ -39,11 +39,11 @@ use crate::secret::SecretText;
 pub use super::validate::InvalidValue;
 
 /// Default for `notify.remind_after_hours`.
-pub const DEFAULT_REMIND_AFTER_HOURS: f64 = 24.0;
+pub(crate) const DEFAULT_REMIND_AFTER_HOURS: f64 = 24.0;
 /// Default for `notify.email.timeout_secs` and the syslog connections.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+pub(crate) const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// The longest `timeout_secs` accepted.
-pub const MAX_TIMEOUT_SECS: u64 = 600;
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 600;
 
 /// `[notify]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -211,7 +211,7 @@ impl SyslogConfig {
     }
 
     /// The facility's code (validated at parse time; `daemon` if unknown).
-    pub fn facility_code(&self) -> u8 {
+    pub(crate) fn facility_code(&self) -> u8 {
         facility_code(&self.facility).unwrap_or(3)
     }
 
@@ -227,7 +227,7 @@ impl SyslogConfig {
 }
 
 /// The syslog facility names and codes (RFC 5424 table 1, with the usual names).
-pub const FACILITIES: &[(&str, u8)] = &[
+pub(crate) const FACILITIES: &[(&str, u8)] = &[
     ("kern", 0),
     ("user", 1),
     ("mail", 2),
@@ -251,7 +251,7 @@ pub const FACILITIES: &[(&str, u8)] = &[
 ];
 
 /// The code of a facility name.
-pub fn facility_code(name: &str) -> Option<u8> {
+pub(crate) fn facility_code(name: &str) -> Option<u8> {
     FACILITIES.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
 }
 

@@ -11,12 +11,12 @@ use syslog_fmt::{Facility, Severity};
 use super::{Event, EventKind};
 
 /// The SD-ID of offbox's structured data element.
-pub const SD_ID: &str = "offbox@32473";
+pub(crate) const SD_ID: &str = "offbox@32473";
 /// APP-NAME in every message.
-pub const APP_NAME: &str = "offbox";
+pub(crate) const APP_NAME: &str = "offbox";
 
 /// The syslog severity of an event.
-pub fn severity(kind: EventKind) -> Severity {
+pub(crate) fn severity(kind: EventKind) -> Severity {
     match kind {
         EventKind::KeyDeviceFailure | EventKind::IntegrityFailure => Severity::Crit,
         EventKind::TargetLost | EventKind::TargetFull | EventKind::BackupFailed => Severity::Err,
@@ -29,7 +29,7 @@ pub fn severity(kind: EventKind) -> Severity {
 }
 
 /// The CEF severity (0 to 10) of an event.
-pub fn cef_severity(kind: EventKind) -> u8 {
+pub(crate) fn cef_severity(kind: EventKind) -> u8 {
     match severity(kind) {
         Severity::Emerg | Severity::Alert | Severity::Crit => 9,
         Severity::Err => 7,
@@ -45,7 +45,7 @@ pub fn title(kind: EventKind) -> String {
 }
 
 /// RFC 3339 UTC time of Unix seconds, as RFC 5424 wants it: `2026-11-02T10:00:00Z`.
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     let s = crate::targets::name::utc_stamp(unix); // YYYYMMDDTHHMMSSZ
     format!(
         "{}-{}-{}T{}:{}:{}Z",
@@ -59,7 +59,7 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 /// The message of a reminder: says the condition is still there, and since when.
-pub fn reminder_message(message: &str, since: i64) -> String {
+pub(crate) fn reminder_message(message: &str, since: i64) -> String {
     format!("still (since {}): {message}", rfc3339(since))
 }
 
@@ -78,7 +78,7 @@ fn hostname(appliance: &str) -> String {
 }
 
 /// The structured data parameters of an event, in a fixed order; absent fields are left out.
-pub fn sd_params(event: &Event) -> Vec<(&'static str, &str)> {
+pub(crate) fn sd_params(event: &Event) -> Vec<(&'static str, &str)> {
     let mut p = vec![("event", event.kind.id())];
     let opt = [
         ("kind", &event.backup_kind),
@@ -100,7 +100,7 @@ pub fn sd_params(event: &Event) -> Vec<(&'static str, &str)> {
 /// `[offbox@32473 ...]` element, and the message (UTF-8, with a BOM as RFC 5424 §6.4 asks).
 /// With `cef`, the MSG is the CEF line instead (no BOM, and no structured data: the CEF
 /// extension carries the fields).
-pub fn rfc5424(event: &Event, appliance: &str, facility: u8, cef: bool) -> Vec<u8> {
+pub(crate) fn rfc5424(event: &Event, appliance: &str, facility: u8, cef: bool) -> Vec<u8> {
     let host = hostname(appliance);
     let pid = std::process::id().to_string();
     let formatter = Config {
@@ -171,7 +171,7 @@ fn cef_value(s: &str) -> String {
 /// extension has `rt` (milliseconds), `dvchost` (the appliance), `cat` (the event id), `msg`,
 /// and the custom strings `cs1` backupKind, `cs2` target, `cs3` archive, `cs4` errorKind,
 /// `cs5` retry (each with its `csNLabel`) when present.
-pub fn cef_line(event: &Event, appliance: &str) -> String {
+pub(crate) fn cef_line(event: &Event, appliance: &str) -> String {
     let mut ext = vec![
         format!("rt={}", event.at.saturating_mul(1000)),
         format!("dvchost={}", cef_value(appliance)),
@@ -211,7 +211,7 @@ fn fields(event: &Event) -> Vec<String> {
 
 /// The local journal line (BSD syslog to /dev/log, facility daemon): `<PRI>offbox[PID]:
 /// EVENT target_lost: message (event=... target=...)`. Line breaks become spaces.
-pub fn journal_line(event: &Event) -> String {
+pub(crate) fn journal_line(event: &Event) -> String {
     let pri = 3 * 8 + severity(event.kind) as u8;
     let line = format!(
         "<{pri}>offbox[{}]: EVENT {}: {} ({})",
@@ -224,7 +224,7 @@ pub fn journal_line(event: &Event) -> String {
 }
 
 /// The email subject: `offbox APPLIANCE: target lost`.
-pub fn email_subject(event: &Event, appliance: &str, reminder: bool) -> String {
+pub(crate) fn email_subject(event: &Event, appliance: &str, reminder: bool) -> String {
     let s = format!("offbox {appliance}: {}", title(event.kind));
     let s = if reminder {
         format!("{s} (reminder)")
@@ -235,7 +235,7 @@ pub fn email_subject(event: &Event, appliance: &str, reminder: bool) -> String {
 }
 
 /// The plain-text email body: the message, then one line per field.
-pub fn email_body(event: &Event, appliance: &str) -> String {
+pub(crate) fn email_body(event: &Event, appliance: &str) -> String {
     let mut b = format!("{}\n\n", event.message);
     b.push_str(&format!("appliance: {appliance}\n"));
     b.push_str(&format!("time: {}\n", rfc3339(event.at)));

@@ -120,7 +120,7 @@ pub struct Notifier {
 }
 
 /// Unix seconds now.
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -140,8 +140,8 @@ impl Notifier {
     }
 
     /// Replaces the clock (Unix seconds), for tests of reminders.
-    #[doc(hidden)]
-    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + 'static) -> Notifier {
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: impl Fn() -> i64 + Send + 'static) -> Notifier {
         self.clock = Box::new(clock);
         self
     }

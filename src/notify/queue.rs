@@ -16,7 +16,7 @@ pub const QUEUE_DIR: &str = "notify-queue";
 
 /// One queued message: an event waiting for one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueuedMessage {
+pub(crate) struct QueuedMessage {
     /// The channel id (`email`, `syslog+tcp://HOST:PORT`).
     pub channel: String,
     /// The event, rendered again when it is sent (with its original time).
@@ -58,7 +58,7 @@ impl QueuedMessage {
 }
 
 /// The queue directory of one state directory.
-pub struct Queue {
+pub(crate) struct Queue {
     dir: PathBuf,
 }
 

@@ -38,7 +38,7 @@ pub fn send(cfg: &SyslogConfig, appliance: &str, event: &Event) -> Result<(), St
 }
 
 /// RFC 6587 §3.4.1 octet counting: `MSG-LEN SP SYSLOG-MSG`.
-pub fn octet_counted(msg: &[u8]) -> Vec<u8> {
+pub(crate) fn octet_counted(msg: &[u8]) -> Vec<u8> {
     let mut framed = format!("{} ", msg.len()).into_bytes();
     framed.extend_from_slice(msg);
     framed

@@ -9,7 +9,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 /// The CA certificates of a PEM file (at least one).
-pub fn read_ca_file(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_ca_file(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let bad = |why: String| format!("cannot use {key} = {}: {why}", path.display());
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(e.to_string()))?
@@ -22,7 +22,10 @@ pub fn read_ca_file(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static
 }
 
 /// A client config that trusts the certificates of `ca_file`, or the system's roots.
-pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    key: &str,
+) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(p) => {

@@ -46,7 +46,7 @@ impl Excludes {
 }
 
 /// Matches `text` against `pattern` with `*` (any run) and `?` (any one character).
-pub fn wildcard(pattern: &str, text: &str) -> bool {
+pub(crate) fn wildcard(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);

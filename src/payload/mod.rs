@@ -14,7 +14,7 @@ mod read_file;
 mod sparse;
 pub mod unpack;
 mod write_file;
-pub mod xattr;
+pub(crate) mod xattr;
 
 /// Something a backup or restore wants the operator to know, without failing the run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -44,7 +44,7 @@ pub struct ChangedFiles {
 
 impl ChangedFiles {
     /// How many names are kept.
-    pub const SHOWN: usize = 5;
+    pub(crate) const SHOWN: usize = 5;
 
     /// The summary of `notices`.
     pub fn of(notices: &[Notice]) -> ChangedFiles {

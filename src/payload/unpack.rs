@@ -48,7 +48,7 @@ pub enum UnpackError {
 
 /// Choices of a restore.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnpackOptions {
+pub(crate) struct UnpackOptions {
     /// Keep the setuid and setgid bits of files (and device nodes). Off by default: the
     /// bits are stripped and the files listed in [`ExtractReport::stripped_setid`].
     /// Directories always keep their setgid bit, which grants no privilege.
@@ -165,7 +165,7 @@ impl Staging {
 
     /// Checks the destination and creates a private staging directory beside it; `opts`
     /// apply to [`Staging::extract`].
-    pub fn create_with(dest: &Path, opts: UnpackOptions) -> Result<Staging, UnpackError> {
+    pub(crate) fn create_with(dest: &Path, opts: UnpackOptions) -> Result<Staging, UnpackError> {
         let dest = std::path::absolute(dest).map_err(|err| UnpackError::Staging {
             path: dest.display().to_string(),
             err,
@@ -212,7 +212,8 @@ impl Staging {
     }
 
     /// The leftover staging directories of earlier runs that [`Staging::create`] removed.
-    pub fn removed_leftovers(&self) -> &[String] {
+    #[cfg(test)]
+    pub(crate) fn removed_leftovers(&self) -> &[String] {
         &self.removed
     }
 

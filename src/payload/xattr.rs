@@ -110,7 +110,7 @@ pub(crate) fn skipped(name: &[u8], skip: &[String]) -> bool {
 }
 
 /// Where the attributes of a restored entry go.
-pub(crate) enum Target<'a> {
+pub enum Target<'a> {
     /// An open regular file.
     File(&'a File),
     /// A path inside the staging directory, not followed if it is a symlink.

@@ -89,7 +89,7 @@ pub enum SecretError {
 /// that is owned by neither the running user nor root, is still read, with a warning on
 /// stderr that names the file and the fix. `file_key` is the config key that names a file
 /// (for the message when an environment variable is missing).
-pub fn read_secret_text(
+pub(crate) fn read_secret_text(
     source: &SecretSource,
     what: &'static str,
     file_key: &'static str,
@@ -174,7 +174,7 @@ fn fix_owner(euid: u32) -> String {
 /// The warning for a secret file with mode `mode` owned by `owner`, read by user `euid`, or
 /// `None` when the file is private to its owner and the owner is the running user or root.
 /// `user` is who should own it (used in the `chown` of the fix).
-pub fn permission_warning(
+pub(crate) fn permission_warning(
     path: &Path,
     what: &str,
     mode: u32,

@@ -110,7 +110,7 @@ impl<R: Read> Framer<R> {
     }
 
     /// The first `len` bytes of the current segment, mutable so that it can be opened in place.
-    pub fn segment_mut(&mut self, len: usize) -> &mut [u8] {
+    pub(crate) fn segment_mut(&mut self, len: usize) -> &mut [u8] {
         &mut self.raw[..len]
     }
 

@@ -18,7 +18,7 @@ pub use writer::{EncryptWriter, Finished};
 use crate::format::FormatError;
 
 /// Domain separation prefix of the message an archive signature covers.
-pub const SIGNATURE_CONTEXT: &[u8] = b"offbox v1 archive signature\0";
+pub(crate) const SIGNATURE_CONTEXT: &[u8] = b"offbox v1 archive signature\0";
 
 /// The message an archive signature covers: context, then SHA-256 of every byte before the
 /// trailer (header, header MAC and all segments).
@@ -29,13 +29,14 @@ pub fn signed_message(stream_digest: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Maps a format error into an `io::Error` that keeps it as the source, so that callers
-/// reading through `Read` can still recover the precise cause with [`format_error_of`].
-pub fn io_error(e: FormatError) -> std::io::Error {
+/// reading through `Read` can still recover the precise cause (`jobs::error::find_format_error`).
+pub(crate) fn io_error(e: FormatError) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// The format error inside an `io::Error` made by [`io_error`], if any.
-pub fn format_error_of(e: &std::io::Error) -> Option<&FormatError> {
+#[cfg(test)]
+pub(crate) fn format_error_of(e: &std::io::Error) -> Option<&FormatError> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<FormatError>())
 }

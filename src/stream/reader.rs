@@ -59,7 +59,7 @@ impl<R: Read> DecryptReader<R> {
     }
 
     /// Archive bytes read so far.
-    pub fn archive_len(&self) -> u64 {
+    pub(crate) fn archive_len(&self) -> u64 {
         self.framer.bytes_read()
     }
 

@@ -117,11 +117,6 @@ impl<W: Write> EncryptWriter<W> {
     pub fn bytes_in(&self) -> u64 {
         self.bytes_in
     }
-
-    /// Archive bytes written so far.
-    pub fn bytes_out(&self) -> u64 {
-        self.bytes_out
-    }
 }
 
 impl<W: Write> Write for EncryptWriter<W> {

@@ -30,11 +30,11 @@ use crate::secret::SecretText;
 use super::{TargetError, TargetUrl};
 
 /// Default location of the appliance's SSH private key.
-pub const DEFAULT_SSH_IDENTITY: &str = "/var/lib/offbox/ssh/id_ed25519";
+pub(crate) const DEFAULT_SSH_IDENTITY: &str = "/var/lib/offbox/ssh/id_ed25519";
 /// Default location of the pinned host keys.
-pub const DEFAULT_KNOWN_HOSTS: &str = "/var/lib/offbox/ssh/known_hosts";
+pub(crate) const DEFAULT_KNOWN_HOSTS: &str = "/var/lib/offbox/ssh/known_hosts";
 /// Default network timeout in seconds.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+pub(crate) const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
 /// `[targets]`. Its own keys are listed in [`TARGETS_KEYS`]; every other key is a
 /// `[targets.NAME]` table.
@@ -51,7 +51,7 @@ pub struct TargetsConfig {
 }
 
 /// The keys of `[targets]` itself (any other key is a target name).
-pub const TARGETS_KEYS: &[&str] = &["ssh_identity", "known_hosts", "default"];
+pub(crate) const TARGETS_KEYS: &[&str] = &["ssh_identity", "known_hosts", "default"];
 
 /// One `[targets.NAME]` value: a table, read as [`TargetConfig`] straight from the
 /// parser (so that its errors keep their position), and otherwise an error that says what

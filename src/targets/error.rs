@@ -175,7 +175,7 @@ impl TargetError {
     }
 
     /// Classifies an I/O error of operation `op` on `target`.
-    pub fn from_io(target: &str, op: &str, err: &io::Error) -> TargetError {
+    pub(crate) fn from_io(target: &str, op: &str, err: &io::Error) -> TargetError {
         let target = target.to_string();
         let detail = err.to_string();
         match err.kind() {
@@ -222,7 +222,7 @@ impl TargetError {
 
     /// Wraps this error into an `io::Error` (for `Write`/`Read` implementations), keeping it
     /// recoverable with [`TargetError::find`].
-    pub fn into_io(self) -> io::Error {
+    pub(crate) fn into_io(self) -> io::Error {
         let kind = match &self {
             TargetError::NoSpace { .. } => io::ErrorKind::StorageFull,
             TargetError::Permission { .. } => io::ErrorKind::PermissionDenied,

@@ -32,14 +32,14 @@ pub mod net;
 pub mod nfs;
 #[cfg(feature = "target-path")]
 pub mod path;
-pub mod pipeline;
+pub(crate) mod pipeline;
 #[cfg(any(feature = "target-smb", feature = "target-nfs"))]
-pub mod runtime;
+pub(crate) mod runtime;
 #[cfg(feature = "target-smb")]
 pub mod smb;
 #[cfg(feature = "target-ssh")]
 pub mod ssh;
-pub mod temp;
+pub(crate) mod temp;
 pub mod url;
 
 use std::io::{Read, Write};
@@ -88,7 +88,11 @@ pub trait Target {
 }
 
 /// Refuses names that would leave the target directory.
-pub fn check_plain(target: &str, name: &str) -> Result<(), TargetError> {
+#[cfg_attr(
+    not(any(feature = "target-path", feature = "target-ssh", feature = "target-smb")),
+    allow(dead_code)
+)]
+pub(crate) fn check_plain(target: &str, name: &str) -> Result<(), TargetError> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(TargetError::Invalid {
             target: target.to_string(),

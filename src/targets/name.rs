@@ -19,17 +19,17 @@ pub struct ArchiveName {
 }
 
 /// Longest appliance id accepted in the config (a DNS label's limit).
-pub const MAX_APPLIANCE_ID: usize = 63;
+pub(crate) const MAX_APPLIANCE_ID: usize = 63;
 
 /// Whether `id` is a safe appliance id: 1 to 63 ASCII letters, digits and `-`, like a host
 /// name label. A safe id is its own name on targets ([`sanitize`] keeps it unchanged).
-pub fn is_safe_appliance_id(id: &str) -> bool {
+pub(crate) fn is_safe_appliance_id(id: &str) -> bool {
     (1..=MAX_APPLIANCE_ID).contains(&id.len())
         && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
 }
 
 /// Checks a configured appliance id; the error says what is wrong and what to use instead.
-pub fn check_appliance_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_appliance_id(id: &str) -> Result<(), String> {
     if is_safe_appliance_id(id) {
         return Ok(());
     }
@@ -50,7 +50,7 @@ pub fn check_appliance_id(id: &str) -> Result<(), String> {
 /// `pam_5fprod`). The result has no dots, slashes or spaces, which the temporary-name parser
 /// relies on. The config accepts only safe ids, which map to themselves; the encoding covers
 /// the fallback ids (machine id, host name) and any other caller.
-pub fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     if s.is_empty() {
         return "_".into();
     }
@@ -121,7 +121,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// `YYYYMMDDTHHMMSSZ`.
-pub fn utc_stamp(unix: i64) -> String {
+pub(crate) fn utc_stamp(unix: i64) -> String {
     let (y, mo, d) = civil_from_days(unix.div_euclid(86_400));
     let s = unix.rem_euclid(86_400);
     format!(
@@ -192,7 +192,7 @@ impl ArchiveName {
     }
 
     /// Whether this archive belongs to `appliance`.
-    pub fn is_of(&self, appliance: &str) -> bool {
+    pub(crate) fn is_of(&self, appliance: &str) -> bool {
         self.appliance == sanitize(appliance)
     }
 }

@@ -17,7 +17,7 @@ use crate::guard::mount::{self, DirFacts, Mount};
 use crate::guard::SelfIdentity;
 
 /// A mounted directory.
-pub struct PathTarget {
+pub(crate) struct PathTarget {
     dir: PathBuf,
     url: String,
 }
@@ -54,7 +54,7 @@ impl PathTarget {
 /// Checks a `file://` directory: it exists, it is on a network filesystem, and the mount's
 /// server is not this appliance ([`mount::check_mount`], then the server is resolved and
 /// checked through [`net::resolve`]). Returns the mount it is on.
-pub fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, TargetError> {
+pub(crate) fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, TargetError> {
     let canon = std::fs::canonicalize(dir).map_err(|e| TargetError::NotFound {
         target: target.to_string(),
         what: format!("directory {} ({e})", dir.display()),

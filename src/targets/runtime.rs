@@ -12,7 +12,7 @@ use super::{Retry, TargetError};
 
 /// A target's runtime, its URL (for errors), its network timeout, and the limit of one
 /// operation (by default the timeout).
-pub struct Blocking {
+pub(crate) struct Blocking {
     rt: tokio::runtime::Runtime,
     url: String,
     timeout: Duration,
@@ -43,7 +43,7 @@ impl Blocking {
 
     /// Bounds each [`Blocking::run`] by `limit` instead of the timeout, for a client that
     /// times out each request itself (an operation may take a few requests).
-    pub fn with_limit(mut self, limit: Duration) -> Blocking {
+    pub(crate) fn with_limit(mut self, limit: Duration) -> Blocking {
         self.limit = limit;
         self
     }
@@ -69,7 +69,7 @@ impl Blocking {
 
     /// Runs `fut` to completion, for at most `limit`; past it, the operation `op` fails
     /// with [`TargetError::Timeout`] naming the configured timeout.
-    pub fn run_for<T>(
+    pub(crate) fn run_for<T>(
         &self,
         op: &str,
         limit: Duration,
@@ -89,13 +89,13 @@ impl Blocking {
 
     /// Runs `fut` to completion with no limit of its own (its steps carry their own
     /// timeouts, as [`super::net::connect_async`] does).
-    pub fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
+    pub(crate) fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
         let _g = self.rt.enter();
         self.rt.block_on(fut)
     }
 
     /// Enters the runtime, for code that drops handles whose `Drop` spawns a task.
-    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+    pub(crate) fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
         self.rt.enter()
     }
 }

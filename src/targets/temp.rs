@@ -22,7 +22,7 @@ const RANDOM_LEN: usize = 16;
 
 /// A parsed temporary name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TempName {
+pub(crate) struct TempName {
     /// The appliance part (sanitized).
     pub appliance: String,
     /// The run that writes it; `None` for names of earlier versions.
@@ -60,7 +60,7 @@ impl TempName {
     }
 
     /// Whether this temporary belongs to `appliance`.
-    pub fn is_of(&self, appliance: &str) -> bool {
+    pub(crate) fn is_of(&self, appliance: &str) -> bool {
         self.appliance == name::sanitize(appliance)
     }
 }
@@ -73,7 +73,7 @@ pub fn is_temp_of(file: &str, appliance: &str) -> bool {
 
 /// What to do with one file during cleanup, for a caller that holds `appliance`'s run lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leftover {
+pub(crate) enum Leftover {
     /// Not a temporary of this appliance: never touched.
     NotOurs,
     /// A temporary of a run that is still alive: kept.
@@ -83,7 +83,7 @@ pub enum Leftover {
 }
 
 /// Classifies `file`; `alive` tells whether a run is still in progress.
-pub fn classify(file: &str, appliance: &str, alive: impl Fn(&RunId) -> bool) -> Leftover {
+pub(crate) fn classify(file: &str, appliance: &str, alive: impl Fn(&RunId) -> bool) -> Leftover {
     match TempName::parse(file) {
         Some(t) if t.is_of(appliance) => match &t.run {
             Some(run) if alive(run) => Leftover::Running,

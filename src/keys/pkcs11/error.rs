@@ -116,7 +116,7 @@ pub fn rv_name(rv: &cryptoki::error::RvError) -> String {
 }
 
 /// Turns a cryptoki error into a [`Pkcs11Error::Call`] with a hint.
-pub fn call_error(e: cryptoki::error::Error, hint: &'static str) -> Pkcs11Error {
+pub(crate) fn call_error(e: cryptoki::error::Error, hint: &'static str) -> Pkcs11Error {
     match e {
         cryptoki::error::Error::Pkcs11(rv, function) => Pkcs11Error::Call {
             function: format!("C_{function:?}"),

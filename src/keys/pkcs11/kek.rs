@@ -7,7 +7,7 @@ use cryptoki::session::Session;
 use super::error::{call_error, Pkcs11Error};
 
 /// CKA_ID of version `version` of the KEK labelled `label`: `<label>-v<version>`.
-pub fn id_for(label: &str, version: u32) -> Vec<u8> {
+pub(crate) fn id_for(label: &str, version: u32) -> Vec<u8> {
     format!("{label}-v{version}").into_bytes()
 }
 
@@ -42,7 +42,11 @@ pub fn list(session: &Session, label: &str) -> Result<Vec<(u32, ObjectHandle)>, 
 }
 
 /// Generates version `version` of the KEK inside the token: AES-256, non-extractable.
-pub fn generate(session: &Session, label: &str, version: u32) -> Result<ObjectHandle, Pkcs11Error> {
+pub(crate) fn generate(
+    session: &Session,
+    label: &str,
+    version: u32,
+) -> Result<ObjectHandle, Pkcs11Error> {
     session
         .generate_key(
             &Mechanism::AesKeyGen,

@@ -29,7 +29,7 @@ use crate::secret::Dek;
 use error::call_error;
 
 /// CKM_AES_KEY_WRAP, recorded in every PKCS#11 slot.
-pub const CKM_AES_KEY_WRAP: u64 = 0x2109;
+pub(crate) const CKM_AES_KEY_WRAP: u64 = 0x2109;
 
 /// The `[keys.pkcs11]` table of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +54,7 @@ fn default_key_label() -> String {
 
 impl Pkcs11Config {
     /// Where the PIN comes from: `pin_file`, else `pin_env`, else `$OFFBOX_PKCS11_PIN`.
-    pub fn pin_source(&self) -> SecretSource {
+    pub(crate) fn pin_source(&self) -> SecretSource {
         match (&self.pin_file, &self.pin_env) {
             (Some(p), _) => SecretSource::File(p.clone()),
             (None, Some(v)) => SecretSource::Env(v.clone()),

@@ -60,7 +60,7 @@ fn find_all(
 }
 
 /// The newest signing key generation present (public or private), 0 when there is none.
-pub fn newest_generation(session: &Session, kek_label: &str) -> Result<u32, Pkcs11Error> {
+pub(crate) fn newest_generation(session: &Session, kek_label: &str) -> Result<u32, Pkcs11Error> {
     let mut newest = 0;
     for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
         if let Some((g, _)) = find_all(session, kek_label, class)?.first() {
@@ -79,7 +79,11 @@ fn current(session: &Session, kek_label: &str) -> Result<Option<(u32, ObjectHand
 
 /// Generates generation `generation` of the key pair unless a private signing key exists;
 /// returns whether it created one.
-pub fn ensure(session: &Session, kek_label: &str, generation: u32) -> Result<bool, Pkcs11Error> {
+pub(crate) fn ensure(
+    session: &Session,
+    kek_label: &str,
+    generation: u32,
+) -> Result<bool, Pkcs11Error> {
     if current(session, kek_label)?.is_some() {
         return Ok(false);
     }
@@ -112,7 +116,7 @@ pub fn ensure(session: &Session, kek_label: &str, generation: u32) -> Result<boo
 
 /// Destroys every private signing key (used by `keys init --replace`). The public keys stay,
 /// so that archives signed by a replaced generation still verify.
-pub fn retire_private(session: &Session, kek_label: &str) -> Result<(), Pkcs11Error> {
+pub(crate) fn retire_private(session: &Session, kek_label: &str) -> Result<(), Pkcs11Error> {
     for (_, h) in find_all(session, kek_label, ObjectClass::PRIVATE_KEY)? {
         session
             .destroy_object(h)
@@ -164,7 +168,10 @@ pub fn public_key(session: &Session, kek_label: &str) -> Result<PublicKey, Pkcs1
 }
 
 /// Every generation's verification key, newest first.
-pub fn public_keys(session: &Session, kek_label: &str) -> Result<Vec<PublicKey>, Pkcs11Error> {
+pub(crate) fn public_keys(
+    session: &Session,
+    kek_label: &str,
+) -> Result<Vec<PublicKey>, Pkcs11Error> {
     let mut out = Vec::new();
     for (_, h) in find_all(session, kek_label, ObjectClass::PUBLIC_KEY)? {
         if let Some(k) = read_point(session, h)? {

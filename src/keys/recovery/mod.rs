@@ -71,7 +71,7 @@ pub struct RecoverySecret(Key32);
 
 impl RecoverySecret {
     /// A new random private key (for a ceremony).
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         RecoverySecret(Key32::random())
     }
 

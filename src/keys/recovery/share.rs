@@ -145,7 +145,7 @@ impl Share {
 }
 
 /// Checks M-of-N ceremony parameters.
-pub fn check_parameters(count: u32, threshold: u32) -> Result<(u8, u8), RecoveryError> {
+pub(crate) fn check_parameters(count: u32, threshold: u32) -> Result<(u8, u8), RecoveryError> {
     if threshold < 2 {
         return Err(RecoveryError::BadParameters(format!(
             "--threshold {threshold} is too low: with fewer than 2 shares needed, any single custodian could open every archive; use 2 or more"

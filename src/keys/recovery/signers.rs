@@ -18,7 +18,7 @@ use crate::format::signature::PublicKey;
 
 const INFO: &[u8] = b"offbox v1 share signing keys";
 /// The line naming one signing key.
-pub const KEY_LINE: &str = "signing-key:";
+pub(crate) const KEY_LINE: &str = "signing-key:";
 /// The line carrying the tag.
 pub const TAG_LINE: &str = "signing-keys-tag:";
 
@@ -59,7 +59,7 @@ pub struct Listed {
 
 impl Listed {
     /// Reads one `signing-key:` or `signing-keys-tag:` line; false when it is neither.
-    pub fn read_line(&mut self, line: &str) -> Result<bool, &'static str> {
+    pub(crate) fn read_line(&mut self, line: &str) -> Result<bool, &'static str> {
         if let Some(v) = line.strip_prefix(KEY_LINE) {
             let der = data_encoding::BASE64
                 .decode(v.trim().as_bytes())
@@ -85,7 +85,7 @@ impl Listed {
 
     /// Checks that a listed set is complete: keys without a tag, or a tag without keys, is
     /// a damaged file.
-    pub fn check_shape(&self) -> Result<(), &'static str> {
+    pub(crate) fn check_shape(&self) -> Result<(), &'static str> {
         match (self.keys.is_empty(), self.tag.is_some()) {
             (true, true) => Err("it has a signing-keys-tag line but no signing-key line"),
             (false, false) => Err("it has signing-key lines but no signing-keys-tag line"),

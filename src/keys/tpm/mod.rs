@@ -58,11 +58,11 @@ use crate::secret::Dek;
 use error::{kind_of, rc_text};
 
 /// Key-encryption key version N lives at persistent handle `KEK_HANDLE_BASE + N`.
-pub const KEK_HANDLE_BASE: u32 = 0x810F_F000;
+pub(crate) const KEK_HANDLE_BASE: u32 = 0x810F_F000;
 /// Highest key-encryption key version (handles up to `0x810F_F0FF`).
-pub const MAX_VERSION: u32 = 0xFF;
+pub(crate) const MAX_VERSION: u32 = 0xFF;
 /// Persistent handle of the archive signing key.
-pub const SIGNING_HANDLE: u32 = 0x810F_F100;
+pub(crate) const SIGNING_HANDLE: u32 = 0x810F_F100;
 /// One TPM2_PCR_Read returns at most 8 digests.
 const MAX_PCRS: usize = 8;
 
@@ -126,7 +126,7 @@ impl TpmCustodian {
     }
 
     /// The persistent handle of key version `version`.
-    pub fn kek_handle(version: u32) -> u32 {
+    pub(crate) fn kek_handle(version: u32) -> u32 {
         KEK_HANDLE_BASE + version
     }
 

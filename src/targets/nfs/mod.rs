@@ -49,7 +49,7 @@ use status::map_stat;
 use upload::NfsUpload;
 
 /// A connected NFSv3 target directory.
-pub struct NfsTarget {
+pub(crate) struct NfsTarget {
     conn: Arc<Mutex<Conn>>,
     dir: nfs_fh3,
     sizes: Sizes,

@@ -15,9 +15,9 @@ pub use download::Prefetched;
 pub use upload::Pipelined;
 
 /// Bytes handed to the writer thread at a time.
-pub const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks that may wait for the writer thread.
-pub const DEPTH: usize = 3;
+pub(crate) const DEPTH: usize = 3;
 
 #[cfg(test)]
 fn test_data(n: usize) -> Vec<u8> {

@@ -48,7 +48,7 @@ use status::map_err;
 use upload::SmbUpload;
 
 /// A connected SMB share directory.
-pub struct SmbTarget {
+pub(crate) struct SmbTarget {
     inner: Arc<Inner>,
 }
 

@@ -79,7 +79,7 @@ impl HostKey {
         guard::fingerprint(&self.blob)
     }
     /// `ssh-ed25519`...
-    pub fn key_type(&self) -> String {
+    pub(crate) fn key_type(&self) -> String {
         blob_key_type(&self.blob)
     }
 }

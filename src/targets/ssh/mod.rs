@@ -34,7 +34,7 @@ use download::SshReader;
 use upload::SshUpload;
 
 /// A connected SFTP session in the target directory.
-pub struct SshTarget {
+pub(crate) struct SshTarget {
     sftp: Arc<Sftp>,
     _session: Session,
     dir: PathBuf,
