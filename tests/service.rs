@@ -492,3 +492,46 @@ fn a_corrupt_state_file_is_reported_and_replaced() {
         "{st}"
     );
 }
+
+/// The TPM goes away between the wrap and the signature (swtpm killed while the archive is
+/// being sent): no archive is published, the temporary is gone, the kind fails with a key
+/// error and a key device failure event.
+#[test]
+fn a_tpm_lost_during_the_run_publishes_nothing() {
+    let tb = Testbed::up();
+    let sim = Sim::for_backend(common::Backend::Tpm);
+    tb.attach(&sim, ssh_targets_only);
+    let src = tb::source(&sim, 96);
+    sim.edit_config(|c| {
+        format!(
+            "{}\n[capacity]\nmeasured_path = {:?}\n[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 2\n",
+            c.replace("sources = []", &format!("sources = [{src:?}]")),
+            src
+        )
+    });
+    let child = sim
+        .cmd(&["--json", "run", "--kind", "system"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The upload has started (its temporary exists): the data key was wrapped by the TPM.
+    assert!(
+        wait_for(60, || !temps(&tb.files("SSH_DATA_DIR")).is_empty()),
+        "the upload never started"
+    );
+    let pid = std::fs::read_to_string(sim.path().join("swtpm.pid")).unwrap();
+    let st = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("\"kind\":\"key\""), "{err}");
+    assert_journal(&err, "key_device_failure", "testbed-ssh", 1);
+    let files = tb.files("SSH_DATA_DIR");
+    assert!(finals(&files).is_empty(), "published: {files:?}");
+    assert!(temps(&files).is_empty(), "left behind: {files:?}");
+}

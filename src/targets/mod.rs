@@ -89,7 +89,11 @@ pub trait Target {
 
 /// Refuses names that would leave the target directory.
 #[cfg_attr(
-    not(any(feature = "target-path", feature = "target-ssh", feature = "target-smb")),
+    not(any(
+        feature = "target-path",
+        feature = "target-ssh",
+        feature = "target-smb"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn check_plain(target: &str, name: &str) -> Result<(), TargetError> {
