@@ -167,67 +167,79 @@ pub fn validate(
         );
     }
     for (name, k) in schedule {
-        let key = |field: &str| format!("schedule.{name}.{field}");
-        let Some(known) = RUN_KINDS.iter().find(|r| r.name == name) else {
-            let names: Vec<&str> = RUN_KINDS.iter().map(|r| r.name).collect();
+        validate_kind(name, k, targets, has_default)?;
+    }
+    Ok(())
+}
+
+/// Checks one `[schedule.NAME]` table.
+fn validate_kind(
+    name: &str,
+    k: &KindSchedule,
+    targets: &[String],
+    has_default: bool,
+) -> Result<(), Invalid> {
+    let bad = |key: String, value: String, allowed: String| Err((key, value, allowed));
+    let key = |field: &str| format!("schedule.{name}.{field}");
+    let Some(known) = RUN_KINDS.iter().find(|r| r.name == name) else {
+        let names: Vec<&str> = RUN_KINDS.iter().map(|r| r.name).collect();
+        return bad(
+            format!("schedule.{name}"),
+            "a table".into(),
+            format!("the kinds are {}", names.join(", ")),
+        );
+    };
+    if let (Some(feature), true) = (known.missing, k.enabled) {
+        return bad(
+            format!("schedule.{name}"),
+            "a table".into(),
+            format!("{name} backups need {feature}, which this offbox does not have yet; remove the table or set enabled = false"),
+        );
+    }
+    check_hours(&key("every_hours"), k.every_hours)?;
+    if let Some(m) = k.max_age_hours {
+        check_hours(&key("max_age_hours"), m)?;
+        if m < k.every_hours {
             return bad(
-                format!("schedule.{name}"),
-                "a table".into(),
-                format!("the kinds are {}", names.join(", ")),
-            );
-        };
-        if let (Some(feature), true) = (known.missing, k.enabled) {
-            return bad(
-                format!("schedule.{name}"),
-                "a table".into(),
-                format!("{name} backups need {feature}, which this offbox does not have yet; remove the table or set enabled = false"),
-            );
-        }
-        check_hours(&key("every_hours"), k.every_hours)?;
-        if let Some(m) = k.max_age_hours {
-            check_hours(&key("max_age_hours"), m)?;
-            if m < k.every_hours {
-                return bad(
-                    key("max_age_hours"),
-                    m.to_string(),
-                    format!(
-                        "it must be at least every_hours ({}), or the kind is stale between two good runs",
-                        k.every_hours
-                    ),
-                );
-            }
-        }
-        if k.keep_last.is_none() && k.keep_within_days.is_none() {
-            return bad(
-                key("keep_last"),
-                "(not set)".into(),
-                "give a retention rule: keep_last = N and/or keep_within_days = N (a service that never prunes fills its target)".into(),
-            );
-        }
-        if k.keep_last == Some(0) {
-            return bad(key("keep_last"), "0".into(), "it must be at least 1".into());
-        }
-        if k.targets.is_empty() && !has_default {
-            return bad(
-                key("targets"),
-                "(not set)".into(),
-                "name the targets, e.g. targets = [\"dr-site\"], or set targets.default".into(),
-            );
-        }
-        if let Some(t) = k.targets.iter().find(|t| !targets.contains(t)) {
-            return bad(
-                key("targets"),
-                format!("{t:?}"),
+                key("max_age_hours"),
+                m.to_string(),
                 format!(
-                    "each entry must name a [targets.NAME] table (configured: {})",
-                    if targets.is_empty() {
-                        "none".into()
-                    } else {
-                        targets.join(", ")
-                    }
+                    "it must be at least every_hours ({}), or the kind is stale between two good runs",
+                    k.every_hours
                 ),
             );
         }
+    }
+    if k.keep_last.is_none() && k.keep_within_days.is_none() {
+        return bad(
+            key("keep_last"),
+            "(not set)".into(),
+            "give a retention rule: keep_last = N and/or keep_within_days = N (a service that never prunes fills its target)".into(),
+        );
+    }
+    if k.keep_last == Some(0) {
+        return bad(key("keep_last"), "0".into(), "it must be at least 1".into());
+    }
+    if k.targets.is_empty() && !has_default {
+        return bad(
+            key("targets"),
+            "(not set)".into(),
+            "name the targets, e.g. targets = [\"dr-site\"], or set targets.default".into(),
+        );
+    }
+    if let Some(t) = k.targets.iter().find(|t| !targets.contains(t)) {
+        return bad(
+            key("targets"),
+            format!("{t:?}"),
+            format!(
+                "each entry must name a [targets.NAME] table (configured: {})",
+                if targets.is_empty() {
+                    "none".into()
+                } else {
+                    targets.join(", ")
+                }
+            ),
+        );
     }
     Ok(())
 }
