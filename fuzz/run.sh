@@ -7,6 +7,10 @@
 #        bash fuzz/run.sh --build-only
 # Env:   FUZZ_ARGS     extra libFuzzer flags (for example "-runs=10000000" with 0 seconds)
 #        FUZZ_LOG_DIR  keep each target's libFuzzer log there (default: a scratch dir, removed)
+#        FUZZ_BUILD_ARGS  extra `cargo fuzz build/run` options (for example "--dev": a faster
+#                      build, slower runs)
+#        FUZZ_SEED     libFuzzer's random seed (default 0: a new one each run). CI sets a
+#                      fixed seed so that its gate is reproducible; long runs explore.
 #
 # cargo-fuzz needs nightly rustc flags (-Zsanitizer=address); on the stable toolchain they
 # are enabled with RUSTC_BOOTSTRAP=1, for this build only (docs/fuzzing.md). cargo-fuzz is
@@ -32,7 +36,8 @@ fi
 
 echo "fuzz: building all targets"
 start=$(date +%s)
-if ! cargo fuzz build --fuzz-dir . ; then
+# shellcheck disable=SC2086
+if ! cargo fuzz build --fuzz-dir . ${FUZZ_BUILD_ARGS:-}; then
   echo "fuzz: FAILED: a fuzz target does not build (fuzz/fuzz_targets/)" >&2
   exit 1
 fi
@@ -70,14 +75,16 @@ for t in "${targets[@]}"; do
   if [ "$secs" = 0 ]; then echo "fuzz: $t (${FUZZ_ARGS:-no limit})"; else echo "fuzz: $t for ${secs} s"; fi
   # -timeout: seconds per input; -rss_limit_mb: memory; leaks are reported by LeakSanitizer.
   # shellcheck disable=SC2086
-  if cargo fuzz run --fuzz-dir . "$t" "$scratch/corpus/$t" -- \
+  if cargo fuzz run --fuzz-dir . ${FUZZ_BUILD_ARGS:-} "$t" "$scratch/corpus/$t" -- \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
-      -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1; then
+      -seed="${FUZZ_SEED:-0}" -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1; then
     grep -E '^Done|stat::number_of_executed_units|stat::peak_rss_mb' "$log" || true
     grep -E '^#[0-9]+' "$log" | tail -n 1 || true
   else
-    echo "fuzz: FAILED: $t (log follows; the input is in fuzz/artifacts/$t/)" >&2
-    tail -n 60 "$log" >&2
+    echo "fuzz: FAILED: $t (the input is in fuzz/artifacts/$t/; the log's cause, then its end)" >&2
+    grep -m 5 -E 'panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' "$log" >&2 || true
+    grep -m 5 -A 3 'panicked at' "$log" >&2 || true
+    tail -n 40 "$log" >&2
     failed+=("$t")
   fi
 done

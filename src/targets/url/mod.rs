@@ -280,6 +280,9 @@ mod tests {
             "ssh://u@h/a/../b",
             "ssh://u@h//",
             "ssh://u@h/~//",
+            // Found by the target_url fuzz target: printed back as the relative `/~/bs`.
+            "ssh://obfofobfofx@[8]:22/~//~/bs",
+            "ssh://u@h/~//srv",
             "smb://u@h",
             "nfs://h",
             "file://relative",

@@ -28,6 +28,11 @@ impl SshUrl {
         let user = user(p)?.ok_or_else(|| invalid(p.url, "write ssh://user@host/path"))?;
         let (host, port) = host_port(p.url, p.hostport, 22)?;
         let path = match p.path.strip_prefix("/~/") {
+            // `/~//srv` would print back as the relative `/~/srv`: which one was meant?
+            Some(rel) if rel.starts_with('/') => return Err(invalid(
+                p.url,
+                "write /~/dir for a directory in the login directory, or /dir for an absolute one",
+            )),
             Some(rel) => rel,
             None => &p.path,
         };
