@@ -213,6 +213,37 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// Reads only the `[targets]` section of a config file, for `verify --keyless --from` on
+    /// a backup server, whose config may hold nothing else (no `[keys]`): the other
+    /// sections are neither required nor checked. A missing file gives an empty section
+    /// unless `need_file` (a target URL works without any config, with the default SSH key
+    /// and known_hosts paths).
+    pub fn load_targets(
+        path: &Path,
+        need_file: bool,
+    ) -> Result<crate::targets::TargetsConfig, ConfigError> {
+        /// The section alone; serde skips every other key.
+        #[derive(Deserialize)]
+        struct Only {
+            #[serde(default)]
+            targets: crate::targets::TargetsConfig,
+        }
+        let text = match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !need_file => {
+                return Ok(Default::default())
+            }
+            r => r.map_err(|err| ConfigError::Read {
+                path: path.display().to_string(),
+                err,
+            })?,
+        };
+        let only: Only = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(only.targets)
+    }
+
     /// Parses config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {

@@ -49,3 +49,14 @@ pub mod targets;
 pub fn main() -> i32 {
     cli::main()
 }
+
+/// Writes the manual pages of the command line, `NAME.1` and one page per subcommand, into
+/// the existing directory `dir`, and returns their paths. For packaging only: `cargo run
+/// --example manpages` (examples/manpages.rs) runs it for packaging/build-deb.sh.
+#[doc(hidden)]
+pub fn write_manpages(
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<Vec<std::path::PathBuf>, jobs::JobError> {
+    cli::completions::write_manpages(dir, name)
+}

@@ -4,8 +4,8 @@
 #
 # Usage: tests/deps.sh
 #
-# Not listed: debootstrap, which only the opt-in tests/full_root.rs (OFFBOX_DEBOOTSTRAP=1)
-# needs; that test installs it itself when missing.
+# Not listed: debootstrap and lintian, which only the opt-in tests/full_root.rs and
+# tests/package.rs (OFFBOX_DEBOOTSTRAP=1) need; those tests install them when missing.
 set -euo pipefail
 
 packages=(
@@ -25,6 +25,8 @@ packages=(
   rsyslog rsyslog-gnutls  # notifications: test bed syslog collector, UDP/TCP/TLS (tests/testbed/notify.sh)
   python3-aiosmtpd openssl  # notifications: test bed SMTP server (tests/testbed/smtpd.py), its test CAs
   g++                 # libFuzzer, built by the fuzz targets (fuzz/run.sh)
+  systemd man-db      # systemd-analyze security/verify and man, for tests/units.rs
+  strace              # the units' system call filters against real runs (tests/unit_syscalls.rs)
 )
 
 missing=()
@@ -35,6 +37,7 @@ done
 if ((${#missing[@]})); then
   echo "tests/deps.sh: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # apt's own lines (one per package fetched, unpacked, set up) show the progress.
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

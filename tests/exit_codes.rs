@@ -83,3 +83,52 @@ fn each_target_failure_class_has_its_exit_code_and_json() {
     sim.edit_config(|t| t.replace("[backup]\n", "[backup]\nsegment_size = 1\n"));
     assert_class(&backup("testbed-ssh"), 1, "config", "permanent");
 }
+
+#[test]
+fn a_command_line_that_does_not_parse_is_exit_2_with_json_and_documented() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--json", "verify", "--bogus", "a.obx"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: unexpected argument '--bogus' found"),
+        "{err}"
+    );
+    let e = error_json(&o);
+    assert_eq!(
+        e,
+        serde_json::json!({
+            "kind": "usage",
+            "retry": "permanent",
+            "hint": "fix the command line; `offbox help COMMAND` shows its options",
+            "message": "unexpected argument '--bogus' found",
+            "exit_code": 2,
+        })
+    );
+    // Without --json: clap's text only.
+    let o = run(&["verify"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("{\"error\""), "{}", stderr(&o));
+    let o = run(&["verify", "--keyless", "a.obx"]);
+    assert_eq!(o.status.code(), Some(2), "--keyless needs --public-key");
+    // --help documents every exit code, 2 included, and exits 0 with no JSON.
+    let o = run(&["--json", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for code in ["0", "1", "2", "3", "4", "69", "75"] {
+        assert!(
+            help.lines().any(|l| l.starts_with(&format!("  {code} "))),
+            "exit code {code} in --help:\n{help}"
+        );
+    }
+    assert!(
+        help.contains("  2   usage: the command line does not parse"),
+        "{help}"
+    );
+}

@@ -46,11 +46,32 @@ fn rotation_keeps_old_archives_and_retire_warns_first(backend: Backend) {
         "{}",
         stderr(&out)
     );
-    // Without --yes, retire only says what it would make unreadable.
+    // Without --yes, retire only says what it would make unreadable (print-only: exit 0).
+    // No target is configured here, so it says that it checked none (tests/targets_ssh.rs
+    // lists the archives of a target).
     let out = sim.run(&["keys", "retire", "1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("every archive whose device slot uses version 1 could then be opened ONLY through its recovery slot"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "offbox: keys retire 1 (dry run, nothing was destroyed): 0 archive(s) of this appliance on 0 checked target(s) use key-encryption key version 1; no [targets.NAME] is configured, so archives kept elsewhere were not checked (`offbox verify ARCHIVE` names the slots of one). Run again with --yes to destroy it"
+    );
+    assert!(out.stdout.is_empty());
     sim.ok(&["verify", old.to_str().unwrap()]);
+    // A version the device does not hold, or the current one, is refused as --yes would.
+    let out = sim.run(&["keys", "retire", "7"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no version 7 (versions: 1, 2)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sim.run(&["keys", "retire", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("version 2 is the current one"),
+        "{}",
+        stderr(&out)
+    );
 
     sim.ok(&["keys", "retire", "1", "--yes"]);
     let out = sim.run(&["verify", old.to_str().unwrap()]);

@@ -280,3 +280,147 @@ fn keys_export_public_never_overwrites() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(fs::read(&pem).unwrap(), b"keep");
 }
+
+#[test]
+fn keys_export_public_says_what_it_wrote() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let pem = work.path().join("signing.pem");
+    let o = sim.run(&["keys", "export-public", "--output", s(&pem)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = fs::read_to_string(&pem).unwrap();
+    assert!(text.starts_with("-----BEGIN PUBLIC KEY-----"), "{text}");
+    // The key id is the one `verify` names as the signer.
+    let src = work.path().join("export.bin");
+    fs::write(&src, b"vault").unwrap();
+    let archive = work.path().join("a.obx");
+    sim.backup("secrets", &src, &archive);
+    let v: serde_json::Value =
+        serde_json::from_slice(&sim.ok(&["--json", "verify", s(&archive)])).unwrap();
+    let id = v["signature"]["verified"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "offbox: wrote the public signing key {id} (PEM) to {}; give it to the backup server for `offbox verify --keyless --public-key FILE`\n",
+            pem.display()
+        )
+    );
+    assert!(o.stdout.is_empty());
+    // To standard output: the PEM alone there, the line on stderr; --json says it as data.
+    let o = sim.run(&["--json", "keys", "export-public", "--output", "-"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text);
+    let v: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"exported": {"signing_key_id": id, "output": "standard output"}})
+    );
+}
+
+#[test]
+fn verify_and_restore_report_the_same_archive_the_same_way() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("tree");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/a.conf"), b"k=v\n").unwrap();
+    fs::write(src.join("data.bin"), pattern(300_000, 3)).unwrap();
+    let archive = work.path().join("a.obx");
+    sim.backup("system", &src, &archive);
+    let json = |args: &[&str]| -> (String, serde_json::Value) {
+        let out = sim.ok(args);
+        let text = String::from_utf8(out).unwrap();
+        (text.clone(), serde_json::from_str(&text).unwrap())
+    };
+    let (_, v) = json(&["--json", "verify", s(&archive)]);
+    let dest = work.path().join("restored");
+    let (rtext, r) = json(&["--json", "restore", s(&archive), "--to", s(&dest)]);
+    let tar = work.path().join("t.tar");
+    let o = sim.run(&["--json", "decrypt", s(&archive), "--output", s(&tar)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    // The whole decompressed payload, tar padding included: the same in all three.
+    let tar_len = fs::metadata(&tar).unwrap().len();
+    for (what, x) in [("verify", &v), ("restore", &r), ("decrypt", &d)] {
+        assert_eq!(x["payload_bytes"], tar_len, "{what}");
+        assert_eq!(
+            x["slots"],
+            serde_json::json!(["pkcs11", "recovery"]),
+            "{what}"
+        );
+        assert_eq!(x["created"], v["created"], "{what}");
+    }
+    assert_eq!(v["entries"], r["entries"]);
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ", "-d"])
+        .arg(format!("@{}", v["created_unix"]))
+        .output()
+        .unwrap();
+    assert_eq!(
+        v["created"].as_str().unwrap(),
+        String::from_utf8_lossy(&date.stdout).trim()
+    );
+    assert_eq!(rtext.matches("\"signature\"").count(), 1, "{rtext}");
+    // The human lines say the same.
+    let line = String::from_utf8(sim.ok(&["verify", s(&archive)])).unwrap();
+    assert!(
+        line.contains(&format!(
+            " created={} archive_bytes=",
+            v["created"].as_str().unwrap()
+        )) && line.contains(&format!(" payload_bytes={tar_len} "))
+            && line.contains(" slots=pkcs11,recovery "),
+        "{line}"
+    );
+}
+
+#[test]
+fn progress_on_a_terminal_shows_percent_and_eta_and_is_cleared_before_the_summary() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("tree");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), pattern(96 << 20, 5)).unwrap();
+    // `script` gives the backup a terminal as stderr; the archive goes to /dev/null.
+    let cmd = format!(
+        "{} --config {} backup create --kind system --source {} --output - >/dev/null",
+        common::bin().display(),
+        sim.config().display(),
+        src.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("SOFTHSM2_CONF", &sim.softhsm_conf)
+        .env("OFFBOX_STATE_DIR", sim.path().join("state"))
+        .env("COLUMNS", "100")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{tty}");
+    let summary = tty
+        .find("offbox: backup complete: ")
+        .unwrap_or_else(|| panic!("no summary in: {tty}"));
+    let (before, after) = tty.split_at(summary);
+    // Frames with a percentage and an ETA before the summary, none after it.
+    let frame = last_frame(before).unwrap_or_else(|| panic!("no progress frame: {tty}"));
+    assert!(frame.contains("ETA "), "{frame}");
+    assert!(
+        !after.contains("% ["),
+        "a frame after the summary: {after:?}"
+    );
+    assert!(
+        !after.contains('\x1b'),
+        "drawing after the summary: {after:?}"
+    );
+    // The line of the last frame was cleared before the summary was written.
+    let last = before.rfind(frame).unwrap() + frame.len();
+    assert!(before[last..].contains("\x1b[2K"), "{:?}", &before[last..]);
+}
+
+/// The last progress frame with a percentage: `backup  NN% [...`.
+fn last_frame(text: &str) -> Option<&str> {
+    text.split(['\r', '\n'])
+        .rfind(|l| l.contains("backup ") && l.contains("% ["))
+}

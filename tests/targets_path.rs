@@ -106,6 +106,21 @@ fn round_trip_on_sshfs_mount() {
         "{}",
         stderr(&out)
     );
+    // A directory that does not exist on the mount says so, and how to make it.
+    let missing = mnt.point.join("nonexistent");
+    let url = format!("file://{}", missing.display());
+    let out = sim.run(&["--json", "target", "check", &url]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "offbox: error: connecting to the target failed: {url}: the directory {} does not exist on the target; mount the network share there",
+            missing.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("backup list"), "{err}");
+    assert!(err.contains("\"kind\":\"target.no_directory\""), "{err}");
 }
 
 /// The first hex digits of this boot's id, as offbox puts them in run ids.

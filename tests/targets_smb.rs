@@ -177,4 +177,16 @@ fn wrong_credentials_are_refused_with_guidance() {
     let err = stderr(&sim.run(&["target", "check", SMB.target]));
     assert!(err.contains("share \"nosuchshare\""), "{err}");
     assert!(err.contains("not found"), "{err}");
+    // The share exists but not the directory in it: says so, and how to make it.
+    sim.edit_config(|c| c.replace("/nosuchshare\"", "/data/no/such/dir\""));
+    let out = sim.run(&["target", "check", SMB.target]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains(
+            ": the directory no/such/dir does not exist on the target; create it in the share"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("backup list"), "{err}");
 }

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "offbox",
     version,
     about,
-    after_help = "Exit codes:\n  0   success\n  1   configuration or usage (the message names the key or option)\n  3   archive integrity or signature: do not trust the file\n  4   key: HSM, TPM, PIN, key version, recovery shares\n  69  target failure a retry cannot fix: full, credentials refused, host key, self-target\n  75  try again later: target unreachable or timed out, or another offbox run holds the lock\nWith --json, a failure also prints {\"error\":{\"kind\",\"retry\",\"hint\",...}} on standard error."
+    after_help = "Exit codes:\n  0   success (also a print-only mode: accept-host-key without --fingerprint, keys retire without --yes)\n  1   configuration, or a request offbox refuses (the message names the key or option)\n  2   usage: the command line does not parse (unknown option, missing or conflicting argument)\n  3   archive integrity or signature: do not trust the file\n  4   key: HSM, TPM, PIN, key version, recovery shares\n  69  target failure a retry cannot fix: full, credentials refused, host key, self-target\n  75  try again later: target unreachable or timed out, or another offbox run holds the lock, or selfcheck found offbox degraded\nWith --json, a failure (exit 2 too) also prints {\"error\":{\"kind\",\"retry\",\"hint\",...}} on standard error."
 )]
 pub struct Cli {
     /// Config file [default: $OFFBOX_CONFIG, else /etc/offbox/offbox.toml].
@@ -40,10 +40,11 @@ pub enum Command {
         /// The archive file, or - for standard input; with --from, the archive name.
         archive: PathBuf,
         /// Read the archive from this target (configured name or URL).
-        #[arg(long, value_name = "NAME|URL", conflicts_with = "keyless")]
+        #[arg(long, value_name = "NAME|URL")]
         from: Option<String>,
-        /// Check structure and signature only, with no HSM, TPM, config or decryption key
-        /// (what a backup server runs). Needs --public-key.
+        /// Check structure and signature only, with no HSM, TPM or decryption key (what a
+        /// backup server runs). Needs --public-key. With --from, only the config's
+        /// [targets] section is read (or none, for a URL).
         #[arg(long, requires = "public_keys")]
         keyless: bool,
         /// Also trust this signing key (PEM, from `offbox keys export-public`, or the
@@ -76,6 +77,13 @@ pub enum Command {
     /// Per kind: last success and failure, next due time; per target: reachable or lost,
     /// capacity; raised conditions and queued notifications.
     Status,
+    /// The boot service's one-shot check: config, key device, PIN file, device access,
+    /// recovery key, state directory, each target, the age of each kind's last backup.
+    /// Exit 0 ok, 75 degraded (warnings only), else failed (4 key, 1 config, 69 target).
+    #[command(after_help = super::selfcheck::EXIT_CODES)]
+    Selfcheck,
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(super::completions::CompletionsArgs),
 }
 
 /// `keys` subcommands.
@@ -96,7 +104,8 @@ pub enum KeysCmd {
     /// Create a new key-encryption key version; new archives use it, old ones still open.
     Rotate,
     /// Destroy an old key-encryption key version. Without --yes, only says what it would
-    /// make unreadable.
+    /// make unreadable (this appliance's archives on every configured target whose device
+    /// slot uses it) and exits 0.
     Retire {
         /// The version to retire.
         version: u32,

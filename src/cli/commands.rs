@@ -17,7 +17,7 @@ use crate::jobs::error::Policy;
 use crate::jobs::{publish, recovery, JobError};
 use crate::keys::recovery::RecoveryPublicKey;
 use crate::keys::{open_device, KeyError, SlotRecipient};
-use crate::progress::{Meter, Ticker};
+use crate::progress::{Meter, Ticker, Total};
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<(), JobError> {
@@ -39,6 +39,8 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Run(a) => super::service::run_cmd(&config_path, a, json),
         Command::Watch => super::service::watch_cmd(&config_path, json),
         Command::Status => super::service::status_cmd(&config_path, json),
+        Command::Selfcheck => super::selfcheck::selfcheck_cmd(&config_path, json),
+        Command::Completions(a) => super::completions::completions_cmd(a),
         Command::Backup(BackupCmd::List(a)) => super::targets::list_cmd(&config_path, a, json),
         Command::Verify {
             archive,
@@ -92,23 +94,22 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
         }
         KeysCmd::Retire { version, yes } => {
             if !yes {
-                return Err(JobError::refused(
-                    format!("retiring key-encryption key version {version}"),
-                    Policy::NeedsConfirmation,
-                    format!(
-                        "not done: every archive whose device slot uses version {version} could then be opened ONLY through its recovery slot, with the custodians' shares. Check which archives still need it (their `verify` output names the slot), then run again with --yes"
-                    ),
-                ));
+                let plan = crate::jobs::retire::dry_run(&cfg, device.as_mut(), version)?;
+                report::retire_plan(&plan, json);
+                return Ok(());
             }
             device.retire(version)?;
             report::retired(version, json);
         }
         KeysCmd::ExportPublic { output } => {
-            let pem = device.signing_key()?.to_pem();
+            let key = device.signing_key()?;
+            let pem = key.to_pem();
             write_output(&output, false, |w| {
                 w.write_all(pem.as_bytes())
                     .map_err(|e| JobError::io("writing the public key", e))
             })?;
+            let id = crate::format::header::hex(&key.key_id());
+            report::exported_public(&id, &output, json);
         }
     }
     Ok(())
@@ -141,7 +142,7 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     let mut prepared = publish::prepare(&cfg, archive_kind(a.kind), &a.sources)?;
     let mut device = open_device(&cfg.keys)?;
     let meter = Arc::new(Meter::default());
-    let ticker = Ticker::start("backup", meter.clone());
+    let ticker = Ticker::start("backup", meter.clone(), progress_total(&prepared, &a));
     if let Some(t) = target.as_mut() {
         let r = prepared.publish_to(t.as_mut(), device.as_mut(), meter, &lock);
         drop(ticker);
@@ -160,6 +161,22 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         .map_err(|e| JobError::io("writing the archive", e))?;
     report::backed_up(&summary, json);
     Ok(())
+}
+
+/// What the progress bar counts to: the sources of a tree (walked by the bar), the size of
+/// a secrets export read from one file; a command's output is not known in advance.
+fn progress_total(prepared: &publish::Prepared, a: &CreateArgs) -> Total {
+    match (&prepared.opts.payload, a.sources.as_slice()) {
+        (backup::Payload::Tree { sources, excludes }, _) => {
+            let excludes = excludes.clone();
+            Total::Walk(sources.clone(), Box::new(move |p| excludes.matches(p)))
+        }
+        (backup::Payload::Stream(_), [file]) => match std::fs::metadata(file) {
+            Ok(m) if m.is_file() => Total::Bytes(m.len()),
+            _ => Total::Unknown,
+        },
+        (backup::Payload::Stream(_), _) => Total::Unknown,
+    }
 }
 
 /// The archive kind of `--kind`.

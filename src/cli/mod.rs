@@ -4,11 +4,13 @@
 mod args;
 mod audit;
 mod commands;
+pub(crate) mod completions;
 mod notify;
 mod open;
 mod output;
 mod prompt;
 mod report;
+mod selfcheck;
 mod service;
 mod targets;
 
@@ -19,9 +21,13 @@ use clap::Parser;
 /// Parses arguments, runs the command, and returns the process exit code. A failure prints
 /// `offbox: error: MESSAGE` on standard error; with `--json`, then also one line
 /// `{"error":{"kind":…,"retry":…,"hint":…,"message":…,"exit_code":…}}` on standard error
-/// (standard output may carry data).
+/// (standard output may carry data). A command line that does not parse exits 2 the same
+/// way (`kind` `usage`).
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return report::usage_error(&e),
+    };
     let json = cli.json;
     match commands::run(cli) {
         Ok(()) => 0,

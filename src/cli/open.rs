@@ -9,7 +9,7 @@
 //! taken back, so for `--output -` the archive is first copied to a private, nameless spool
 //! file while its structure and signature are checked, and decrypted from there afterwards.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,16 @@ pub fn verify_cmd(
     let mut trust = Trust::new();
     add_files(&mut trust, public_keys)?;
     if keyless {
-        let s = verify_keyless(input(archive)?, &trust)?;
+        // No HSM, TPM or key: with --from, only the config's [targets] section (a URL needs
+        // no config at all) and the target's credentials.
+        let inp = match from {
+            Some(from) => {
+                let section = Config::load_targets(config_path, !from.contains("://"))?;
+                super::targets::open_remote(&section, from, archive)?
+            }
+            None => input(archive)?,
+        };
+        let s = verify_keyless(inp, &trust)?;
         report::verified_keyless(&s, json);
         return Ok(());
     }
@@ -188,7 +197,8 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
         header.archive_id_hex(),
         header.kind.name(),
         header.appliance_id,
-        header.created_unix
+        crate::jobs::read::created_rfc3339(header.created_unix)
+            .unwrap_or_else(|| format!("unix:{}", header.created_unix))
     ));
     if let Some(dir) = a.to {
         let opts = UnpackOptions {
@@ -257,22 +267,7 @@ fn add_files(trust: &mut Trust, files: &[PathBuf]) -> Result<(), JobError> {
 
 /// Reads every public key of a PEM file (several `BEGIN PUBLIC KEY` blocks allowed) or one DER.
 pub fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, JobError> {
-    let bytes = fs::read(path).map_err(|err| JobError::Io {
-        what: format!("reading public key {}", path.display()),
-        err,
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let blocks: Vec<&str> = text
-        .split_inclusive("-----END PUBLIC KEY-----")
-        .filter(|b| b.contains("-----BEGIN PUBLIC KEY-----"))
-        .collect();
-    if blocks.is_empty() {
-        return Ok(vec![PublicKey::from_pem_or_der(&bytes)?]);
-    }
-    blocks
-        .into_iter()
-        .map(|b| Ok(PublicKey::from_pem_or_der(b.as_bytes())?))
-        .collect()
+    crate::jobs::signature::load_public_keys(path)
 }
 
 /// Rebuilds the recovery key from share files (or typed shares), and trusts the signing keys

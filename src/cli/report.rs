@@ -60,11 +60,11 @@ pub fn verified(s: &ReadSummary, json: bool) {
         s.kind,
         s.archive_id,
         s.appliance_id,
-        s.created_unix,
+        created(&s.created, s.created_unix),
         s.archive_bytes,
         s.payload_bytes,
         s.entries,
-        s.slots,
+        s.slots.join(","),
         s.signature.as_ref().map_or("not checked".to_string(), |x| x.to_string())
     );
 }
@@ -76,9 +76,69 @@ pub fn verified_keyless(s: &crate::jobs::signature::KeylessSummary, json: bool) 
         return;
     }
     println!(
-        "offbox: keyless verify OK: kind={} archive={} appliance={} created={} segments={} archive_bytes={} signature {}",
-        s.kind, s.archive_id, s.appliance_id, s.created_unix, s.segments, s.archive_bytes, s.signature
+        "offbox: keyless verify OK: kind={} archive={} appliance={} created={} segments={} archive_bytes={} slots={} signature {}",
+        s.kind,
+        s.archive_id,
+        s.appliance_id,
+        created(&s.created, s.created_unix),
+        s.segments,
+        s.archive_bytes,
+        s.slots.join(","),
+        s.signature
     );
+}
+
+/// The creation time as RFC 3339, or `unix:N` for a time RFC 3339 cannot show.
+fn created(rfc3339: &Option<String>, unix: i64) -> String {
+    rfc3339.clone().unwrap_or_else(|| format!("unix:{unix}"))
+}
+
+/// A command line that does not parse (or `--help`, `--version`): clap's own text, and with
+/// `--json` among the arguments the same `{"error":…}` line as every other failure
+/// (`kind` `usage`, exit code 2). Returns the exit code.
+pub fn usage_error(e: &clap::Error) -> i32 {
+    let code = e.exit_code();
+    let _ = e.print();
+    if e.use_stderr() && json_asked(std::env::args_os().skip(1)) {
+        let text = e.render().to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let v = serde_json::json!({"error": {
+            "kind": "usage",
+            "retry": crate::targets::Retry::Permanent,
+            "hint": "fix the command line; `offbox help COMMAND` shows its options",
+            "message": message,
+            "exit_code": code,
+        }});
+        eprintln!("{v}");
+    }
+    code
+}
+
+/// Whether `--json` is among the arguments (before a `--` that ends the options).
+fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// `keys export-public`: what was written where (on stderr when it went to standard output).
+pub fn exported_public(key_id: &str, output: &Path, json: bool) {
+    let to = if output == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        output.display().to_string()
+    };
+    let v = serde_json::json!({"exported": {"signing_key_id": key_id, "output": to}});
+    let line = format!(
+        "offbox: wrote the public signing key {key_id} (PEM) to {to}; give it to the backup server for `offbox verify --keyless --public-key FILE`"
+    );
+    match (json, output == Path::new("-")) {
+        (true, true) => eprintln!("{v}"),
+        (true, false) => println!("{v}"),
+        (false, _) => eprintln!("{line}"),
+    }
 }
 
 /// `keys retire`.
@@ -88,6 +148,52 @@ pub fn retired(version: u32, json: bool) {
         return;
     }
     println!("offbox: key-encryption key version {version} retired; archives that used it open only through their recovery slot now");
+}
+
+/// `keys retire N` without `--yes`: one line per archive that needs version N on stdout
+/// (`would need the recovery shares` or `would be UNREADABLE`, the target, the archive),
+/// the targets that could not be read and a summary on stderr.
+pub fn retire_plan(p: &crate::jobs::retire::RetirePlan, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "retire": p, "dry_run": true }));
+        return;
+    }
+    for a in &p.affected {
+        let what = if a.recovery_slot {
+            "would need the recovery shares"
+        } else {
+            "would be UNREADABLE"
+        };
+        println!("{what}\t{}\t{}", a.target, a.name);
+    }
+    for u in &p.unchecked {
+        eprintln!(
+            "offbox: warning: target {} was not checked: {}",
+            u.target, u.error
+        );
+    }
+    let lost = p.affected.iter().filter(|a| !a.recovery_slot).count();
+    eprintln!(
+        "offbox: keys retire {v} (dry run, nothing was destroyed): {n} archive(s) of this appliance on {c} checked target(s) use key-encryption key version {v}{lost}{unchecked}. Run again with --yes to destroy it",
+        v = p.version,
+        n = p.affected.len(),
+        c = p.checked.len(),
+        lost = match (p.affected.len(), lost) {
+            (0, _) => String::new(),
+            (_, 0) => "; each would then open ONLY through its recovery slot, with the custodians' shares".into(),
+            (_, l) => format!("; {l} of them have no recovery slot and would become UNREADABLE"),
+        },
+        unchecked = if p.checked.is_empty() && p.unchecked.is_empty() {
+            "; no [targets.NAME] is configured, so archives kept elsewhere were not checked (`offbox verify ARCHIVE` names the slots of one)".to_string()
+        } else if p.unchecked.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} target(s) could not be checked (above), and archives kept elsewhere are not known",
+                p.unchecked.len()
+            )
+        },
+    );
 }
 
 /// `decrypt` and `recover --output`.
@@ -238,4 +344,29 @@ pub fn ceremony(
     println!("  - check it at a drill: offbox recovery verify-shares --share FILE ...,");
     println!("  - keep it sealed and offline; never send it by email or chat.");
     println!("Security officer: once every custodian holds a copy, securely delete the share files here (shred -u).");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_asked;
+
+    #[test]
+    fn json_is_asked_only_as_an_option() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(json_asked(
+            args(&["--json", "verify", "--bogus"]).into_iter()
+        ));
+        assert!(json_asked(args(&["verify", "--json"]).into_iter()));
+        assert!(!json_asked(args(&["verify", "a.obx"]).into_iter()));
+        assert!(!json_asked(args(&["verify", "--", "--json"]).into_iter()));
+    }
+
+    #[test]
+    fn created_is_rfc3339_or_says_unix() {
+        assert_eq!(
+            super::created(&Some("2026-12-01T00:00:00Z".into()), 1),
+            "2026-12-01T00:00:00Z"
+        );
+        assert_eq!(super::created(&None, -5), "unix:-5");
+    }
 }

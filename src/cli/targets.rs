@@ -15,7 +15,7 @@ use crate::jobs::lock::RunLock;
 use crate::jobs::target::{self as job, target_err, Retention};
 use crate::jobs::JobError;
 use crate::targets::pipeline::Prefetched;
-use crate::targets::{self, Target};
+use crate::targets::{self, Target, TargetsConfig};
 
 /// `target` subcommands.
 #[derive(Debug, Subcommand)]
@@ -72,8 +72,12 @@ pub struct PruneArgs {
 }
 
 fn connect(cfg: &Config, what: Option<&str>) -> Result<Box<dyn Target>, JobError> {
-    let spec = cfg
-        .targets
+    connect_in(&cfg.targets, what)
+}
+
+/// Resolves `what` in a `[targets]` section alone, runs the guard and connects.
+fn connect_in(section: &TargetsConfig, what: Option<&str>) -> Result<Box<dyn Target>, JobError> {
+    let spec = section
         .resolve(what)
         .map_err(|e| target_err("choosing the target", e))?;
     let me = SelfIdentity::load();
@@ -139,7 +143,17 @@ pub fn input_from(
         return file(archive);
     };
     let cfg = Config::load(config_path)?;
-    let mut t = connect(&cfg, Some(from))?;
+    open_remote(&cfg.targets, from, archive)
+}
+
+/// The archive `archive` (a name) on the target `from` of a `[targets]` section: for
+/// `verify --keyless --from`, which needs nothing else of the config.
+pub fn open_remote(
+    section: &TargetsConfig,
+    from: &str,
+    archive: &Path,
+) -> Result<Box<dyn Read>, JobError> {
+    let mut t = connect_in(section, Some(from))?;
     let name = archive.to_string_lossy();
     let reader = t
         .open(&name)
@@ -175,61 +189,88 @@ pub fn target_cmd(config_path: &Path, cmd: TargetCmd, json: bool) -> Result<(), 
             target,
             fingerprint,
         } => accept_host_key(&cfg, &target, fingerprint.as_deref(), json),
-        TargetCmd::Check { target } => {
-            let names: Vec<Option<String>> = match target {
-                Some(t) => vec![Some(t)],
-                None if cfg.targets.default.is_some() => vec![None],
-                None if cfg.targets.named.is_empty() => {
-                    return Err(target_err(
-                        "target check",
-                        targets::TargetError::Invalid {
-                            target: "(none given)".into(),
-                            why: "no [targets.NAME] in the config; give a URL".into(),
-                        },
-                    ))
+        TargetCmd::Check { target } => check_cmd(&cfg, target, json),
+    }
+}
+
+/// `target check [NAME|URL]`: the one target given, else every configured target. One
+/// target's failure is the command's error (printed once, by `main`); with several, each
+/// failure gets its line (or JSON object) and the error names the failed targets, with the
+/// exit code, kind and retry class of the most severe (as `watch`).
+fn check_cmd(cfg: &Config, target: Option<String>, json: bool) -> Result<(), JobError> {
+    let names: Vec<String> = match target {
+        Some(t) => vec![t],
+        None if cfg.targets.named.is_empty() => {
+            return Err(target_err(
+                "target check",
+                targets::TargetError::Invalid {
+                    target: "(none given)".into(),
+                    why: "no [targets.NAME] in the config; give a URL".into(),
+                },
+            ))
+        }
+        None => cfg.targets.named.keys().cloned().collect(),
+    };
+    let me = SelfIdentity::load();
+    let appliance = cfg.appliance_id();
+    let measured = Measured::walk(&cfg.capacity.measured_path, job::now_unix());
+    let single = names.len() == 1;
+    let mut failed: Vec<(String, JobError)> = Vec::new();
+    for n in &names {
+        let r = cfg
+            .targets
+            .resolve(Some(n))
+            .map_err(|e| target_err("choosing the target", e))
+            .and_then(|spec| job::check(&spec, &me, &appliance, &cfg.capacity, &measured));
+        match r {
+            Ok(rep) => {
+                if json {
+                    println!("{}", serde_json::to_string(&rep).expect("serializes"));
+                } else {
+                    println!(
+                        "offbox: target {} OK: url={} connect={:.1}ms probe={:.1}ms {}",
+                        rep.target,
+                        rep.url,
+                        rep.connect_ms,
+                        rep.probe_ms,
+                        rep.capacity.figures(),
+                    );
                 }
-                None => cfg.targets.named.keys().cloned().map(Some).collect(),
-            };
-            let me = SelfIdentity::load();
-            let appliance = cfg.appliance_id();
-            let measured = Measured::walk(&cfg.capacity.measured_path, job::now_unix());
-            let mut first_err = None;
-            for n in names {
-                let r = cfg
-                    .targets
-                    .resolve(n.as_deref())
-                    .map_err(|e| target_err("choosing the target", e))
-                    .and_then(|spec| job::check(&spec, &me, &appliance, &cfg.capacity, &measured));
-                match r {
-                    Ok(rep) => {
-                        if json {
-                            println!("{}", serde_json::to_string(&rep).expect("serializes"));
-                        } else {
-                            println!(
-                                "offbox: target {} OK: url={} connect={:.1}ms probe={:.1}ms {}",
-                                rep.target,
-                                rep.url,
-                                rep.connect_ms,
-                                rep.probe_ms,
-                                rep.capacity.figures(),
-                            );
-                        }
-                        if let Some(w) = &rep.warning {
-                            eprintln!("offbox: warning: target {}: {w}", rep.target);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!(
-                            "offbox: target {} FAILED: {e}",
-                            n.as_deref().unwrap_or("(default)")
-                        );
-                        first_err.get_or_insert(e);
-                    }
+                if let Some(w) = &rep.warning {
+                    eprintln!("offbox: warning: target {}: {w}", rep.target);
                 }
             }
-            first_err.map_or(Ok(()), Err)
+            Err(e) if single => return Err(e),
+            Err(e) => {
+                if json {
+                    let report = crate::jobs::error_kind::ErrorReport::of(&e);
+                    println!("{}", serde_json::json!({"target": n, "error": report}));
+                } else {
+                    eprintln!("offbox: target {n} FAILED: {e}");
+                }
+                failed.push((n.clone(), e));
+            }
         }
     }
+    let code = crate::jobs::run::exit_code(failed.iter().map(|(_, e)| e.exit_code()));
+    let Some((_, worst)) = failed.iter().find(|(_, e)| e.exit_code() == code) else {
+        return Ok(());
+    };
+    Err(JobError::Partial {
+        summary: format!(
+            "target check: {} of {} target(s) failed ({}); see the lines above",
+            failed.len(),
+            names.len(),
+            failed
+                .iter()
+                .map(|(n, e)| format!("{n}: {}", e.kind()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        code,
+        kind: worst.kind(),
+        retry: worst.retry(),
+    })
 }
 
 fn accept_host_key(
@@ -238,25 +279,28 @@ fn accept_host_key(
     fingerprint: Option<&str>,
     json: bool,
 ) -> Result<(), JobError> {
+    use crate::jobs::ssh_keys::HostKeyStatus;
     let me = SelfIdentity::load();
     let k = crate::jobs::ssh_keys::accept_host_key(cfg, target, fingerprint, &me)?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"host": k.host, "fingerprint": k.fingerprint, "added": k.added, "known_hosts": k.known_hosts})
-        );
-    } else {
-        eprintln!(
-            "offbox: host key of {} {} {} in {}",
-            k.host,
-            if k.added {
-                "pinned:"
-            } else {
-                "already pinned:"
-            },
-            k.fingerprint,
-            k.known_hosts.display()
-        );
+        println!("{}", serde_json::to_string(&k).expect("serializes"));
+        return Ok(());
+    }
+    let kh = k.known_hosts.display();
+    let (host, fp, kt) = (&k.host, &k.fingerprint, &k.key_type);
+    match k.status {
+        HostKeyStatus::Pinned => {
+            eprintln!("offbox: host key of {host} pinned: {fp} in {kh}")
+        }
+        HostKeyStatus::AlreadyPinned => {
+            eprintln!("offbox: host key of {host} already pinned: {fp} in {kh}")
+        }
+        HostKeyStatus::NotPinned => println!(
+            "offbox: {host} presents {kt} {fp}; it is not pinned yet, and nothing was changed. Compare it with `ssh-keygen -lf` of that key on the server, then pin it with: offbox target accept-host-key {target} --fingerprint {fp}"
+        ),
+        HostKeyStatus::AnotherKeyPinned => println!(
+            "offbox: {host} presents {kt} {fp}, but {kh} pins ANOTHER key for it; nothing was changed. This may be an attack. If the server was reinstalled, check the new key on the server, remove its line from {kh}, then run: offbox target accept-host-key {target} --fingerprint {fp}"
+        ),
     }
     Ok(())
 }

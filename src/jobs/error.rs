@@ -15,7 +15,8 @@
 //! | `Key`, `DeviceSignature` | `key` | 4 | no | check the HSM/TPM, PIN, key versions; or use the recovery shares |
 //! | `Target` unreachable, timeout, temporary I/O | `target.*` | 75 (EX_TEMPFAIL) | yes | retry later; check network and server |
 //! | `Busy` | `busy` | 75 (EX_TEMPFAIL) | yes | retry later, or `--wait SECS` |
-//! | `Target` full, credentials, host key, permission, self-target, not found, exists | `target.*` | 69 (EX_UNAVAILABLE) | no | fix the target (space, credentials, host key pin, rights, address) |
+//! | `Target` full, credentials, host key, permission, self-target, not found, no directory, exists | `target.*` | 69 (EX_UNAVAILABLE) | no | fix the target (space, credentials, host key pin, rights, address, directory) |
+//! | (a command line that does not parse: clap, before any job) | `usage` | 2 | no | fix the command line |
 //! | `Target` invalid URL or table, transport not built | `target.invalid` | 1 | no | fix the URL or `[targets.NAME]` |
 //! | `Partial` (`run`, `watch`: some kinds or targets failed) | the most severe failure's | its | its | read each failure; `offbox status` |
 

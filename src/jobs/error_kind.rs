@@ -91,6 +91,7 @@ fn target_kind(e: &TargetError) -> &'static str {
         TargetError::NoSpace { .. } => "full",
         TargetError::Permission { .. } => "permission",
         TargetError::NotFound { .. } => "not_found",
+        TargetError::NoDirectory { .. } => "no_directory",
         TargetError::Exists { .. } => "exists",
         TargetError::Io { .. } => "io",
     }
@@ -148,6 +149,9 @@ fn target_hint(e: &TargetError) -> &'static str {
         TargetError::NoSpace { .. } => "free space on the target or run `offbox prune`",
         TargetError::Permission { .. } => "give the backup user write access on the target",
         TargetError::NotFound { .. } => "check the name with `offbox backup list --to TARGET`",
+        TargetError::NoDirectory { .. } => {
+            "create the target directory on the server (the message says how), or fix the URL"
+        }
         TargetError::Exists { .. } => "nothing was overwritten; run the backup again",
         TargetError::Io { retry, .. } => match retry {
             Retry::Temporary => "retry later; check the server's logs if it persists",

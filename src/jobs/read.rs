@@ -18,15 +18,21 @@ pub struct ReadSummary {
     pub appliance_id: String,
     /// Creation time (Unix seconds).
     pub created_unix: i64,
+    /// Creation time, RFC 3339 in UTC (`2026-11-23T02:30:00Z`); see [`created_rfc3339`].
+    pub created: Option<String>,
     /// Archive bytes read.
     pub archive_bytes: u64,
-    /// Payload bytes (after decompression).
+    /// Payload bytes: the whole decompressed payload (for a tree, the tar stream with its
+    /// end-of-archive blocks and padding), the same for `verify`, `decrypt` and `restore`.
     pub payload_bytes: u64,
     /// Tar entries (system and video archives).
     pub entries: u64,
-    /// The slot kinds.
-    pub slots: String,
-    /// The signature check, when one was made.
+    /// The key slot kinds in header order (`pkcs11` or `tpm`, `recovery`), as `backup`'s
+    /// summary lists them.
+    pub slots: Vec<&'static str>,
+    /// The signature check, when one was made (left out of the JSON otherwise, so that a
+    /// restore's summary carries one `signature`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<super::signature::SignatureStatus>,
 }
 
@@ -63,19 +69,36 @@ pub(crate) fn with_payload<R: Read, T>(
     Ok((reader, value))
 }
 
-fn summary<R: Read>(reader: &DecryptReader<R>, payload_bytes: u64, entries: u64) -> ReadSummary {
+/// The summary of a complete read of `payload_bytes` payload bytes and `entries` entries.
+pub(crate) fn summary<R: Read>(
+    reader: &DecryptReader<R>,
+    payload_bytes: u64,
+    entries: u64,
+) -> ReadSummary {
     let h = reader.header();
     ReadSummary {
         kind: h.kind.name(),
         archive_id: h.archive_id_hex(),
         appliance_id: h.appliance_id.clone(),
         created_unix: h.created_unix,
+        created: created_rfc3339(h.created_unix),
         archive_bytes: reader.archive_len(),
         payload_bytes,
         entries,
-        slots: super::open::slot_list(h),
+        slots: h.slots.iter().map(|s| s.kind_name()).collect(),
         signature: None,
     }
+}
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const MAX_RFC3339: i64 = 253_402_300_799;
+
+/// An archive's creation time as RFC 3339 in UTC, or `None` for a time before 1970 or after
+/// the year 9999 (which no clock writes, and RFC 3339 cannot show).
+pub(crate) fn created_rfc3339(unix: i64) -> Option<String> {
+    (0..=MAX_RFC3339)
+        .contains(&unix)
+        .then(|| crate::notify::format::rfc3339(unix))
 }
 
 /// Reads everything and checks it: every segment authenticates, for tar payloads the tar
@@ -145,5 +168,25 @@ impl<R: Read> Read for CountRead<R> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn created_times_in_rfc3339() {
+        use super::created_rfc3339;
+        assert_eq!(created_rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            created_rfc3339(1_796_168_162).as_deref(),
+            Some("2026-12-01T23:36:02Z")
+        );
+        assert_eq!(
+            created_rfc3339(253_402_300_799).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        assert_eq!(created_rfc3339(253_402_300_800), None);
+        assert_eq!(created_rfc3339(-1), None);
+        assert_eq!(created_rfc3339(i64::MAX), None);
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::payload::unpack::{ExtractReport, Staging, UnpackOptions};
 use crate::stream::DecryptReader;
 
-use super::read::{with_payload, ReadSummary};
+use super::read::{summary, with_payload, ReadSummary};
 use super::{open::expect_tree, JobError};
 
 /// The result of a restore.
@@ -52,20 +52,12 @@ pub(crate) fn restore_with<R: Read>(
             crate::payload::unpack::UnpackError::Extract(io) => io,
             other => std::io::Error::other(other.to_string()),
         })?;
+        // The tar reader stops at the end-of-archive blocks; count the padding after them
+        // too, so that payload_bytes is the whole payload, as `verify` and `decrypt` say.
+        std::io::copy(&mut counted, &mut std::io::sink())?;
         Ok((counted.count(), report))
     })?;
-    let h = reader.header();
-    let read = ReadSummary {
-        kind: h.kind.name(),
-        archive_id: h.archive_id_hex(),
-        appliance_id: h.appliance_id.clone(),
-        created_unix: h.created_unix,
-        archive_bytes: reader.archive_len(),
-        payload_bytes,
-        entries: extract.entries,
-        slots: super::open::slot_list(h),
-        signature: None,
-    };
+    let read: ReadSummary = summary(&reader, payload_bytes, extract.entries);
     let signature = super::signature::check_read(&reader, trust)?;
     let restored_to = staging.commit()?;
     Ok(RestoreSummary {

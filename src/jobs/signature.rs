@@ -19,6 +19,27 @@ use crate::stream::{signed_message, DecryptReader, Framer};
 use super::open::read_head;
 use super::JobError;
 
+/// Reads every public key of a PEM file (several `BEGIN PUBLIC KEY` blocks allowed, as in
+/// the ceremony's `signing-keys.pem`) or one DER.
+pub fn load_public_keys(path: &std::path::Path) -> Result<Vec<PublicKey>, JobError> {
+    let bytes = std::fs::read(path).map_err(|err| JobError::Io {
+        what: format!("reading public key {}", path.display()),
+        err,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let blocks: Vec<&str> = text
+        .split_inclusive("-----END PUBLIC KEY-----")
+        .filter(|b| b.contains("-----BEGIN PUBLIC KEY-----"))
+        .collect();
+    if blocks.is_empty() {
+        return Ok(vec![PublicKey::from_pem_or_der(&bytes)?]);
+    }
+    blocks
+        .into_iter()
+        .map(|b| Ok(PublicKey::from_pem_or_der(b.as_bytes())?))
+        .collect()
+}
+
 /// One trusted signing key and where its trust comes from.
 pub(crate) struct TrustedKey {
     /// The verification key.
@@ -180,6 +201,10 @@ pub struct KeylessSummary {
     pub appliance_id: String,
     /// Creation time (Unix seconds).
     pub created_unix: i64,
+    /// Creation time, RFC 3339 in UTC (see [`super::read::created_rfc3339`]).
+    pub created: Option<String>,
+    /// The key slot kinds in header order, as `verify` and `backup` list them.
+    pub slots: Vec<&'static str>,
     /// Segments read.
     pub segments: u64,
     /// Archive bytes read.
@@ -218,6 +243,8 @@ pub fn verify_keyless<R: Read>(mut input: R, trust: &Trust) -> Result<KeylessSum
         kind: header.kind.name(),
         appliance_id: header.appliance_id.clone(),
         created_unix: header.created_unix,
+        created: super::read::created_rfc3339(header.created_unix),
+        slots: header.slots.iter().map(|s| s.kind_name()).collect(),
         segments,
         archive_bytes: framer.bytes_read(),
         signature,

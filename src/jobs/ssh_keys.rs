@@ -41,22 +41,41 @@ pub fn ensure_key_pair(cfg: &Config) -> Result<KeyPair, JobError> {
     }
 }
 
-/// A host key pinned (or found pinned already) by [`accept_host_key`].
-#[derive(Debug)]
+/// Where a presented host key stands after [`accept_host_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HostKeyStatus {
+    /// Pinned now (`--fingerprint` matched).
+    Pinned,
+    /// It was pinned already; nothing changed.
+    AlreadyPinned,
+    /// Shown only (no `--fingerprint`): nothing is pinned for this host yet.
+    NotPinned,
+    /// Shown only: known_hosts pins another key for this host.
+    AnotherKeyPinned,
+}
+
+/// A host key shown, pinned, or found pinned already by [`accept_host_key`].
+#[derive(Debug, serde::Serialize)]
 pub(crate) struct PinnedHostKey {
     /// `host` or `[host]:port`.
     pub host: String,
     /// `SHA256:...`.
     pub fingerprint: String,
-    /// False when the key was pinned already.
+    /// `ssh-ed25519`...
+    pub key_type: String,
+    /// Where it stands.
+    pub status: HostKeyStatus,
+    /// True when it was pinned by this run.
     pub added: bool,
     /// The known_hosts file.
     pub known_hosts: PathBuf,
 }
 
 /// Reads the host key that the ssh:// target `target` presents (through the guard) and
-/// pins it when it matches `fingerprint`. Without a fingerprint, or with another one,
-/// nothing is pinned and the error says what the server presents.
+/// pins it when it matches `fingerprint`. Without a fingerprint it only says where the key
+/// stands (print-only, not an error); with another fingerprint nothing is pinned and the
+/// error says what the server presents.
 pub(crate) fn accept_host_key(
     cfg: &Config,
     target: &str,
@@ -81,15 +100,22 @@ pub(crate) fn accept_host_key(
         let key = targets::ssh::probe_host_key(&spec, url, me)
             .map_err(|e| target_err("reading the host key", e))?;
         let seen = key.fingerprint();
+        let shown = |status| PinnedHostKey {
+            host: key.pattern.clone(),
+            fingerprint: seen.clone(),
+            key_type: key.key_type(),
+            status,
+            added: status == HostKeyStatus::Pinned,
+            known_hosts: spec.known_hosts.clone(),
+        };
         let Some(want) = fingerprint else {
-            return Err(JobError::refused(
-                "accept-host-key",
-                super::error::Policy::NeedsConfirmation,
-                format!(
-                    "{} presents {} {seen}; nothing was pinned. Compare it with `ssh-keygen -lf` of the key on the server, then run again with --fingerprint {seen}",
-                    key.pattern,
-                    key.key_type()
-                ),
+            let text = std::fs::read_to_string(&spec.known_hosts).unwrap_or_default();
+            return Ok(shown(
+                match targets::ssh::lookup(&text, &key.pattern, &key.blob) {
+                    targets::ssh::Pinned::Match => HostKeyStatus::AlreadyPinned,
+                    targets::ssh::Pinned::Unknown => HostKeyStatus::NotPinned,
+                    targets::ssh::Pinned::Mismatch => HostKeyStatus::AnotherKeyPinned,
+                },
             ));
         };
         if want.trim() != seen {
@@ -104,12 +130,11 @@ pub(crate) fn accept_host_key(
         }
         let added =
             targets::ssh::pin(&spec, &key).map_err(|e| target_err("pinning the host key", e))?;
-        Ok(PinnedHostKey {
-            host: key.pattern,
-            fingerprint: seen,
-            added,
-            known_hosts: spec.known_hosts,
-        })
+        Ok(shown(if added {
+            HostKeyStatus::Pinned
+        } else {
+            HostKeyStatus::AlreadyPinned
+        }))
     }
     #[cfg(not(feature = "target-ssh"))]
     {

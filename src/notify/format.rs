@@ -19,8 +19,13 @@ pub(crate) const APP_NAME: &str = "offbox";
 pub(crate) fn severity(kind: EventKind) -> Severity {
     match kind {
         EventKind::KeyDeviceFailure | EventKind::IntegrityFailure => Severity::Crit,
-        EventKind::TargetLost | EventKind::TargetFull | EventKind::BackupFailed => Severity::Err,
-        EventKind::CapacityLow | EventKind::Stale => Severity::Warning,
+        EventKind::TargetLost
+        | EventKind::TargetFull
+        | EventKind::BackupFailed
+        | EventKind::SelfcheckFailed => Severity::Err,
+        EventKind::CapacityLow | EventKind::Stale | EventKind::SelfcheckDegraded => {
+            Severity::Warning
+        }
         EventKind::TargetRecovered | EventKind::CapacityOk | EventKind::Fresh | EventKind::Test => {
             Severity::Notice
         }

@@ -61,6 +61,12 @@ pub enum EventKind {
     Stale,
     /// A kind succeeded again after being stale.
     Fresh,
+    /// `offbox selfcheck` found a problem that stops backups (config, key device, state
+    /// directory, a target a retry cannot fix).
+    SelfcheckFailed,
+    /// `offbox selfcheck` found offbox degraded: it can back up, but something needs
+    /// attention (a target unreachable for now, a stale kind, a loose PIN file mode).
+    SelfcheckDegraded,
     /// `offbox notify test`.
     Test,
 }
@@ -80,6 +86,8 @@ impl EventKind {
             EventKind::IntegrityFailure => "integrity_failure",
             EventKind::Stale => "stale",
             EventKind::Fresh => "fresh",
+            EventKind::SelfcheckFailed => "selfcheck_failed",
+            EventKind::SelfcheckDegraded => "selfcheck_degraded",
             EventKind::Test => "test",
         }
     }

@@ -368,14 +368,15 @@ impl<W: Write> Walker<'_, W> {
         pax.write(&mut self.b, stored).map_err(PackError::Write)?;
         let mut exact = ExactSize::new(file, extents);
         {
-            let mut reader = BufReader::with_capacity(256 * 1024, (&map[..]).chain(&mut exact));
+            // Counted as it is read, so that the progress bar moves within a large file.
+            let data_in = crate::progress::Metered::new(&mut exact, self.meter);
+            let mut reader = BufReader::with_capacity(256 * 1024, (&map[..]).chain(data_in));
             self.b
                 .append_data(&mut h, &name_in_header, &mut reader)
                 .map_err(PackError::Write)?;
         }
         self.stats.entries += 1;
         self.stats.file_bytes += size;
-        self.meter.add_in(data);
         after_read(&mut self.stats.notices, path, meta, exact, size);
         Ok(())
     }

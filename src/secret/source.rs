@@ -161,7 +161,7 @@ fn read_file(path: &Path, what: &'static str) -> Result<SecretText, SecretError>
 
 /// The user that should own a secret file: the running user, or the service user when
 /// running as root.
-fn fix_owner(euid: u32) -> String {
+pub(crate) fn fix_owner(euid: u32) -> String {
     if euid == 0 {
         return SERVICE_USER.to_string();
     }

@@ -142,6 +142,17 @@ pub enum TargetError {
         /// The missing thing.
         what: String,
     },
+    /// The target directory itself does not exist (an archive that is missing is
+    /// [`TargetError::NotFound`]).
+    #[error("{target}: the directory {dir} does not exist on the target; {create}, or correct the path in the target's URL")]
+    NoDirectory {
+        /// The URL.
+        target: String,
+        /// The missing directory, as the target's protocol names it.
+        dir: String,
+        /// How to create it, for this kind of target.
+        create: String,
+    },
     /// The final archive name is taken.
     #[error("{target}: an archive named {name} already exists; nothing was overwritten")]
     Exists {

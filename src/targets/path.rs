@@ -55,9 +55,13 @@ impl PathTarget {
 /// server is not this appliance ([`mount::check_mount`], then the server is resolved and
 /// checked through [`net::resolve`]). Returns the mount it is on.
 pub(crate) fn check_dir(me: &SelfIdentity, target: &str, dir: &Path) -> Result<Mount, TargetError> {
-    let canon = std::fs::canonicalize(dir).map_err(|e| TargetError::NotFound {
-        target: target.to_string(),
-        what: format!("directory {} ({e})", dir.display()),
+    let canon = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => TargetError::NoDirectory {
+            target: target.to_string(),
+            dir: dir.display().to_string(),
+            create: "mount the network share there (a directory on it that the backup user can write), or create that directory on the mounted share".into(),
+        },
+        _ => TargetError::from_io(target, &format!("opening the directory {}", dir.display()), &e),
     })?;
     let st = nix::sys::statfs::statfs(&canon).map_err(|e| TargetError::Io {
         target: target.to_string(),

@@ -184,8 +184,17 @@ pub fn assert_audit(err: &str, archive_id: &str, kind: &str, indexes: &str) {
     let suffix = format!(") opened with recovery shares {indexes}");
     assert!(l.starts_with(&prefix), "{l}");
     assert!(l.ends_with(&suffix), "{l}");
-    let created: i64 = l[prefix.len()..l.len() - suffix.len()].parse().unwrap();
-    assert!(created > 1_600_000_000, "{l}");
+    // The creation time in RFC 3339, UTC: 2026-12-01T23:36:02Z.
+    let created = &l[prefix.len()..l.len() - suffix.len()];
+    let shape = created.bytes().enumerate().all(|(i, c)| match i {
+        4 | 7 => c == b'-',
+        10 => c == b'T',
+        13 | 16 => c == b':',
+        19 => c == b'Z',
+        _ => c.is_ascii_digit(),
+    });
+    assert!(created.len() == 20 && shape, "{l}");
+    assert!(created[..4].parse::<u32>().unwrap() >= 2020, "{l}");
 }
 
 /// The code text with the `nth` base32 character (dashes not counted) changed to another

@@ -7,23 +7,23 @@
 # Shares, each on its own tmpfs (so the SSH directories stay as the SSH tests expect):
 #   data   256 MiB, behind SMB_URL
 #   small  ${TESTBED_SMALL_MB:-2} MiB, behind SMB_SMALL_URL (the full-target test)
-# The Samba user is a Unix account (offbox-smb, no shell); its password contains
-# \ & ! , ; ' " $ % and a space, and is written to DIR/smb/password (mode 600).
+# The Samba user is a Unix account (offbox-smb, or $TESTBED_SMB_USER; no shell; made by
+# users.sh); its password contains \ & ! , ; ' " $ % and a space, and is written to
+# DIR/smb/password (mode 600).
 #
 # Uses from up: dir ns remote srv id fail. Appends smbd_pid and the mounts to DIR/state,
 # and SMB_* lines to DIR/targets.env and [targets.testbed-smb*] to DIR/offbox-targets.toml.
 # Needs samba and smbclient (tests/deps.sh).
 
-smb_user=offbox-smb
+smb_user=${TESTBED_SMB_USER:-offbox-smb}
 smb_dir="$dir/smb"
 # Every character the seeds' product forbids, and a few more that shells and config
 # parsers like to eat.
 # shellcheck disable=SC2016 # literal $HOME: part of the password
 smb_pw='Pa\ss&w!rd,1;'"'"'q"$HOME %s x'
 
-if ! id "$smb_user" >/dev/null 2>&1; then
-  useradd -M -d /nonexistent -s /usr/sbin/nologin "$smb_user" 2>/dev/null || id "$smb_user" >/dev/null
-fi
+echo "users=\"\$users $smb_user\"" >> "$dir/state"
+testbed_user_use "$id" "$smb_user" /usr/sbin/nologin || fail "cannot create the user $smb_user"
 smb_uid=$(id -u "$smb_user"); smb_gid=$(id -g "$smb_user")
 mkdir -p "$srv/smb-data" "$srv/smb-small"
 mount -t tmpfs -o "size=256m,mode=0755,uid=$smb_uid,gid=$smb_gid" "offbox-tb-$id-smb" "$srv/smb-data" || fail "cannot mount the SMB tmpfs"

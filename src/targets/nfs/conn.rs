@@ -206,11 +206,10 @@ fn enter(
         dir = match r {
             Nfs3Result::Ok(ok) => ok.object,
             Nfs3Result::Err((nfsstat3::NFS3ERR_NOENT, _)) => {
-                return Err(TargetError::Invalid {
+                return Err(TargetError::NoDirectory {
                     target: conn.rt.url().to_string(),
-                    why: format!(
-                        "the directory {comp} of {export} does not exist on the server; create it there"
-                    ),
+                    dir: format!("{comp} (in {export})"),
+                    create: "create it in the export on the NFS server, writable by the user offbox runs as (uid and gid as the server maps them)".into(),
                 })
             }
             Nfs3Result::Err((s, _)) => {

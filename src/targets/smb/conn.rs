@@ -151,7 +151,17 @@ impl Inner {
         } else {
             format!("directory {}", self.dir.replace('\\', "/"))
         };
-        match self.create(&what, &self.dir, args)? {
+        let opened = self.create(&what, &self.dir, args).map_err(|e| match e {
+            TargetError::NotFound { target, .. } if !self.dir.is_empty() => {
+                TargetError::NoDirectory {
+                    target,
+                    dir: self.dir.replace('\\', "/"),
+                    create: "create it in the share, writable by the SMB user (for example `smbclient //HOST/SHARE -U USER -c 'mkdir DIR'`)".into(),
+                }
+            }
+            other => other,
+        })?;
+        match opened {
             Resource::Directory(d) => Ok(Arc::new(d)),
             other => {
                 self.close(other);

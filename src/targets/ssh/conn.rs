@@ -154,19 +154,29 @@ pub(super) fn authenticate(
         })
 }
 
-/// Starts SFTP and checks that `path` is a directory.
+/// Starts SFTP and checks that `path` is a directory (a missing one is
+/// [`TargetError::NoDirectory`], with the command that creates it as `user` on `host`).
 pub(super) fn open_dir(
     sess: &Session,
     url: &str,
-    path: &str,
+    target: &SshUrl,
 ) -> Result<(Sftp, PathBuf), TargetError> {
     let sftp = sess
         .sftp()
         .map_err(|e| map_err(url, "starting SFTP (is the sftp subsystem enabled?)", &e))?;
-    let dir = PathBuf::from(path);
-    let st = sftp
-        .stat(&dir)
-        .map_err(|e| map_err(url, &format!("directory {}", dir.display()), &e))?;
+    let dir = PathBuf::from(&target.path);
+    let st = sftp.stat(&dir).map_err(|e| match map_err(url, "", &e) {
+        TargetError::NotFound { .. } => TargetError::NoDirectory {
+            target: url.to_string(),
+            dir: dir.display().to_string(),
+            create: format!(
+                "create it on the server, writable by {user} (`mkdir -p {d}` as {user}, or as root followed by `chown {user} {d}`)",
+                user = target.user,
+                d = dir.display()
+            ),
+        },
+        _ => map_err(url, &format!("directory {}", dir.display()), &e),
+    })?;
     if !st.is_dir() {
         return Err(TargetError::Invalid {
             target: url.to_string(),

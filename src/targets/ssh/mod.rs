@@ -53,7 +53,7 @@ impl SshTarget {
         let (sess, key) = conn::handshake(spec, target, me)?;
         host_key::check_pinned(&url, &spec.known_hosts, &key)?;
         conn::authenticate(&sess, spec, &url, &target.user)?;
-        let (sftp, dir) = conn::open_dir(&sess, &url, &target.path)?;
+        let (sftp, dir) = conn::open_dir(&sess, &url, target)?;
         Ok(SshTarget {
             sftp: Arc::new(sftp),
             _session: sess,
