@@ -44,6 +44,7 @@ pub fn ensure_key_pair(cfg: &Config) -> Result<KeyPair, JobError> {
 /// Where a presented host key stands after [`accept_host_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(not(feature = "target-ssh"), allow(dead_code))] // a rescue kit has no ssh target
 pub(crate) enum HostKeyStatus {
     /// Pinned now (`--fingerprint` matched).
     Pinned,
