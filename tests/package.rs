@@ -305,15 +305,13 @@ fn the_package_installs_removes_and_purges_on_a_clean_debian() {
     let first = root.run(&["dpkg", "-i", "/tmp/offbox.deb"]);
     eprintln!("dpkg -i: {}", text(&first).trim_end());
     root.ok(&["apt-get", "update", "-qq"]);
-    root.ok(&[
-        "apt-get",
-        "-f",
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-    ]);
-    eprintln!("installed with dependencies in {:?}", t.elapsed());
+    let fixed = root.ok(&["apt-get", "-f", "install", "-y", "--no-install-recommends"]);
+    let summary = fixed.lines().find(|l| l.contains("newly installed"));
+    eprintln!(
+        "apt-get -f install: {} ({:?})",
+        summary.unwrap_or("?"),
+        t.elapsed()
+    );
     let status = root.ok(&["dpkg-query", "-W", "-f=${Status}", "offbox"]);
     assert_eq!(status, "install ok installed");
 
@@ -330,6 +328,18 @@ fn the_package_installs_removes_and_purges_on_a_clean_debian() {
         .ok(&["man", "-w", "offbox-selfcheck"])
         .contains("offbox-selfcheck.1"));
     let user = root.ok(&["getent", "passwd", "offbox"]);
+    eprintln!(
+        "in the root: {} {}{}",
+        version.trim(),
+        user,
+        root.ok(&[
+            "ls",
+            "-ld",
+            "/etc/offbox",
+            "/etc/offbox/offbox.toml",
+            "/var/lib/offbox"
+        ])
+    );
     assert!(
         user.contains(":/var/lib/offbox:/usr/sbin/nologin"),
         "{user}"
@@ -380,6 +390,7 @@ fn the_package_installs_removes_and_purges_on_a_clean_debian() {
         "{}",
         text(&verify)
     );
+    eprintln!("systemd-analyze verify in the root: clean");
     // The shipped config does nothing: every command stops at the first missing key.
     let unfilled = root.run(&["offbox", "status"]);
     assert_eq!(unfilled.status.code(), Some(1), "{}", text(&unfilled));
@@ -426,6 +437,7 @@ fn the_package_installs_removes_and_purges_on_a_clean_debian() {
 
     // Purge: the conffile, its directory and the state go.
     root.ok(&["dpkg", "-P", "offbox"]);
+    eprintln!("dpkg -r kept the conffile and the state; dpkg -P removed both");
     let status = root.run(&["dpkg-query", "-W", "-f=${Status}", "offbox"]);
     assert!(!text(&status).contains("config-files"), "{}", text(&status));
     assert!(
