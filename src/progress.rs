@@ -62,12 +62,26 @@ impl<R: std::io::Read> std::io::Read for Metered<'_, R> {
     }
 }
 
+impl Total {
+    /// The size of the archive file `archive` when it is a local file; [`Total::Unknown`]
+    /// for standard input (`-`), a pipe or an archive on a target.
+    pub(crate) fn of_archive(archive: &Path, on_target: bool) -> Total {
+        match std::fs::metadata(archive) {
+            Ok(m) if !on_target && archive != Path::new("-") && m.is_file() => {
+                Total::Bytes(m.len())
+            }
+            _ => Total::Unknown,
+        }
+    }
+}
+
 /// Whether the walk of [`Total::Walk`] leaves a path out (the backup's excludes).
 pub type Skip = Box<dyn Fn(&Path) -> bool + Send>;
 
-/// What the plaintext total of a run will be.
+/// What the total of a run's counted bytes will be: the plaintext of a backup, or the
+/// archive bytes of a read (`restore`, `verify`, `decrypt`, `recover`).
 pub enum Total {
-    /// Not known (a stream): a spinner.
+    /// Not known (a stream, an archive on a target): a spinner.
     Unknown,
     /// Known in advance (a file's size).
     Bytes(u64),
@@ -129,10 +143,11 @@ fn draw(label: &'static str, meter: &Meter, total: Total, stop: &AtomicBool) {
             pb.set_length(done);
         }
         pb.set_position(done);
-        pb.set_message(format!(
-            "({} out)",
-            human_bytes(meter.bytes_out.load(Ordering::Relaxed))
-        ));
+        // Restores count only what they read: no "out" figure for them.
+        let out = meter.bytes_out.load(Ordering::Relaxed);
+        if out > 0 {
+            pb.set_message(format!("({} out)", human_bytes(out)));
+        }
         std::thread::park_timeout(TICK);
     }
     pb.finish_and_clear();

@@ -382,12 +382,49 @@ fn progress_on_a_terminal_shows_percent_and_eta_and_is_cleared_before_the_summar
     let src = work.path().join("tree");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("big.bin"), pattern(96 << 20, 5)).unwrap();
-    // `script` gives the backup a terminal as stderr; the archive goes to /dev/null.
+    // `script` gives the command a terminal as stderr; the archive goes to /dev/null.
+    let tty = on_a_terminal(
+        &sim,
+        &format!(
+            "backup create --kind system --source {} --output - >/dev/null",
+            src.display()
+        ),
+    );
+    bar_cleared_before_summary(&tty, "backup", "offbox: backup complete: ");
+}
+
+#[test]
+fn restore_and_verify_of_a_file_show_percent_and_eta_and_clear_the_bar() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("tree");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), pattern(96 << 20, 6)).unwrap();
+    let archive = work.path().join("a.obx");
+    sim.backup("system", &src, &archive);
+    let dest = work.path().join("restored");
+    let tty = on_a_terminal(
+        &sim,
+        &format!("restore {} --to {}", archive.display(), dest.display()),
+    );
+    bar_cleared_before_summary(&tty, "restore", "offbox: restore complete: ");
+    assert_eq!(
+        // Sources are archived under their absolute path.
+        fs::read(dest.join(src.strip_prefix("/").unwrap()).join("big.bin")).unwrap(),
+        pattern(96 << 20, 6),
+        "the restore under a terminal is whole"
+    );
+    let tty = on_a_terminal(&sim, &format!("verify {}", archive.display()));
+    bar_cleared_before_summary(&tty, "verify", "offbox: verify OK");
+}
+
+/// Runs `offbox ARGS` (a shell command line after the binary and its config) with a
+/// terminal as stdout and stderr (`script`); returns what the terminal showed.
+fn on_a_terminal(sim: &Sim, args: &str) -> String {
     let cmd = format!(
-        "{} --config {} backup create --kind system --source {} --output - >/dev/null",
+        "{} --config {} {args}",
         common::bin().display(),
         sim.config().display(),
-        src.display()
     );
     let o = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
@@ -399,12 +436,17 @@ fn progress_on_a_terminal_shows_percent_and_eta_and_is_cleared_before_the_summar
         .unwrap();
     let tty = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{tty}");
-    let summary = tty
-        .find("offbox: backup complete: ")
-        .unwrap_or_else(|| panic!("no summary in: {tty}"));
-    let (before, after) = tty.split_at(summary);
-    // Frames with a percentage and an ETA before the summary, none after it.
-    let frame = last_frame(before).unwrap_or_else(|| panic!("no progress frame: {tty}"));
+    tty
+}
+
+/// Frames of `label`'s bar with a percentage and an ETA came before the `summary` line,
+/// none after it, and the last one was cleared before the summary was written.
+fn bar_cleared_before_summary(tty: &str, label: &str, summary: &str) {
+    let at = tty
+        .find(summary)
+        .unwrap_or_else(|| panic!("no summary {summary:?} in: {tty}"));
+    let (before, after) = tty.split_at(at);
+    let frame = last_frame(before, label).unwrap_or_else(|| panic!("no progress frame: {tty}"));
     assert!(frame.contains("ETA "), "{frame}");
     assert!(
         !after.contains("% ["),
@@ -414,13 +456,12 @@ fn progress_on_a_terminal_shows_percent_and_eta_and_is_cleared_before_the_summar
         !after.contains('\x1b'),
         "drawing after the summary: {after:?}"
     );
-    // The line of the last frame was cleared before the summary was written.
     let last = before.rfind(frame).unwrap() + frame.len();
     assert!(before[last..].contains("\x1b[2K"), "{:?}", &before[last..]);
 }
 
-/// The last progress frame with a percentage: `backup  NN% [...`.
-fn last_frame(text: &str) -> Option<&str> {
+/// The last progress frame with a percentage: `LABEL  NN% [...`.
+fn last_frame<'a>(text: &'a str, label: &str) -> Option<&'a str> {
     text.split(['\r', '\n'])
-        .rfind(|l| l.contains("backup ") && l.contains("% ["))
+        .rfind(|l| l.contains(&format!("{label} ")) && l.contains("% ["))
 }

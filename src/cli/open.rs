@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::args::{DecryptArgs, RecoverArgs, RestoreArgs, TrustArgs};
 use super::audit::audit;
@@ -28,6 +29,7 @@ use crate::jobs::{open, read, recovery, restore, JobError};
 use crate::keys::recovery::RecoveryIdentity;
 use crate::keys::{open_device, Device, SlotIdentity};
 use crate::payload::unpack::UnpackOptions;
+use crate::progress::{Meter, Metered, Ticker, Total};
 
 /// `verify`: keyless (structure and signature), or a full keyed read.
 pub fn verify_cmd(
@@ -50,19 +52,24 @@ pub fn verify_cmd(
             }
             None => input(archive)?,
         };
-        let s = verify_keyless(inp, &trust)?;
-        report::verified_keyless(&s, json);
+        let (meter, ticker) = reading("verify", archive, from.is_some());
+        let s = verify_keyless(Metered::new(inp, &meter), &trust);
+        drop(ticker);
+        report::verified_keyless(&s?, json);
         return Ok(());
     }
     let cfg = Config::load(config_path)?;
     let mut device = open_device(&cfg.keys)?;
     add_device(&mut trust, device.as_mut())?;
-    let mut inp = super::targets::input_from(config_path, from, archive, input)?;
+    let inp = super::targets::input_from(config_path, from, archive, input)?;
+    let (meter, ticker) = reading("verify", archive, from.is_some());
+    let mut inp = Metered::new(inp, &meter);
     let head = open::read_head(&mut inp)?;
     trust.precheck(&head.header)?;
     let (reader, _) = open::open_head(head, inp, &mut [device.as_mut() as &mut dyn SlotIdentity])?;
-    let s = read::verify(reader, &trust)?;
-    report::verified(&s, json);
+    let s = read::verify(reader, &trust);
+    drop(ticker);
+    report::verified(&s?, json);
     Ok(())
 }
 
@@ -84,7 +91,9 @@ pub fn decrypt_cmd(config_path: &Path, a: DecryptArgs, json: bool) -> Result<(),
         add_device(&mut trust, d.as_mut())?;
     }
     accept_forged(&a.trust, &mut trust, &a.archive);
-    let mut inp = spool_for(&a.output, input(&a.archive)?, &trust)?;
+    let (meter, ticker) = reading("decrypt", &a.archive, false);
+    let inp: Box<dyn Read + '_> = Box::new(Metered::new(input(&a.archive)?, &meter));
+    let mut inp = spool_for(&a.output, inp, &trust)?;
     let head = open::read_head(&mut inp)?;
     precheck_around_open(&trust, rec.is_some(), &head)?;
     let (mut rec_c, indexes) = rec.map_or((None, String::new()), |(r, i)| (Some(r), i));
@@ -100,8 +109,9 @@ pub fn decrypt_cmd(config_path: &Path, a: DecryptArgs, json: bool) -> Result<(),
             a.output.display()
         ));
     }
-    let s = write_output(&a.output, a.replace, |w| read::decrypt(reader, w, &trust))?;
-    report::decrypted(&s, &a.output, json);
+    let s = write_output(&a.output, a.replace, |w| read::decrypt(reader, w, &trust));
+    drop(ticker);
+    report::decrypted(&s?, &a.output, json);
     Ok(())
 }
 
@@ -130,7 +140,9 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     let (mut rec_c, indexes) = rec.map_or((None, String::new()), |(r, i)| (Some(r), i));
     let with_shares = rec_c.is_some();
     let mut cs = custodians(&mut device, rec_c.as_mut());
-    let mut inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
+    let inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
+    let (meter, ticker) = reading("restore", &a.archive, a.from.is_some());
+    let mut inp = Metered::new(inp, &meter);
     let head = open::read_head(&mut inp)?;
     precheck_around_open(&trust, with_shares, &head)?;
     let (reader, opened_by) = open::open_head(head, inp, &mut cs)?;
@@ -148,8 +160,9 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
         keep_setuid: a.keep_setid,
         skip_xattrs: a.skip_xattrs.clone(),
     };
-    let s = restore::restore_with(reader, &a.to, &trust, opts)?;
-    report::restored(&s, json);
+    let s = restore::restore_with(reader, &a.to, &trust, opts);
+    drop(ticker);
+    report::restored(&s?, json);
     Ok(())
 }
 
@@ -180,14 +193,17 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
     let (mut rec, indexes) = recovery_opener(&a.shares, &mut trust)?;
     accept_forged(&a.trust, &mut trust, &a.archive);
     let header = head.header.clone();
-    let inp: Box<dyn Read> = match &a.output {
+    // The bar starts once the custodians have typed their shares.
+    let (meter, ticker) = reading("recover", &a.archive, false);
+    let inp = Metered::new(inp, &meter);
+    let inp: Box<dyn Read + '_> = match &a.output {
         Some(out) if out == Path::new("-") => {
             let spool = spool_checked(Prefixed::new(&head, inp), &trust)?;
             let mut spool = io::BufReader::with_capacity(1 << 20, spool);
             open::read_head(&mut spool)?;
             Box::new(spool)
         }
-        _ => inp,
+        _ => Box::new(inp),
     };
     let (reader, _) = open::open_head(head, inp, &mut [&mut rec as &mut dyn SlotIdentity])?;
     // After the slot opened: wrong shares get their own, clearer error first.
@@ -205,13 +221,24 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
             keep_setuid: a.keep_setid,
             skip_xattrs: a.skip_xattrs.clone(),
         };
-        let s = restore::restore_with(reader, &dir, &trust, opts)?;
-        report::restored(&s, json);
+        let s = restore::restore_with(reader, &dir, &trust, opts);
+        drop(ticker);
+        report::restored(&s?, json);
     } else if let Some(output) = a.output {
-        let s = write_output(&output, a.replace, |w| read::decrypt(reader, w, &trust))?;
-        report::decrypted(&s, &output, json);
+        let s = write_output(&output, a.replace, |w| read::decrypt(reader, w, &trust));
+        drop(ticker);
+        report::decrypted(&s?, &output, json);
     }
     Ok(())
+}
+
+/// A progress bar for reading `archive`, drawn on a terminal only: a percentage and an ETA
+/// when the archive is a local file (its size is the total), a spinner otherwise. Dropping
+/// the ticker clears the bar, so it goes before the summary.
+fn reading(label: &'static str, archive: &Path, on_target: bool) -> (Arc<Meter>, Ticker) {
+    let meter = Arc::new(Meter::default());
+    let ticker = Ticker::start(label, meter.clone(), Total::of_archive(archive, on_target));
+    (meter, ticker)
 }
 
 /// Without shares, refuses an archive whose signer is not trusted before any key is used.
@@ -306,7 +333,11 @@ fn accept_forged(a: &TrustArgs, trust: &mut Trust, archive: &Path) {
 }
 
 /// For standard output, a checked spool of the archive; otherwise the input as it is.
-fn spool_for(output: &Path, inp: Box<dyn Read>, trust: &Trust) -> Result<Box<dyn Read>, JobError> {
+fn spool_for<'a>(
+    output: &Path,
+    inp: Box<dyn Read + 'a>,
+    trust: &Trust,
+) -> Result<Box<dyn Read + 'a>, JobError> {
     if output != Path::new("-") {
         return Ok(inp);
     }
