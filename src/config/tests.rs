@@ -138,7 +138,7 @@ fn appliance_id_length_is_checked() {
 fn typo_in_a_target_table_names_the_key_and_the_table() {
     let e = parse_err("[targets.nas]\nurl = \"smb://u@h/s/p\"\npasword = \"x\"");
     assert!(
-        e.contains("unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`\n(in table [targets.nas])"),
+        e.contains("unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`, `endpoint`, `region`, `path_style`, `allow_http`, `ca_file`, `access_key_id`, `secret_key_file`, `secret_key_env`, `lock_mode`, `retention_days`, `retention_secs`, `quota_bytes`\n(in table [targets.nas])"),
         "{e}"
     );
     assert!(e.contains("3 | pasword = "), "{e}");

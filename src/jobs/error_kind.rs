@@ -93,6 +93,7 @@ fn target_kind(e: &TargetError) -> &'static str {
         TargetError::NotFound { .. } => "not_found",
         TargetError::NoDirectory { .. } => "no_directory",
         TargetError::Exists { .. } => "exists",
+        TargetError::Locked { .. } => "locked",
         TargetError::Io { .. } => "io",
     }
 }
@@ -153,6 +154,9 @@ fn target_hint(e: &TargetError) -> &'static str {
             "create the target directory on the server (the message says how), or fix the URL"
         }
         TargetError::Exists { .. } => "nothing was overwritten; run the backup again",
+        TargetError::Locked { .. } => {
+            "the archive is under Object Lock; it can be deleted after the date named"
+        }
         TargetError::Io { retry, .. } => match retry {
             Retry::Temporary => "retry later; check the server's logs if it persists",
             Retry::Permanent => "check the server's logs and the target's configuration",

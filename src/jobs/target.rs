@@ -171,6 +171,10 @@ pub struct PrunePlan {
     pub keep: Vec<String>,
     /// Archives deleted (or to delete, in a dry run).
     pub delete: Vec<String>,
+    /// Archives the plan would delete but that are still under Object Lock, kept (name,
+    /// retain-until date).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<(String, String)>,
 }
 
 /// Decides which of `appliance`'s archives to delete. Other appliances' archives are never
@@ -244,7 +248,7 @@ pub(crate) fn prune_kind(
 ) -> Result<PrunePlan, JobError> {
     let (mut archives, _) = list(target)?;
     archives.retain(|a| kind.is_none_or(|k| a.info.kind == k));
-    let plan = plan_prune(&archives, appliance, rules, now_unix())?;
+    let mut plan = plan_prune(&archives, appliance, rules, now_unix())?;
     if let Some(bad) = plan
         .delete
         .iter()
@@ -258,11 +262,16 @@ pub(crate) fn prune_kind(
         });
     }
     if !dry_run {
-        for name in &plan.delete {
-            target
-                .delete(name)
-                .map_err(|e| target_err(&format!("deleting {name}"), e))?;
+        let mut deleted = Vec::with_capacity(plan.delete.len());
+        for name in std::mem::take(&mut plan.delete) {
+            match target.delete(&name) {
+                Ok(()) => deleted.push(name),
+                // Still under retention: kept and reported, not an error.
+                Err(TargetError::Locked { until, .. }) => plan.locked.push((name, until)),
+                Err(e) => return Err(target_err(&format!("deleting {name}"), e)),
+            }
         }
+        plan.delete = deleted;
     }
     Ok(plan)
 }
@@ -284,6 +293,9 @@ pub struct CheckReport {
     pub capacity: Capacity,
     /// A shortfall, or an unknown free space.
     pub warning: Option<String>,
+    /// Facts the target reports (an S3 bucket's Object Lock).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Bytes allocated under `dir`, on its own filesystem only.
@@ -330,6 +342,7 @@ pub fn check(
     probe(target.as_mut(), appliance)?;
     let probe_t = t1.elapsed();
     let capacity = capacity_of(target.as_mut(), appliance, rule, measured)?;
+    let notes = target.notes();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(CheckReport {
         target: spec.label.clone(),
@@ -339,6 +352,7 @@ pub fn check(
         free_bytes: capacity.free_bytes,
         warning: capacity.warning(),
         capacity,
+        notes,
     })
 }
 

@@ -15,8 +15,18 @@
 //! password_file = "/etc/offbox/nas.password"
 //! ```
 //!
+//! ```toml
+//! [targets.fleet]
+//! url = "s3://offbox-backups/fleet"          # archives go under fleet/APPLIANCE_ID/
+//! endpoint = "https://s3.example.net"
+//! access_key_id = "AKIA..."
+//! secret_key_file = "/etc/offbox/s3.secret"
+//! lock_mode = "COMPLIANCE"
+//! retention_days = 30
+//! ```
+//!
 //! Secrets are never in the config: it names the file or environment variable that holds
-//! the SMB password.
+//! the SMB password or the S3 secret key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +37,7 @@ use serde::Deserialize;
 use crate::secret::source::{read_secret_text, SecretSource};
 use crate::secret::SecretText;
 
+use super::url::{LockMode, S3Options};
 use super::{TargetError, TargetUrl};
 
 /// Default location of the appliance's SSH private key.
@@ -123,6 +134,50 @@ pub struct TargetConfig {
     pub password_env: Option<String>,
     /// Network timeout in seconds.
     pub timeout_secs: Option<u64>,
+    /// S3: the endpoint URL.
+    pub endpoint: Option<String>,
+    /// S3: the signing region.
+    pub region: Option<String>,
+    /// S3: path-style addressing.
+    pub path_style: Option<bool>,
+    /// S3: allow a plain-http endpoint (test beds only).
+    pub allow_http: Option<bool>,
+    /// S3: a PEM file of CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// S3: the access key id.
+    pub access_key_id: Option<String>,
+    /// S3: a file holding the secret access key.
+    pub secret_key_file: Option<PathBuf>,
+    /// S3: an environment variable holding the secret access key.
+    pub secret_key_env: Option<String>,
+    /// S3: Object Lock mode of every archive.
+    pub lock_mode: Option<LockMode>,
+    /// S3: Object Lock retention in days.
+    pub retention_days: Option<u64>,
+    /// S3: retention in seconds (test beds).
+    pub retention_secs: Option<u64>,
+    /// S3: bytes this appliance may use (free space is reported against it).
+    pub quota_bytes: Option<u64>,
+}
+
+impl TargetConfig {
+    /// The S3 settings of this table.
+    fn s3_options(&self) -> S3Options {
+        S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style.unwrap_or(false),
+            allow_http: self.allow_http.unwrap_or(false),
+            ca_file: self.ca_file.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_key_file: self.secret_key_file.clone(),
+            secret_key_env: self.secret_key_env.clone(),
+            lock_mode: self.lock_mode,
+            retention_days: self.retention_days,
+            retention_secs: self.retention_secs,
+            quota_bytes: self.quota_bytes,
+        }
+    }
 }
 
 /// Everything needed to open one target, resolved from a name or a URL.
@@ -141,6 +196,8 @@ pub struct TargetSpec {
     pub known_hosts: PathBuf,
     /// Network timeout in seconds.
     pub timeout_secs: u64,
+    /// The S3 settings (`None` for a bare URL, which S3 cannot use).
+    pub s3: Option<S3Options>,
 }
 
 impl TargetsConfig {
@@ -182,6 +239,7 @@ impl TargetsConfig {
                 ssh_identity: self.ssh_identity(),
                 known_hosts: self.known_hosts(),
                 timeout_secs: DEFAULT_TIMEOUT_SECS,
+                s3: None,
             });
         }
         let t = self.named.get(&what).ok_or_else(|| TargetError::Invalid {
@@ -203,6 +261,7 @@ impl TargetsConfig {
             ssh_identity: self.ssh_identity(),
             known_hosts: self.known_hosts(),
             timeout_secs: t.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
+            s3: Some(t.s3_options()),
         })
     }
 }

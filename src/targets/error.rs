@@ -161,6 +161,16 @@ pub enum TargetError {
         /// The name.
         name: String,
     },
+    /// The archive is under Object Lock retention (S3): it cannot be deleted yet.
+    #[error("{target}: {name} is locked until {until} (Object Lock); it is kept, and can be deleted after that date")]
+    Locked {
+        /// The URL.
+        target: String,
+        /// The archive.
+        name: String,
+        /// The retain-until date as the server gave it.
+        until: String,
+    },
     /// Any other I/O or protocol failure.
     #[error("{target}: {op} failed: {detail}")]
     Io {

@@ -1,6 +1,6 @@
 //! Off-box targets: where archives go. One trait, [`Target`], and one implementation per
 //! transport, each behind a cargo feature: `file://` (`path`), `ssh://` (`ssh`), `smb://`
-//! (`smb`) and `nfs://` (`nfs`). SMB and NFS use userspace clients with their own
+//! (`smb`), `nfs://` (`nfs`) and `s3://` (`s3`, with Object Lock). SMB and NFS use userspace clients with their own
 //! current-thread runtime, so the service needs no CAP_SYS_ADMIN and a dead server is a
 //! timeout, not a process hung in a kernel mount.
 //!
@@ -35,6 +35,8 @@ pub mod path;
 pub(crate) mod pipeline;
 #[cfg(any(feature = "target-smb", feature = "target-nfs"))]
 pub(crate) mod runtime;
+#[cfg(feature = "target-s3")]
+pub mod s3;
 #[cfg(feature = "target-smb")]
 pub mod smb;
 #[cfg(feature = "target-ssh")]
@@ -48,7 +50,7 @@ pub use config::{TargetSpec, TargetsConfig};
 pub use error::{Retry, TargetError};
 pub use name::ArchiveName;
 pub use temp::{is_temp_of, temp_name, TMP_PREFIX};
-pub use url::{NfsUrl, PathUrl, SmbUrl, SshUrl, TargetUrl};
+pub use url::{NfsUrl, PathUrl, S3Url, SmbUrl, SshUrl, TargetUrl};
 
 use crate::guard::SelfIdentity;
 
@@ -85,6 +87,10 @@ pub trait Target {
     fn delete(&mut self, name: &str) -> Result<(), TargetError>;
     /// Free bytes for this user, when the protocol tells it.
     fn free_space(&mut self) -> Result<Option<u64>, TargetError>;
+    /// Facts about the target for `target check` (e.g. an S3 bucket's Object Lock).
+    fn notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Refuses names that would leave the target directory.
@@ -136,5 +142,6 @@ pub fn connect(spec: &TargetSpec, me: &SelfIdentity) -> Result<Box<dyn Target>, 
         TargetUrl::Ssh(u) => transport!("target-ssh", "ssh", ssh::SshTarget, spec, u, me),
         TargetUrl::Smb(u) => transport!("target-smb", "smb", smb::SmbTarget, spec, u, me),
         TargetUrl::Nfs(u) => transport!("target-nfs", "nfs", nfs::NfsTarget, spec, u, me),
+        TargetUrl::S3(u) => transport!("target-s3", "s3", s3::S3Target, spec, u, me),
     }
 }

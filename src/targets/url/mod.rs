@@ -1,5 +1,5 @@
 //! Target URLs: `ssh://user@host[:port]/path`, `smb://[domain;]user@host[:port]/share/path`,
-//! `nfs://host[:port]/export[?mountport=N]` and `file:///path`. Parsing only; no I/O.
+//! `nfs://host[:port]/export[?mountport=N]`, `s3://bucket[/prefix]` and `file:///path`. Parsing only; no I/O.
 //!
 //! [`TargetUrl::parse`] splits what every scheme shares (scheme, user, host and port, path,
 //! query) and hands it to the scheme's own struct ([`SshUrl`], [`SmbUrl`], [`NfsUrl`],
@@ -10,6 +10,7 @@
 
 mod nfs;
 mod path;
+mod s3;
 mod smb;
 mod ssh;
 
@@ -17,6 +18,7 @@ use std::fmt;
 
 pub use nfs::NfsUrl;
 pub use path::PathUrl;
+pub use s3::{LockMode, S3Options, S3Url};
 pub use smb::SmbUrl;
 pub use ssh::SshUrl;
 
@@ -33,6 +35,8 @@ pub enum TargetUrl {
     Smb(SmbUrl),
     /// `nfs://`: NFSv3.
     Nfs(NfsUrl),
+    /// `s3://`: an S3 bucket and prefix (the endpoint is in `[targets.NAME]`).
+    S3(S3Url),
 }
 
 /// The parts of a `scheme://[userinfo@]host[:port][/path][?query]` URL that every network
@@ -173,17 +177,19 @@ impl TargetUrl {
             "ssh" | "sftp" => SshUrl::parse(&parts).map(TargetUrl::Ssh),
             "smb" | "cifs" => SmbUrl::parse(&parts).map(TargetUrl::Smb),
             "nfs" => NfsUrl::parse(&parts).map(TargetUrl::Nfs),
+            "s3" => S3Url::parse(&parts).map(TargetUrl::S3),
             other => Err(invalid(
                 url,
-                format!("unknown scheme {other}: use ssh://, smb://, nfs:// or file://"),
+                format!("unknown scheme {other}: use ssh://, smb://, nfs://, s3:// or file://"),
             )),
         }
     }
 
-    /// The host to guard and connect to, if any.
+    /// The host to guard and connect to, if any (an `s3://` URL names none: its endpoint
+    /// is guarded by the transport).
     pub fn host(&self) -> Option<&str> {
         match self {
-            TargetUrl::Path(_) => None,
+            TargetUrl::Path(_) | TargetUrl::S3(_) => None,
             TargetUrl::Ssh(u) => Some(&u.host),
             TargetUrl::Smb(u) => Some(&u.host),
             TargetUrl::Nfs(u) => Some(&u.host),
@@ -206,6 +212,7 @@ impl fmt::Display for TargetUrl {
             TargetUrl::Ssh(u) => u.fmt(f),
             TargetUrl::Smb(u) => u.fmt(f),
             TargetUrl::Nfs(u) => u.fmt(f),
+            TargetUrl::S3(u) => u.fmt(f),
         }
     }
 }
