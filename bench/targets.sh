@@ -7,9 +7,13 @@
 # Usage: bench/targets.sh [SIZE_MIB]   (default 200, which fits the test bed's 256 MiB storage; a dataset of random and text files)
 #
 # It starts hsm-sim (SoftHSM2 token + recovery key) and tests/testbed (real servers in a
-# network namespace), runs one backup per target named testbed-* in the bed's
-# offbox-targets.toml (the *-small targets are skipped), then tears everything down.
-# Environment: OFFBOX_BIN to use a given binary instead of `cargo build --release`.
+# network namespace, SeaweedFS for s3:// included), runs one backup per target named
+# testbed-* in the bed's offbox-targets.toml (the *-small targets are skipped), then tears
+# everything down. Each backup's peak RSS (offbox's, from /usr/bin/time) is printed too.
+# Environment:
+#   OFFBOX_BIN=FILE     use this binary instead of `cargo build --release`
+#   BENCH_TARGETS=RE    only the targets whose name matches this grep -E pattern (e.g. s3)
+#   BENCH_S3=0          leave SeaweedFS out of the bed (it needs tests/deps.sh's venv)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -20,6 +24,7 @@ if [[ -z "${OFFBOX_BIN:-}" ]]; then
   OFFBOX_BIN="$repo/target/release/offbox"
 fi
 command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
+[[ -x /usr/bin/time ]] || apt-get install -y -qq time >/dev/null
 
 work=$(mktemp -d /tmp/offbox-bench-targets.XXXXXX)
 cleanup() {
@@ -33,7 +38,7 @@ OFFBOX_BIN="$OFFBOX_BIN" "$repo/hsm-sim/up" "$work/sim" >/dev/null 2>&1
 # shellcheck disable=SC1091
 source "$work/sim/env"
 cfg="$work/sim/offbox.toml"
-"$repo/tests/testbed/up" "$work/bed" >/dev/null
+TESTBED_S3=$([[ "${BENCH_S3:-1}" == 0 ]] || echo 1) "$repo/tests/testbed/up" "$work/bed" >/dev/null
 cat "$work/bed/offbox-targets.toml" >> "$cfg"
 
 data="$work/data"; mkdir -p "$data"
@@ -56,33 +61,34 @@ with open(os.path.join(root, "audit.log"), "wb") as f:
 PY
 
 # timed CMD...: runs it, prints wall seconds; on failure prints FAILED and the error.
+# Its stderr is kept in $work/last.err and its peak RSS (MiB) in $work/rss.
 timed() {
-  local t0 t1 err
+  local t0 t1
   t0=$(date +%s.%N)
-  if ! err=$("$@" 2>&1 >/dev/null); then
-    echo "FAILED: $(echo "$err" | tail -1)"
+  if ! /usr/bin/time -f %M -o "$work/rss.kib" "$@" >/dev/null 2> "$work/last.err"; then
+    echo "FAILED: $(tail -1 "$work/last.err")"
     return
   fi
   t1=$(date +%s.%N)
+  echo "$(tail -1 "$work/rss.kib") / 1024" | bc -l | xargs printf '%.1f' > "$work/rss"
   echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
 }
 
 # The archive name a backup published, from its confirmation line.
 published() { sed -n 's/.* as \([^ ]*\.obx\)$/\1/p' "$work/last.err" | tail -1; }
 
-printf '%-22s %10s %10s %10s   %10s %10s %10s\n' target "backup s" MiB/s "vs local" "restore s" MiB/s "vs local"
-local_s=$(timed bash -c "\"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - > \"$work/local.obx\"")
+printf '%-22s %10s %10s %10s %8s   %10s %10s %10s\n' target "backup s" MiB/s "vs local" "RSS MiB" "restore s" MiB/s "vs local"
+local_s=$(timed bash -c "exec \"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - > \"$work/local.obx\"")
+local_rss=$(cat "$work/rss")
 local_r=$(timed "$OFFBOX_BIN" --config "$cfg" restore "$work/local.obx" --to "$work/restored-local")
-printf '%-22s %10s %10.1f %10s   %10s %10.1f %10s\n' "local file" "$local_s" "$(echo "$size / $local_s" | bc -l)" "1.00" \
+printf '%-22s %10s %10.1f %10s %8s   %10s %10.1f %10s\n' "local file" "$local_s" "$(echo "$size / $local_s" | bc -l)" "1.00" "$local_rss" \
   "$local_r" "$(echo "$size / $local_r" | bc -l)" "1.00"
-for name in $(grep -o '^\[targets\.testbed-[a-z0-9-]*\]' "$work/bed/offbox-targets.toml" | tr -d '[]' | sed 's/^targets\.//' | grep -v -e small -e denied); do
-  t0=$(date +%s.%N)
-  if ! "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to "$name" \
-      >/dev/null 2> "$work/last.err"; then
-    printf '%-22s FAILED: %s\n' "$name" "$(tail -1 "$work/last.err")"
-    continue
-  fi
-  s=$(echo "$(date +%s.%N) - $t0" | bc -l | xargs printf '%.2f')
+for name in $(grep -o '^\[targets\.testbed-[a-z0-9-]*\]' "$work/bed/offbox-targets.toml" | tr -d '[]' | sed 's/^targets\.//' | grep -v -e small -e denied | grep -E "${BENCH_TARGETS:-.}"); do
+  s=$(timed "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to "$name")
+  case "$s" in
+    FAILED*) printf '%-22s %s\n' "$name" "$s"; continue ;;
+  esac
+  rss=$(cat "$work/rss")
   archive=$(published)
   r=$(timed "$OFFBOX_BIN" --config "$cfg" restore "$archive" --from "$name" --to "$work/restored-$name")
   rm -rf "$work/restored-$name"
@@ -90,5 +96,5 @@ for name in $(grep -o '^\[targets\.testbed-[a-z0-9-]*\]' "$work/bed/offbox-targe
     FAILED*) rr="$r" ;;
     *) rr=$(printf '%10s %10.1f %10.2f' "$r" "$(echo "$size / $r" | bc -l)" "$(echo "$local_r / $r" | bc -l)") ;;
   esac
-  printf '%-22s %10s %10.1f %10.2f   %s\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rr"
+  printf '%-22s %10s %10.1f %10.2f %8s   %s\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rss" "$rr"
 done

@@ -1,11 +1,14 @@
 //! The S3 target against a real SeaweedFS (`weed mini`, tests/testbed/s3.sh) with Object
 //! Lock: round trip, keyless verify with read-only credentials, immutability and prune of
 //! locked archives, a run killed mid-upload, two appliances in one bucket, and the clear
-//! errors (wrong secret, unknown bucket, bucket without lock, self-target endpoint).
+//! errors (wrong secret, unknown bucket, bucket without lock, self-target endpoint). Over
+//! https, with `ca_file`: tests/targets_s3_tls.rs.
 //!
 //! The server side is inspected with boto3 (from the test bed's venv) and the admin key.
 
 mod common;
+#[path = "common/s3.rs"]
+mod s3;
 #[path = "common/targets.rs"]
 mod tb;
 
@@ -13,78 +16,22 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{pattern, stderr, Sim};
+use s3::{check_fails, py, py_try, s3_config, setup, HOME, T};
 use tb::{backup_to, list, source, wait_for, Testbed};
-
-const T: &str = "testbed-s3";
-/// Where the sim's archives go: the URL's prefix, then the appliance id.
-const HOME: &str = "fleet/hsm-sim/";
-
-/// Runs `script` with boto3; `s3` is a client with the key `who` ("ADMIN", "" for the
-/// appliance's read-write key, "RO"). Returns stdout; panics on failure.
-fn py(tb: &Testbed, who: &str, script: &str) -> String {
-    py_try(tb, who, script).unwrap_or_else(|e| panic!("boto3 failed: {e}"))
-}
-
-/// [`py`], with the failure's stderr as the error.
-fn py_try(tb: &Testbed, who: &str, script: &str) -> Result<String, String> {
-    let key = |k: &str| match who {
-        "" => format!("S3_{k}"),
-        w => format!("S3_{w}_{k}"),
-    };
-    let prelude = format!(
-        r#"
-import boto3, botocore.config, json, sys
-s3 = boto3.client("s3", endpoint_url="{url}", region_name="us-east-1",
-    aws_access_key_id="{id}", aws_secret_access_key=open("{secret}").read().strip(),
-    config=botocore.config.Config(s3={{"addressing_style": "path"}}, retries={{"max_attempts": 1}}))
-B = "{bucket}"
-def keys(prefix):
-    out = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=B, Prefix=prefix):
-        out += [o["Key"] for o in page.get("Contents", [])]
-    return out
-def uploads(prefix):
-    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=B, Prefix=prefix).get("Uploads", [])]
-def versions(prefix):
-    r = s3.list_object_versions(Bucket=B, Prefix=prefix)
-    return [(v["Key"], v["VersionId"]) for v in r.get("Versions", []) + r.get("DeleteMarkers", [])]
-"#,
-        url = tb.get("S3_URL"),
-        id = tb.get(&key("ACCESS_KEY")),
-        secret = tb.get(&key("SECRET_FILE")),
-        bucket = tb.get("S3_BUCKET"),
-    );
-    let out = Command::new(tb.get("S3_PYTHON"))
-        .arg("-c")
-        .arg(format!("{prelude}\n{script}"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A test bed with SeaweedFS, and a fresh simulator with its `[targets]` attached.
-fn setup() -> (Sim, Testbed) {
-    let tb = Testbed::up_with(&[("TESTBED_S3", "1")]);
-    let sim = Sim::new();
-    tb.attach(&sim, |t| t);
-    (sim, tb)
-}
-
-/// Appends `lines` to `[targets.testbed-s3]` (the last table of the config).
-fn s3_config(sim: &Sim, lines: &str) {
-    sim.edit_config(|c| format!("{}\n{lines}\n", c.trim_end()));
-}
 
 #[test]
 fn round_trip_list_restore_verify_and_readonly_keyless_verify() {
     let (sim, tb) = setup();
     s3_config(&sim, "lock_mode = \"GOVERNANCE\"\nretention_days = 1");
-    let check = sim.ok(&["target", "check", T]);
-    let check = String::from_utf8_lossy(&check);
+    let out = sim.run(&["target", "check", T]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No free space to report: the capacity check says so and makes no figure up.
+    assert!(
+        stderr(&out).contains("does not report its free space (unknown)"),
+        "{}",
+        stderr(&out)
+    );
+    let check = String::from_utf8_lossy(&out.stdout);
     assert!(
         check.contains("testbed-s3 OK: url=s3://offbox-locked/fleet"),
         "{check}"
@@ -190,6 +137,21 @@ for f in (lambda: s3.put_object(Bucket=B, Key="{HOME}x", Body=b"x"), lambda: s3.
         ),
     );
     assert_eq!(ro, "1 True\nAccessDenied\nAccessDenied\n");
+    // With quota_bytes, free space is the quota less what lies under the prefix.
+    let quota = tb
+        .toml()
+        .split("[targets.testbed-s3]")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    sim.edit_config(|c| format!("{c}\n[targets.quota]{quota}quota_bytes = 1000000000\n"));
+    let out = sim.ok(&["--json", "target", "check", "quota"]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let free = v["free_bytes"].as_u64().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        (1_000_000_000 - 22 * (1 << 20)..1_000_000_000 - 20 * (1 << 20)).contains(&free),
+        "{v}"
+    );
 }
 
 #[test]
@@ -399,19 +361,6 @@ fn two_appliances_share_a_bucket_and_prune_only_their_own() {
         dest.to_str().unwrap(),
     ]);
     assert!(!out.status.success(), "{}", stderr(&out));
-}
-
-/// `--json target check NAME`: exit code and the error object.
-fn check_fails(sim: &Sim, name: &str) -> (i32, serde_json::Value, String) {
-    let out = sim.run(&["--json", "target", "check", name]);
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("{\"error\""))
-        .unwrap_or_else(|| panic!("no JSON error in {err}"));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    (out.status.code().unwrap(), v["error"].clone(), err)
 }
 
 #[test]

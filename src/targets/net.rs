@@ -109,12 +109,30 @@ pub fn connect(
     port: u16,
     timeout: Duration,
 ) -> Result<std::net::TcpStream, TargetError> {
+    connect_addrs(me, target, &resolve(me, target, host, port)?, timeout)
+}
+
+/// Blocking form for addresses [`resolve`] already returned (the S3 client's resolver is
+/// the guard, and its connector dials here): connects to the first reachable one within
+/// `timeout` each, guards the peer, and sets `timeout` as the read and write timeout.
+pub fn connect_addrs(
+    me: &SelfIdentity,
+    target: &str,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<std::net::TcpStream, TargetError> {
     let mut tries = Attempts::default();
-    for a in resolve(me, target, host, port)? {
-        match dial(me, target, a, timeout) {
+    for a in addrs {
+        match dial(me, target, *a, timeout) {
             Ok(s) => return Ok(s),
             Err(e) => tries.failed(e)?,
         }
+    }
+    if addrs.is_empty() {
+        return Err(TargetError::Unreachable {
+            target: target.to_string(),
+            detail: "no address to connect to".into(),
+        });
     }
     Err(tries.finish())
 }
@@ -191,6 +209,20 @@ mod tests {
         for (_, ip) in &m.interfaces {
             assert!(resolve(&m, "t", &ip.to_string(), 22).is_err(), "{ip}");
         }
+    }
+
+    #[test]
+    fn the_connected_peer_is_checked_too() {
+        // Addresses handed over as if a resolver had said so (a DNS answer that changed
+        // after the check): the connection is made, and then refused on its peer.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let m = SelfIdentity::load();
+        let e = connect_addrs(&m, "t", &[addr], Duration::from_secs(3)).unwrap_err();
+        assert!(matches!(e, TargetError::Refused(_)), "{e}");
+        assert!(e.to_string().contains("refusing"), "{e}");
+        let e = connect_addrs(&m, "t", &[], Duration::from_secs(3)).unwrap_err();
+        assert!(matches!(e, TargetError::Unreachable { .. }), "{e}");
     }
 
     #[test]

@@ -13,6 +13,9 @@
 #              (S3_RO_ACCESS_KEY, S3_RO_SECRET_FILE)
 #   admin      Admin: creates the buckets, here and in tests (S3_ADMIN_*)
 # Buckets: S3_BUCKET with Object Lock (versioning on), S3_NOLOCK_BUCKET without.
+# Ports: S3 over http (S3_URL, 8333) and over https (S3_HTTPS_URL, 8334) with a
+# certificate for the remote address signed by a throwaway CA (S3_CA_FILE; S3_WRONG_CA_FILE
+# is another CA, which signed nothing).
 #
 # offbox is given only the S3 port (S3_URL). SeaweedFS's filer port (8888) bypasses Object
 # Lock; it is reachable on the test bed's private veth only, and the docs tell operators
@@ -33,6 +36,7 @@ s3_start() {
   ip netns exec "$ns" setsid "$s3_venv/bin/weed" mini -dir="$s3_dir/data" \
     -ip="$remote" -ip.bind="$remote" -master.telemetry=false -admin.ui=false -webdav=false \
     -s3.port=$s3_port -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$s3_dir/s3.json" \
+    -s3.port.https=$s3_https_port -s3.cert.file="$s3_dir/tls/server.pem" -s3.key.file="$s3_dir/tls/server.key" \
     -filer.localSocket="$s3_dir/filer.sock" -s3.localSocket="$s3_dir/s3.sock" \
     -master.volumeSizeLimitMB=64 >> "$s3_dir/weed.log" 2>&1 &
   echo "s3_pid=$!" >> "$dir/state"
@@ -40,6 +44,7 @@ s3_start() {
 
 s3_venv=${TESTBED_S3_VENV:-/opt/offbox-testbed-venv}
 s3_port=8333
+s3_https_port=8334
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   # Run directly.
@@ -59,6 +64,26 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/$remote/$s3_port" 2>/dev/null && break
     sleep 0.1
   done
+  # After a crash the first write can stall while weed grows or recovers its volumes: do
+  # one (retried) before handing the server back, as at set-up.
+  S3_ENDPOINT="http://$remote:$s3_port" S3_KEY=OFFBOXADMIN S3_SECRET="$(cat "$dir/s3/admin.secret")" \
+    ip netns exec "$ns" "$s3_venv/bin/python" - >> "$dir/s3/buckets.log" 2>&1 <<'PY' || { echo "testbed: weed did not come back: $(tail -5 "$dir/s3/weed.log")" >&2; exit 1; }
+import os, time, boto3, botocore.config
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id=os.environ["S3_KEY"], aws_secret_access_key=os.environ["S3_SECRET"],
+                  config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                                read_timeout=30))
+deadline = time.time() + 90
+while True:
+    try:
+        v = s3.put_object(Bucket="offbox-locked", Key="warm-up", Body=b"x").get("VersionId")
+        s3.delete_object(Bucket="offbox-locked", Key="warm-up", **({"VersionId": v} if v else {}))
+        break
+    except Exception:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.5)
+PY
   sed -i "s/^S3_PID=.*/S3_PID=$new/" "$dir/targets.env"
   echo "testbed: weed restarted ($new)"
   exit 0
@@ -86,6 +111,19 @@ cat > "$s3_dir/s3.json" <<JSON
 ]}
 JSON
 chmod 600 "$s3_dir/s3.json"
+
+# TLS for the https port: a throwaway CA that signs the server's certificate (for the
+# remote address), and a second CA that signed nothing (a wrong ca_file).
+mkdir -p "$s3_dir/tls"
+(
+  cd "$s3_dir/tls"
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -days 2 -subj /CN=offbox-testbed-ca -keyout ca.key -out ca.pem
+  openssl req -x509 "${ec[@]}" -days 2 -subj /CN=offbox-testbed-wrong-ca -keyout wrong-ca.key -out wrong-ca.pem
+  openssl req "${ec[@]}" -subj "/CN=$remote" -keyout server.key -out server.csr
+  printf 'subjectAltName=IP:%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' "$remote" > server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem
+) > "$s3_dir/tls/openssl.log" 2>&1 || fail "openssl: $(cat "$s3_dir/tls/openssl.log")"
 
 s3_start "$dir" "$ns" "$remote"
 
@@ -120,6 +158,9 @@ PY
 
 cat >> "$dir/targets.env" <<ENV
 S3_URL=http://$remote:$s3_port
+S3_HTTPS_URL=https://$remote:$s3_https_port
+S3_CA_FILE=$s3_dir/tls/ca.pem
+S3_WRONG_CA_FILE=$s3_dir/tls/wrong-ca.pem
 S3_BUCKET=offbox-locked
 S3_NOLOCK_BUCKET=offbox-nolock
 S3_ACCESS_KEY=OFFBOXRW

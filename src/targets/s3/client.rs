@@ -2,11 +2,11 @@
 //! guard, requests signed by rusty-s3 (SigV4 presigned URLs; every header we send is
 //! signed), and the mapping of S3 answers to [`TargetError`]s.
 //!
-//! Guard: ureq connects only to the addresses our resolver returns, and the resolver is
-//! [`net::resolve`]: the endpoint's name and every address it resolves to are checked
-//! before any connection, and the connection goes to one of exactly those addresses (the
-//! address is pinned, so a DNS answer that changes later cannot redirect it). Proxies and
-//! redirects are off, so no request leaves for another host.
+//! Guard, twice as for every transport: ureq's resolver is [`net::resolve`] (the
+//! endpoint's name and every address it resolves to are checked before any connection),
+//! and ureq's TCP connector is [`GuardedTcp`], which connects only to those addresses and
+//! checks the connected socket's peer again before TLS or HTTP. Proxies and redirects are
+//! off, so no request leaves for another host.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -16,8 +16,9 @@ use std::time::Duration;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use ureq::http::{self, Uri};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector};
 
+use super::connect::GuardedTcp;
 use super::xml;
 use crate::guard::SelfIdentity;
 use crate::targets::net;
@@ -79,6 +80,8 @@ pub(super) struct Client {
     pub(super) url: String,
     /// The access key id, for messages.
     key_id: String,
+    /// What certificates are checked against ("ca_file /etc/…", "the system's roots").
+    trust: String,
     timeout: Duration,
 }
 
@@ -115,10 +118,15 @@ impl Client {
             .access_key_id
             .clone()
             .ok_or_else(|| invalid("no access_key_id in [targets.NAME]".into()))?;
-        let style = if opts.path_style {
-            UrlStyle::Path
-        } else {
-            UrlStyle::VirtualHost
+        // Virtual-host style puts the bucket in the host name (bucket.endpoint-host), which
+        // needs a DNS name that the server (and its certificate) answers for.
+        let style = match (opts.path_style, endpoint.host()) {
+            (true, _) => UrlStyle::Path,
+            (false, Some(url::Host::Domain(_))) => UrlStyle::VirtualHost,
+            (false, _) => return Err(invalid(format!(
+                "the endpoint {endpoint} is an IP address, and virtual-host addressing (the default) needs a DNS name under which the server answers for {}.HOST; set path_style = true",
+                url.bucket
+            ))),
         };
         let region = opts.region.clone().unwrap_or_else(|| "us-east-1".into());
         let bucket = Bucket::new(endpoint, style, url.bucket.clone(), region).map_err(|e| {
@@ -139,12 +147,23 @@ impl Client {
             me: me.clone(),
             target: target.clone(),
         };
+        let connector = ()
+            .chain(GuardedTcp {
+                me: me.clone(),
+                target: target.clone(),
+                timeout,
+            })
+            .chain(RustlsConnector::default());
         Ok(Client {
-            agent: ureq::Agent::with_parts(config, DefaultConnector::new(), resolver),
+            agent: ureq::Agent::with_parts(config, connector, resolver),
             bucket,
             creds: Credentials::new(key_id.clone(), secret.to_string()),
             url: target,
             key_id,
+            trust: match &opts.ca_file {
+                Some(p) => format!("ca_file {}", p.display()),
+                None => "the system's CA roots (no ca_file set)".into(),
+            },
             timeout,
         })
     }
@@ -232,6 +251,9 @@ impl Client {
         let target = self.url.clone();
         match e {
             ureq::Error::Io(io) => {
+                if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                    return self.tls_error(op, tls, tls_retry(tls));
+                }
                 if TargetError::find(&io).is_some() {
                     if let Some(inner) = io.into_inner() {
                         if let Ok(t) = inner.downcast::<TargetError>() {
@@ -247,24 +269,32 @@ impl Client {
                 op: op.into(),
                 secs: self.timeout.as_secs(),
             },
-            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
-                TargetError::Unreachable {
-                    target,
-                    detail: format!("{op}: {e}"),
-                }
-            }
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => TargetError::Io {
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TargetError::Unreachable {
                 target,
-                op: op.into(),
-                detail: format!("TLS: {e}; check the endpoint's certificate, or set ca_file to the CA that signed it"),
-                retry: Retry::Permanent,
+                detail: format!("{op}: {e}"),
             },
+            ureq::Error::Rustls(tls) => self.tls_error(op, &tls, tls_retry(&tls)),
+            ureq::Error::Tls(_) => self.tls_error(op, &e, Retry::Permanent),
             e => TargetError::Io {
                 target,
                 op: op.into(),
                 detail: e.to_string(),
                 retry: Retry::Temporary,
             },
+        }
+    }
+
+    /// A TLS failure (an untrusted or wrong certificate, a failed handshake), naming the
+    /// roots the certificate was checked against.
+    fn tls_error(&self, op: &str, e: &dyn std::fmt::Display, retry: Retry) -> TargetError {
+        TargetError::Io {
+            target: self.url.clone(),
+            op: op.into(),
+            detail: format!(
+                "TLS: {e}; the endpoint's certificate was checked against {}: set ca_file to the CA that signed the endpoint's certificate (PEM), and check that the certificate names the endpoint's host",
+                self.trust
+            ),
+            retry,
         }
     }
 
@@ -319,6 +349,19 @@ impl Client {
     }
 }
 
+/// A certificate or protocol mismatch fails the same way every time (permanent); anything
+/// else rustls reports (a corrupted record, a connection cut mid-handshake) may pass on a
+/// retry.
+fn tls_retry(e: &rustls::Error) -> Retry {
+    match e {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::AlertReceived(_) => Retry::Permanent,
+        _ => Retry::Temporary,
+    }
+}
+
 /// TLS: rustls with aws-lc-rs, certificates verified against `ca_file` or the system's
 /// roots.
 fn tls_config(target: &str, opts: &S3Options) -> Result<ureq::tls::TlsConfig, TargetError> {
@@ -351,4 +394,52 @@ fn tls_config(target: &str, opts: &S3Options) -> Result<ureq::tls::TlsConfig, Ta
         .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str, path_style: bool) -> Result<Client, TargetError> {
+        let url = S3Url {
+            bucket: "offbox-backups".into(),
+            prefix: "fleet".into(),
+        };
+        let opts = S3Options {
+            endpoint: Some(endpoint.into()),
+            path_style,
+            access_key_id: Some("AK".into()),
+            ..S3Options::default()
+        };
+        Client::new(
+            &url,
+            &opts,
+            "not-a-secret",
+            &SelfIdentity::load(),
+            Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn addressing_styles() {
+        // Virtual-host (the default): the bucket is in the host name.
+        let c = client("https://s3.example.net", false).unwrap();
+        assert_eq!(
+            c.bucket.base_url().as_str(),
+            "https://offbox-backups.s3.example.net/"
+        );
+        // Path style: the bucket is the first path component.
+        let c = client("https://10.0.0.5:8334", true).unwrap();
+        assert_eq!(
+            c.bucket.base_url().as_str(),
+            "https://10.0.0.5:8334/offbox-backups/"
+        );
+        // Virtual-host with an IP address cannot work: said at once.
+        let e = client("https://10.0.0.5:8334", false).err().unwrap();
+        assert!(matches!(e, TargetError::Invalid { .. }), "{e}");
+        assert!(e.to_string().contains("set path_style = true"), "{e}");
+        // Plain http needs allow_http.
+        let e = client("http://s3.example.net", true).err().unwrap();
+        assert!(e.to_string().contains("use https"), "{e}");
+    }
 }

@@ -2,7 +2,8 @@
 //! bucket), with Object Lock (WORM retention) on every archive when configured.
 //!
 //! - Client: rusty-s3 signs (SigV4, sans-I/O), ureq sends (blocking); no async runtime.
-//!   The endpoint is dialled through the guard ([`client`]).
+//!   The endpoint is resolved through the guard and its connected peer checked again
+//!   ([`client`], [`connect`]).
 //! - Layout: each appliance writes under `prefix/APPLIANCE/` (the injective
 //!   [`crate::targets::name::sanitize`] of its id); a name is mapped to its key by the
 //!   appliance it carries, so list and prune see plain names as on other targets, and an
@@ -15,9 +16,12 @@
 //!   temporaries under the run lock).
 //! - Delete: every version of the key, unless it is still locked
 //!   ([`TargetError::Locked`], "locked until …").
-//! - Free space: not reported, unless `quota_bytes` is configured.
+//! - Free space: not reported (`None`: the capacity check says "unknown" and invents no
+//!   figure), unless `quota_bytes` is configured: then the quota less what is stored under
+//!   the URL's prefix.
 
 mod client;
+mod connect;
 mod download;
 mod lock;
 mod upload;
@@ -273,13 +277,9 @@ impl Target for S3Target {
         let Some(quota) = self.quota else {
             return Ok(None);
         };
-        let home = self.home.clone();
-        let used: u64 = self
-            .list()?
-            .iter()
-            .filter(|e| home.is_none() || ArchiveName::parse(&e.name).map(|a| a.appliance) == home)
-            .filter_map(|e| e.size)
-            .sum();
+        // The quota covers everything under the URL's prefix (as a bucket or user quota on
+        // the server would), whichever appliance wrote it.
+        let used: u64 = self.list()?.iter().filter_map(|e| e.size).sum();
         Ok(Some(quota.saturating_sub(used)))
     }
 }

@@ -74,17 +74,8 @@ impl S3Upload {
 
     /// Sends the buffered bytes as the next part.
     fn send_part(&mut self) -> Result<(), TargetError> {
-        if self.etags.len() >= MAX_PARTS {
-            return Err(TargetError::NoSpace {
-                target: self.client.url.clone(),
-                detail: format!(
-                    "the archive exceeds S3's {MAX_PARTS} parts of {} MiB (about 156 GiB); split the backup (for example videos apart from system)",
-                    PART_SIZE >> 20
-                ),
-            });
-        }
         let c = &self.client;
-        let n = self.etags.len() as u16 + 1;
+        let n = next_part(&c.url, self.etags.len())?;
         let a = UploadPart::new(&c.bucket, c.creds(), &self.key, n, &self.upload_id);
         let resp = c.call(
             &format!("uploading part {n}"),
@@ -256,6 +247,22 @@ impl Drop for S3Upload {
     }
 }
 
+/// The number of the part after `sent` parts, or "target full" once S3's limit of
+/// [`MAX_PARTS`] parts (of [`PART_SIZE`]: the largest archive) is reached.
+fn next_part(url: &str, sent: usize) -> Result<u16, TargetError> {
+    if sent >= MAX_PARTS {
+        return Err(TargetError::NoSpace {
+            target: url.into(),
+            detail: format!(
+                "the archive exceeds S3's limit of {MAX_PARTS} parts of {} MiB, {} GiB; nothing was published. Split the backup into smaller ones (for example one per data set), or use another target for it",
+                PART_SIZE >> 20,
+                (MAX_PARTS * PART_SIZE) >> 30
+            ),
+        });
+    }
+    Ok(sent as u16 + 1)
+}
+
 /// CreateMultipartUpload of `key` with `headers`; the upload id.
 fn create(c: &Client, key: &str, headers: &[(&str, String)]) -> Result<String, TargetError> {
     let a = CreateMultipartUpload::new(&c.bucket, c.creds(), key);
@@ -358,4 +365,28 @@ fn encode_key(key: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_part_limit_is_a_clear_error() {
+        assert_eq!(next_part("s3://b", 0).unwrap(), 1);
+        assert_eq!(next_part("s3://b", MAX_PARTS - 1).unwrap(), 10_000);
+        let e = next_part("s3://b", MAX_PARTS).unwrap_err();
+        assert!(matches!(e, TargetError::NoSpace { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("10000 parts of 16 MiB, 156 GiB"), "{text}");
+        assert!(text.contains("Split the backup"), "{text}");
+    }
+
+    #[test]
+    fn copy_source_keys_are_encoded() {
+        assert_eq!(
+            encode_key("fleet/pam-1/.offbox-tmp.a b"),
+            "fleet/pam-1/.offbox-tmp.a%20b"
+        );
+    }
 }

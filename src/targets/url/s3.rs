@@ -115,7 +115,8 @@ pub struct S3Options {
     pub retention_days: Option<u64>,
     /// Retention in seconds, for test beds (overrides `retention_days`).
     pub retention_secs: Option<u64>,
-    /// Bytes this appliance may use under its prefix; free space is reported against it.
+    /// Bytes granted under the URL's prefix (all appliances writing there; e.g. the
+    /// bucket's quota on the server); free space is reported as this less what is stored.
     pub quota_bytes: Option<u64>,
 }
 
