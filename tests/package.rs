@@ -125,9 +125,14 @@ impl Drop for Root {
     }
 }
 
-/// `debootstrap` from the machine's package source, when missing.
+/// `debootstrap` from the machine's package source, when missing (a fresh machine has none:
+/// its absence is a failed spawn, not a failed status).
 fn ensure_tools() {
-    if run("debootstrap", &["--version"]).status.success() {
+    let present = Command::new("debootstrap")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
         return;
     }
     ok("apt-get", &["update", "-qq"]);
