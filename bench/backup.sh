@@ -17,19 +17,30 @@
 #   RESTIC_PASSWORD  restic repository password (default: offbox-bench)
 #   BORG_PASSPHRASE  borg repository passphrase (default: offbox-bench)
 #
-# What it measures (wall seconds and peak RSS via /usr/bin/time -f '%e %M'):
+#   BENCH_REPEAT     rounds of every backup and restore (default 3); the tools run
+#                    in a rotated order each round, and the report gives the
+#                    median and the range of the wall time
+#   BENCH_BACKUP_REPEAT  rounds of the backups alone (default BENCH_REPEAT), for
+#                    runs that repeat the restores more than the backups
+#
+# What it measures (wall seconds, peak RSS, user and system CPU seconds via
+# /usr/bin/time -f '%e %M %U %S'; CPU is reported as user+system seconds per GiB
+# of the dataset):
 #   backup  offbox    offbox backup create --kind system --source DATA --output - > offbox.obx
 #   backup  tar|zstd|age   tar -cf - . | zstd -1 -T0 | age -r RECIPIENT > tzage.age
 #   backup  restic    restic backup (fresh repo; `restic init` not timed)
 #   backup  borg      borg create --compression zstd,1 (fresh repokey repo; init not timed)
-#   restore offbox    offbox restore offbox.obx --to DIR
+#   restore offbox    offbox restore offbox.obx --to DIR (syncs the tree before publishing it)
+#   restore offbox --no-sync   the same without the sync: what durability costs
 #   restore tar|zstd|age   age -d | zstd -d | tar -x
 #   restore restic    restic restore latest
 #   restore borg      borg extract
 # The dataset (~40% log-like text, ~30% random binary, ~15% already-compressed
 # media/archives, ~15% small files of 1-16 KiB in nested dirs, a quarter of them
 # with a user.* attribute and some with an ACL) is read once before timing, so
-# every tool starts with a warm page cache. offbox alone is also timed on the
+# every tool starts with a warm page cache. Before every timed restore the
+# previous restores are removed and `sync` runs, so no tool pays for another's
+# writeback. offbox alone is also timed on the
 # small files with and without their attributes (the cost of reading them), and
 # on a 1 GiB sparse file holding 1 MiB of data.
 #
@@ -258,7 +269,8 @@ AGE_RECIPIENT=$(age-keygen -y "$WORK/age.key")
 tar -C "$DATA" -cf - . | cat >/dev/null
 
 # --- measuring ----------------------------------------------------------------
-ROWS=()   # "phase;tool;seconds;peak_rss_kib;output_bytes;status"
+ROWS=()   # "phase;tool;seconds;peak_rss_kib;output_bytes;status;user_s;sys_s"
+REPEAT=${BENCH_REPEAT:-3}
 
 # size_of PATH : bytes of a file, or total bytes of the files under a directory.
 size_of() {
@@ -276,12 +288,12 @@ timed() {
   local tag="${phase}-${tool//[^a-z]/_}"
   local tf="$WORK/time.$tag" log="$WORK/log.$tag"
   note "$phase: $tool"
-  if /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$stdout_file" 2>"$log" </dev/null; then
-    local secs rss
-    read -r secs rss < <(tail -n 1 "$tf")
-    ROWS+=("$phase;$tool;$secs;$rss;$(size_of "$output");ok")
+  if /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$stdout_file" 2>"$log" </dev/null; then
+    local secs rss usr sys
+    read -r secs rss usr sys < <(tail -n 1 "$tf")
+    ROWS+=("$phase;$tool;$secs;$rss;$(size_of "$output");ok;$usr;$sys")
   else
-    ROWS+=("$phase;$tool;;;0;FAILED")
+    ROWS+=("$phase;$tool;;;0;FAILED;;")
     note "$phase with $tool failed; last lines of its output:"
     tail -n 20 "$log" >&2
   fi
@@ -300,23 +312,79 @@ check_restore() {
   fi
 }
 
-# Backups.
-if [ "$OFFBOX_OK" -eq 1 ]; then
-  timed backup offbox "$OUT/offbox.obx" "$OUT/offbox.obx" \
-    "$OFFBOX" --config "$CFG" backup create --kind system --source "$DATA" --output -
-fi
-# shellcheck disable=SC2016  # the pipeline expands its own positional args
-timed backup "tar|zstd|age" "$OUT/tzage.age" /dev/null \
-  bash -c 'set -o pipefail; tar -C "$1" -cf - . | zstd -1 -T0 -q | age -r "$2" >"$3"' \
-  _ "$DATA" "$AGE_RECIPIENT" "$OUT/tzage.age"
-restic --repo "$OUT/restic-repo" init >"$WORK/restic-init.log" 2>&1 \
-  || { cat "$WORK/restic-init.log" >&2; die "restic init failed"; }
-timed backup restic "$OUT/restic-repo" /dev/null \
-  env -C "$DATA" restic --repo "$OUT/restic-repo" backup --quiet --host bench .
-borg init --encryption=repokey "$OUT/borg-repo" >"$WORK/borg-init.log" 2>&1 \
-  || { cat "$WORK/borg-init.log" >&2; die "borg init failed"; }
-timed backup borg "$OUT/borg-repo" /dev/null \
-  env -C "$DATA" borg create --compression zstd,1 "$OUT/borg-repo::bench" .
+# rotated ROUND ITEM... : the items, rotated left by ROUND, one per line.
+rotated() {
+  local r=$1
+  shift
+  local n=$#
+  local items=("$@") i
+  for ((i = 0; i < n; i++)); do printf '%s\n' "${items[$(((i + r) % n))]}"; done
+}
+
+# One backup with TOOL; restic and borg get a fresh repository each round.
+backup_with() {
+  case $1 in
+    offbox)
+      [ "$OFFBOX_OK" -eq 1 ] || return 0
+      timed backup offbox "$OUT/offbox.obx" "$OUT/offbox.obx" \
+        "$OFFBOX" --config "$CFG" backup create --kind system --source "$DATA" --output - ;;
+    tzage)
+      # shellcheck disable=SC2016  # the pipeline expands its own positional args
+      timed backup "tar|zstd|age" "$OUT/tzage.age" /dev/null \
+        bash -c 'set -o pipefail; tar -C "$1" -cf - . | zstd -1 -T0 -q | age -r "$2" >"$3"' \
+        _ "$DATA" "$AGE_RECIPIENT" "$OUT/tzage.age" ;;
+    restic)
+      rm -rf "$OUT/restic-repo"
+      restic --repo "$OUT/restic-repo" init >"$WORK/restic-init.log" 2>&1 \
+        || { cat "$WORK/restic-init.log" >&2; die "restic init failed"; }
+      timed backup restic "$OUT/restic-repo" /dev/null \
+        env -C "$DATA" restic --repo "$OUT/restic-repo" backup --quiet --host bench . ;;
+    borg)
+      rm -rf "$OUT/borg-repo"
+      borg init --encryption=repokey "$OUT/borg-repo" >"$WORK/borg-init.log" 2>&1 \
+        || { cat "$WORK/borg-init.log" >&2; die "borg init failed"; }
+      timed backup borg "$OUT/borg-repo" /dev/null \
+        env -C "$DATA" borg create --compression zstd,1 "$OUT/borg-repo::bench" . ;;
+  esac
+}
+
+# One restore with TOOL into a fresh directory, after removing the earlier
+# restores and flushing everything to disk, so that no tool pays for another's
+# writeback.
+restore_with() {
+  rm -rf "$OUT"/restore-*
+  sync
+  case $1 in
+    offbox|offbox-nosync)
+      [ "$OFFBOX_OK" -eq 1 ] && [ -s "$OUT/offbox.obx" ] || return 0
+      local flag=() label=offbox
+      [ "$1" = offbox-nosync ] && { flag=(--no-sync); label="offbox --no-sync"; }
+      timed restore "$label" "$OUT/restore-$1" /dev/null \
+        "$OFFBOX" --config "$CFG" restore "$OUT/offbox.obx" --to "$OUT/restore-$1" ${flag[@]+"${flag[@]}"}
+      check_restore "$label" "$OUT/restore-$1" ;;
+    tzage)
+      mkdir -p "$OUT/restore-tzage"
+      # shellcheck disable=SC2016  # the pipeline expands its own positional args
+      timed restore "tar|zstd|age" "$OUT/restore-tzage" /dev/null \
+        bash -c 'set -o pipefail; age -d -i "$1" "$2" | zstd -d -q | tar -C "$3" -xf -' \
+        _ "$WORK/age.key" "$OUT/tzage.age" "$OUT/restore-tzage"
+      check_restore "tar|zstd|age" "$OUT/restore-tzage" ;;
+    restic)
+      timed restore restic "$OUT/restore-restic" /dev/null \
+        restic --repo "$OUT/restic-repo" restore latest --target "$OUT/restore-restic"
+      check_restore restic "$OUT/restore-restic" ;;
+    borg)
+      mkdir -p "$OUT/restore-borg"
+      timed restore borg "$OUT/restore-borg" /dev/null \
+        env -C "$OUT/restore-borg" borg extract "$OUT/borg-repo::bench"
+      check_restore borg "$OUT/restore-borg" ;;
+  esac
+}
+
+# Backups, REPEAT rounds in rotated order.
+for ((round = 0; round < ${BENCH_BACKUP_REPEAT:-$REPEAT}; round++)); do
+  while read -r tool; do backup_with "$tool"; done < <(rotated "$round" offbox tzage restic borg)
+done
 
 # The cost of reading extended attributes: the small files with their attributes, and a
 # copy without any; and a 1 GiB sparse file with 1 MiB of data at its ends.
@@ -346,25 +414,11 @@ f=open(sys.argv[1],"wb"); f.truncate(1<<30); f.write(os.urandom(512<<10)); f.see
   EXTRA+=("sparse 1 GiB file: restore $(tail -n 1 "$WORK/time.r") s, allocated $(du -sk "$WORK/sparse-restore" | cut -f1) KiB")
 fi
 
-# Restores.
-if [ "$OFFBOX_OK" -eq 1 ] && [ -s "$OUT/offbox.obx" ]; then
-  timed restore offbox "$OUT/restore-offbox" /dev/null \
-    "$OFFBOX" --config "$CFG" restore "$OUT/offbox.obx" --to "$OUT/restore-offbox"
-  check_restore offbox "$OUT/restore-offbox"
-fi
-mkdir -p "$OUT/restore-tzage"
-# shellcheck disable=SC2016  # the pipeline expands its own positional args
-timed restore "tar|zstd|age" "$OUT/restore-tzage" /dev/null \
-  bash -c 'set -o pipefail; age -d -i "$1" "$2" | zstd -d -q | tar -C "$3" -xf -' \
-  _ "$WORK/age.key" "$OUT/tzage.age" "$OUT/restore-tzage"
-check_restore "tar|zstd|age" "$OUT/restore-tzage"
-timed restore restic "$OUT/restore-restic" /dev/null \
-  restic --repo "$OUT/restic-repo" restore latest --target "$OUT/restore-restic"
-check_restore restic "$OUT/restore-restic"
-mkdir -p "$OUT/restore-borg"
-timed restore borg "$OUT/restore-borg" /dev/null \
-  env -C "$OUT/restore-borg" borg extract "$OUT/borg-repo::bench"
-check_restore borg "$OUT/restore-borg"
+# Restores, REPEAT rounds in rotated order.
+for ((round = 0; round < REPEAT; round++)); do
+  while read -r tool; do restore_with "$tool"; done \
+    < <(rotated "$round" offbox tzage restic offbox-nosync borg)
+done
 
 # --- report -------------------------------------------------------------------
 backend=pkcs11/SoftHSM2
@@ -377,36 +431,71 @@ printf '  offbox  : %s (keys: %s)\n' "$OFFBOX" "$backend"
 printf '  peers   : %s; %s; age %s; %s\n' "$(restic version | cut -d' ' -f1-2)" "$(borg --version)" \
   "$(age --version)" "$(zstd --version | sed 's/^\*\*\* //; s/,.*//')"
 printf '\n'
-printf '%s\n' "${ROWS[@]}" | awk -F';' -v data_bytes="$DATA_BYTES" '
-  {
-    n++; phase[n] = $1; tool[n] = $2; secs[n] = $3; rss[n] = $4; out[n] = $5; status[n] = $6
-    if ($6 == "ok" && $3 > 0) mibs[n] = data_bytes / 1048576 / $3; else mibs[n] = 0
-    if ($2 == "offbox" && mibs[n] > 0) offbox[$1] = mibs[n]
-  }
-  END {
-    fmt = "%-8s %-14s %9s %9s %13s %12s %16s\n"
-    printf fmt, "phase", "tool", "seconds", "MiB/s", "peak RSS MiB", "output MiB", "offbox/tool x"
-    printf fmt, "-------", "-------------", "-------", "-----", "------------", "----------", "-------------"
-    for (i = 1; i <= n; i++) {
-      if (status[i] != "ok") { printf fmt, phase[i], tool[i], "FAILED", "-", "-", "-", "-"; continue }
-      ratio = "-"
-      if ((phase[i] in offbox) && mibs[i] > 0) ratio = sprintf("%.2f", offbox[phase[i]] / mibs[i])
-      printf fmt, phase[i], tool[i], sprintf("%.2f", secs[i]), sprintf("%.1f", mibs[i]),
-        sprintf("%.1f", rss[i] / 1024), sprintf("%.1f", out[i] / 1048576), ratio
-    }
-  }'
+printf '\n  load    : %s (load average at the end of the run; a nice-19 background job counts)\n' \
+  "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  rounds  : %s of backups, %s of restores, tools in rotated order, sync before every restore\n\n' \
+  "${BENCH_BACKUP_REPEAT:-$REPEAT}" "$REPEAT"
+printf '%s\n' "${ROWS[@]}" | python3 -c '
+import sys
+data_bytes = int(sys.argv[1])
+gib = data_bytes / (1 << 30)
+runs, order = {}, []
+for line in sys.stdin:
+    phase, tool, secs, rss, out, status, usr, sys_ = line.rstrip("\n").split(";")
+    key = (phase, tool)
+    if key not in runs:
+        runs[key] = []
+        order.append(key)
+    if status == "ok":
+        runs[key].append((float(secs), int(rss), int(out), float(usr) + float(sys_)))
+    else:
+        runs[key].append(None)
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+med = {}
+for key in order:
+    ok = [r for r in runs[key] if r]
+    if ok and len(ok) == len(runs[key]):
+        med[key] = median([r[0] for r in ok])
+fmt = "%-8s %-17s %8s %13s %8s %11s %9s %10s %14s\n"
+sys.stdout.write(fmt % ("phase", "tool", "median s", "range s", "MiB/s", "CPU s/GiB", "peak RSS", "output MiB", "offbox/tool x"))
+sys.stdout.write(fmt % ("-------", "----------------", "--------", "-------------", "------", "---------", "--------", "----------", "-------------"))
+for key in order:
+    phase, tool = key
+    ok = [r for r in runs[key] if r]
+    if key not in med:
+        sys.stdout.write(fmt % (phase, tool, "FAILED", "%d/%d ok" % (len(ok), len(runs[key])), "-", "-", "-", "-", "-"))
+        continue
+    m = med[key]
+    lo, hi = min(r[0] for r in ok), max(r[0] for r in ok)
+    cpu = median([r[3] for r in ok]) / gib
+    rss = max(r[1] for r in ok) / 1024
+    out = ok[-1][2] / 1048576
+    ref = med.get((phase, "offbox"))
+    ratio = "%.2f" % (m / ref) if ref else "-"
+    sys.stdout.write(fmt % (phase, tool, "%.2f" % m, "%.2f-%.2f" % (lo, hi), "%.1f" % (data_bytes / 1048576 / m),
+                            "%.2f" % cpu, "%.1f MiB" % rss, "%.1f" % out, ratio))
+' "$DATA_BYTES"
 cat <<'EOF'
 
 Notes:
-  - MiB/s is dataset size / wall seconds, for backup and restore alike.
-  - "offbox/tool x" is offbox MiB/s divided by that tool's MiB/s in the same
-    phase (above 1 means offbox is faster).
+  - median s / range s: wall seconds over the rounds; MiB/s is dataset size /
+    median wall seconds, for backup and restore alike.
+  - CPU s/GiB: median user+system CPU seconds (all threads and, for the
+    pipeline, all its processes) per GiB of the dataset.
+  - "offbox/tool x" is that tool's median wall time divided by offbox's in the
+    same phase (above 1 means offbox is faster). For restores the reference is
+    offbox's default, which syncs the tree before publishing it; the peers do
+    not sync; "offbox --no-sync" shows what that durability costs.
   - For the tar|zstd|age pipeline, time runs `bash -c PIPELINE`; GNU time
     reports the largest peak RSS among the pipeline's processes, not their sum.
   - Output MiB: archive file size for offbox and tar|zstd|age, repository
     size for restic and borg, restored bytes for restores.
-  - The page cache is warm for every tool; restic/borg repos start empty, so
-    deduplication only helps within the dataset.
+  - The page cache is warm for every tool; restic/borg repos start empty (a
+    fresh one each round), so deduplication only helps within the dataset.
+  - Before each restore the earlier restores are deleted and `sync` runs.
 EOF
 if [ "${#EXTRA[@]}" -gt 0 ]; then
   printf '\nExtended attributes and sparse files (offbox only):\n'

@@ -228,6 +228,10 @@ pub struct RestoreArgs {
     /// capabilities, labels) is restored.
     #[arg(long = "skip-xattrs", value_name = "NS")]
     pub skip_xattrs: Vec<String>,
+    /// Publish the restored tree without syncing it to disk first (faster; a power cut
+    /// soon after may lose part of it). For scratch restores and benchmarks.
+    #[arg(long)]
+    pub no_sync: bool,
     /// Signature trust.
     #[command(flatten)]
     pub trust: TrustArgs,

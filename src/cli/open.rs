@@ -159,6 +159,7 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     let opts = UnpackOptions {
         keep_setuid: a.keep_setid,
         skip_xattrs: a.skip_xattrs.clone(),
+        no_sync: a.no_sync,
     };
     let s = restore::restore_with(reader, &a.to, &trust, opts);
     drop(ticker);
@@ -220,6 +221,7 @@ pub fn recover_cmd(a: RecoverArgs, json: bool) -> Result<(), JobError> {
         let opts = UnpackOptions {
             keep_setuid: a.keep_setid,
             skip_xattrs: a.skip_xattrs.clone(),
+            no_sync: false,
         };
         let s = restore::restore_with(reader, &dir, &trust, opts);
         drop(ticker);

@@ -23,7 +23,8 @@ use super::make::{Meta, Place};
 use super::pax::{self, xattr_name};
 use super::sparse::SparseInfo;
 use super::unpack::{ExtractReport, UnpackOptions};
-use super::write_file::FileEntry;
+use super::write_file::{self, FileHead, Parents};
+use super::writers::Writers;
 use super::xattr::{Target, Xattr};
 
 /// The setuid and setgid bits.
@@ -48,8 +49,27 @@ struct Dir {
     attrs: Vec<Xattr>,
 }
 
+/// A hard link, made once every file is written (its target may still be in a writer's
+/// queue when the link entry is read).
+struct Link {
+    name: String,
+    rel: PathBuf,
+    target: PathBuf,
+}
+
+/// Where the entries of a restore go besides the context: the file writers, the parsing
+/// thread's own parent directory cache, and the work left for the end.
+struct Sinks {
+    writers: Writers,
+    parents: Parents,
+    dirs: Vec<Dir>,
+    links: Vec<Link>,
+}
+
 /// Extracts `tar_stream` into `root` (an existing, private directory given by its canonical
-/// path) and hands the reader back.
+/// path) and hands the reader back. Regular files are written by the [`Writers`]; hard
+/// links are made after every file is complete, then directories get their metadata,
+/// deepest first.
 pub(super) fn extract_tree<R: Read>(
     root: &Path,
     tar_stream: R,
@@ -64,7 +84,12 @@ pub(super) fn extract_tree<R: Read>(
     };
     let mut ar = tar::Archive::new(tar_stream);
     {
-        let mut dirs = Vec::new();
+        let mut sinks = Sinks {
+            writers: Writers::start(&ctx.root_fd, root, ctx.as_root, &opts.skip_xattrs)?,
+            parents: Parents::default(),
+            dirs: Vec::new(),
+            links: Vec::new(),
+        };
         let mut ext = Extended::default();
         for entry in ar.entries()?.raw(true) {
             let mut entry = entry?;
@@ -75,11 +100,27 @@ pub(super) fn extract_tree<R: Read>(
                 EntryType::XGlobalHeader => {}
                 _ => {
                     let this = std::mem::take(&mut ext);
-                    if let Some(dir) = extract_one(&ctx, entry, this, report)? {
-                        dirs.push(dir);
-                    }
+                    extract_one(&ctx, entry, this, &mut sinks, report)?;
                 }
             }
+        }
+        // Every file complete (and its metadata set) before links and directories.
+        let Sinks {
+            writers,
+            mut dirs,
+            links,
+            ..
+        } = sinks;
+        writers.finish(&mut report.xattrs)?;
+        for l in links {
+            let place = Place {
+                root: &ctx.root_fd,
+                rel: &l.rel,
+                as_root: ctx.as_root,
+            };
+            place
+                .hard_link(&l.target)
+                .map_err(|e| entry_error(&l.name, root, e))?;
         }
         // Directories last, deepest first, so that a read-only directory does not stop its
         // own entries from being written, and no later write changes its mtime.
@@ -100,16 +141,18 @@ pub(super) fn extract_tree<R: Read>(
     Ok(ar.into_inner())
 }
 
-/// Restores one entry; a directory is handed back to be finished at the end.
+/// Restores one entry: a regular file goes to the writers, a directory or a hard link is
+/// kept to be finished at the end, anything else is made here.
 fn extract_one<R: Read>(
     ctx: &Ctx<'_>,
     mut entry: Entry<'_, R>,
     ext: Extended,
+    sinks: &mut Sinks,
     report: &mut ExtractReport,
-) -> io::Result<Option<Dir>> {
+) -> io::Result<()> {
     let (name, path) = ext.path(&entry);
     let Some(rel) = checked_path(&path, &name)? else {
-        return Ok(None);
+        return Ok(());
     };
     let h = entry.header();
     let kind = h.entry_type();
@@ -120,25 +163,39 @@ fn extract_one<R: Read>(
         rel: &rel,
         as_root: ctx.as_root,
     };
+    if matches!(
+        kind,
+        EntryType::Symlink | EntryType::Fifo | EntryType::Char | EntryType::Block
+    ) {
+        // Made here and now: after any file in flight whose path meets this one.
+        sinks.writers.settle(&rel, false)?;
+    }
     match kind {
         EntryType::Directory => {
-            return Ok(Some(Dir {
+            sinks.dirs.push(Dir {
                 name,
                 rel,
                 meta,
                 attrs: ext.attrs,
-            }))
+            });
+            return Ok(());
         }
         EntryType::Regular | EntryType::Continuous => {
             let sparse = ext.sparse.real_size().map_err(err)?;
-            let file = FileEntry {
-                place: &place,
-                name: &name,
+            let head = FileHead {
+                rel: rel.clone(),
+                name: name.clone(),
                 meta,
-                sparse,
+                attrs: ext.attrs,
             };
-            file.write(&mut entry, &ext.attrs, ctx.opts, report)
-                .map_err(err)?;
+            write_file::dispatch(
+                &mut entry,
+                head,
+                sparse,
+                &mut sinks.writers,
+                &mut sinks.parents,
+                ctx.root,
+            )?;
         }
         EntryType::Symlink | EntryType::Link => {
             let target = ext
@@ -151,7 +208,11 @@ fn extract_one<R: Read>(
                 let shown = target.display().to_string();
                 let first = checked_path(&target, &shown)?
                     .ok_or_else(|| refused(&name, "it is a hard link to the top directory"))?;
-                place.hard_link(&first).map_err(err)?;
+                sinks.links.push(Link {
+                    name,
+                    rel,
+                    target: first,
+                });
             }
         }
         EntryType::Fifo | EntryType::Char | EntryType::Block => {
@@ -174,11 +235,11 @@ fn extract_one<R: Read>(
                 format!("entry type {other:?} is not one offbox restores")
             };
             report.skipped.push((name, why));
-            return Ok(None);
+            return Ok(());
         }
     }
     report.entries += 1;
-    Ok(None)
+    Ok(())
 }
 
 /// The entry's owner, mtime and permission bits, setuid/setgid stripped from files and

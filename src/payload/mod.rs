@@ -14,6 +14,7 @@ mod read_file;
 mod sparse;
 pub mod unpack;
 mod write_file;
+mod writers;
 pub(crate) mod xattr;
 
 /// Something a backup or restore wants the operator to know, without failing the run.

@@ -168,6 +168,16 @@ impl XattrFailures {
         }
     }
 
+    /// Adds the failures counted elsewhere (by another writer thread).
+    pub(crate) fn merge(&mut self, other: XattrFailures) {
+        self.count += other.count;
+        let room = KEPT.saturating_sub(self.first.len());
+        self.first.extend(other.first.into_iter().take(room));
+        self.not_permitted |= other.not_permitted;
+        self.not_supported |= other.not_supported;
+        self.skipped += other.skipped;
+    }
+
     fn failed(&mut self, entry: &str, name: &[u8], e: Errno) {
         self.count += 1;
         let reason = if e == Errno::PERM || e == Errno::ACCESS {
