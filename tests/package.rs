@@ -125,14 +125,18 @@ impl Drop for Root {
     }
 }
 
-/// `debootstrap` from the machine's package source, when missing (a fresh machine has none:
-/// its absence is a failed spawn, not a failed status).
-fn ensure_tools() {
-    let present = Command::new("debootstrap")
+/// Whether `cmd --version` runs: on a fresh machine a tool is simply absent, which is a
+/// failed spawn rather than a failed status.
+fn present(cmd: &str) -> bool {
+    Command::new(cmd)
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `debootstrap` from the machine's package source, when missing.
+fn ensure_tools() {
+    if present("debootstrap") {
         return;
     }
     ok("apt-get", &["update", "-qq"]);
@@ -230,7 +234,7 @@ fn contents(deb: &Path) -> Vec<String> {
 
 /// lintian's errors on a package (none expected); its whole report is printed.
 fn lintian(deb: &Path) {
-    if !run("lintian", &["--version"]).status.success() {
+    if !present("lintian") {
         ok(
             "apt-get",
             &["install", "-y", "-qq", "--no-install-recommends", "lintian"],
