@@ -86,7 +86,7 @@ fn other_values_name_their_key() {
         ),
         (
             config("", "", "[targets.nas]\nurl = \"smb://u@nas.example/share/dir\"\npasword = \"x\""),
-            "unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`\n(in table [targets.nas])",
+            "unknown field `pasword`, expected one of `url`, `password_file`, `password_env`, `timeout_secs`, `endpoint`, `region`, `path_style`, `allow_http`, `ca_file`, `access_key_id`, `secret_key_file`, `secret_key_env`, `lock_mode`, `retention_days`, `retention_secs`, `quota_bytes`\n(in table [targets.nas])",
         ),
     ];
     for (cfg, want) in cases {

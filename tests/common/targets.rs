@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::common::{pattern, repo, stderr, Sim};
@@ -16,7 +16,15 @@ use super::common::{pattern, repo, stderr, Sim};
 pub struct Testbed {
     pub dir: tempfile::TempDir,
     pub env: HashMap<String, String>,
+    /// Held by a bed with SeaweedFS, until after `down`: `weed mini` puts its filer's gRPC
+    /// socket at a fixed path under /tmp (`seaweedfs-filer-grpc-PORT.sock`, not settable), so
+    /// two S3 beds at once take each other's socket. The S3 tests of one binary run one at a
+    /// time; cargo runs the test binaries one after another.
+    _one_s3: Option<MutexGuard<'static, ()>>,
 }
+
+/// See [`Testbed`]'s `_one_s3`.
+static ONE_S3_BED: Mutex<()> = Mutex::new(());
 
 impl Testbed {
     /// Starts the test bed with extra environment for `up`.
@@ -27,9 +35,14 @@ impl Testbed {
             .unwrap();
         let path = dir.path().join("bed");
         // Tear down even if `up` fails half-way.
+        let one_s3 = envs
+            .iter()
+            .any(|(k, v)| *k == "TESTBED_S3" && !v.is_empty())
+            .then(|| ONE_S3_BED.lock().unwrap_or_else(|e| e.into_inner()));
         let mut tb = Testbed {
             dir,
             env: HashMap::new(),
+            _one_s3: one_s3,
         };
         let out = Command::new(repo().join("tests/testbed/up"))
             .arg(&path)
