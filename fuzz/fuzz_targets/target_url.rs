@@ -36,6 +36,7 @@ fn plain_url(u: &TargetUrl) -> bool {
                 && plain_path(&u.path)
         }
         TargetUrl::Nfs(u) => plain(&u.host) && plain_path(&u.export),
+        TargetUrl::S3(u) => plain(&u.bucket) && plain_path(&u.prefix),
     }
 }
 
