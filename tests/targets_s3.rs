@@ -277,6 +277,17 @@ fn next_run_succeeds_and_cleans(sim: &Sim, tb: &Testbed) {
     assert_eq!(py(tb, "ADMIN", UPLOADS_AND_KEYS), "0 1\n");
 }
 
+/// After a killed run: no object, its multipart upload left; then the next run succeeds and
+/// aborts that upload.
+fn upload_left_then_next_run_cleans(sim: &Sim, tb: &Testbed) {
+    assert_eq!(
+        py(tb, "ADMIN", UPLOADS_AND_KEYS),
+        "1 0\n",
+        "no object, the upload left"
+    );
+    next_run_succeeds_and_cleans(sim, tb);
+}
+
 #[test]
 fn killed_offbox_leaves_no_object_and_next_run_aborts_its_upload() {
     let (sim, tb) = setup();
@@ -285,12 +296,7 @@ fn killed_offbox_leaves_no_object_and_next_run_aborts_its_upload() {
     child.wait().unwrap();
     let _ = tx.send(());
     let _ = feeder.join();
-    assert_eq!(
-        py(&tb, "ADMIN", UPLOADS_AND_KEYS),
-        "1 0\n",
-        "no object, the upload left"
-    );
-    next_run_succeeds_and_cleans(&sim, &tb);
+    upload_left_then_next_run_cleans(&sim, &tb);
 }
 
 #[test]
@@ -315,12 +321,7 @@ fn killed_server_fails_cleanly_and_next_run_aborts_the_upload() {
         .unwrap();
     assert!(st.success());
     assert!(wait_for(60, || py_try(&tb, "ADMIN", UPLOADS_AND_KEYS).is_ok()));
-    assert_eq!(
-        py(&tb, "ADMIN", UPLOADS_AND_KEYS),
-        "1 0\n",
-        "no object, the upload left"
-    );
-    next_run_succeeds_and_cleans(&sim, &tb);
+    upload_left_then_next_run_cleans(&sim, &tb);
 }
 
 #[test]
