@@ -15,23 +15,7 @@ use std::process::Output;
 
 use common::{stderr, Backend, Sim};
 use serde_json::Value;
-use tb::{wait_for, Testbed};
-
-/// The bed's `[targets]` header and its `testbed-ssh` target only.
-fn one_ssh_target(toml: String) -> String {
-    toml.split("\n[")
-        .enumerate()
-        .filter(|(i, part)| *i == 0 || part.starts_with("targets.testbed-ssh]"))
-        .map(|(i, part)| {
-            if i == 0 {
-                part.to_string()
-            } else {
-                format!("[{part}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use tb::{keep_targets, wait_for, Testbed};
 
 const SCHEDULE: &str = "[schedule.secrets]\ntargets = [\"testbed-ssh\"]\nkeep_last = 2\n[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 2\n";
 
@@ -41,7 +25,7 @@ const SCHEDULE: &str = "[schedule.secrets]\ntargets = [\"testbed-ssh\"]\nkeep_la
 fn healthy(backend: Backend, notify: bool) -> (Sim, Testbed) {
     let tb = Testbed::up();
     let sim = Sim::for_backend(backend);
-    tb.attach(&sim, one_ssh_target);
+    tb.attach(&sim, |t| keep_targets(t, "targets.testbed-ssh]"));
     let src = tb::source(&sim, 1);
     let secrets = sim.dir.path().join("export.json");
     std::fs::write(&secrets, br#"{"vault":"export"}"#).unwrap();

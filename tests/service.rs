@@ -12,30 +12,14 @@ use std::process::{Command, Output};
 
 use common::{stderr, Sim};
 use serde_json::Value;
-use tb::{finals, temps, wait_for, Testbed};
-
-/// Keeps the bed's ssh targets only (the outage test needs no NFS or SMB timeouts).
-fn ssh_targets_only(toml: String) -> String {
-    toml.split("\n[")
-        .enumerate()
-        .filter(|(i, part)| *i == 0 || part.starts_with("targets.testbed-ssh"))
-        .map(|(i, part)| {
-            if i == 0 {
-                part.to_string()
-            } else {
-                format!("[{part}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use tb::{finals, keep_targets, temps, wait_for, Testbed};
 
 /// A simulator with the bed's ssh targets, `src` as the system source and the measured
 /// path, a secrets file, `schedule` and optionally the bed's `[notify]` section.
 fn setup(schedule: &str, notify: bool) -> (Sim, Testbed, PathBuf) {
     let tb = Testbed::up();
     let sim = Sim::new();
-    tb.attach(&sim, ssh_targets_only);
+    tb.attach(&sim, |t| keep_targets(t, "targets.testbed-ssh"));
     let src = tb::source(&sim, 1);
     let secrets = sim.dir.path().join("export.json");
     std::fs::write(&secrets, br#"{"vault":"export"}"#).unwrap();
@@ -500,7 +484,7 @@ fn a_corrupt_state_file_is_reported_and_replaced() {
 fn a_tpm_lost_during_the_run_publishes_nothing() {
     let tb = Testbed::up();
     let sim = Sim::for_backend(common::Backend::Tpm);
-    tb.attach(&sim, ssh_targets_only);
+    tb.attach(&sim, |t| keep_targets(t, "targets.testbed-ssh"));
     let src = tb::source(&sim, 96);
     sim.edit_config(|c| {
         format!(

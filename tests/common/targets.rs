@@ -161,6 +161,24 @@ impl Drop for Testbed {
     }
 }
 
+/// A config with the `[targets]` header and only the target tables whose header starts
+/// with `table` (`"targets.testbed-ssh]"` for that one target, `"targets.testbed-ssh"` for
+/// every ssh target of the bed): for tests that need no NFS or SMB timeouts.
+pub fn keep_targets(toml: String, table: &str) -> String {
+    toml.split("\n[")
+        .enumerate()
+        .filter(|(i, part)| *i == 0 || part.starts_with(table))
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_string()
+            } else {
+                format!("[{part}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Waits up to `secs` for `cond`.
 pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
