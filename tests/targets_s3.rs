@@ -347,17 +347,44 @@ fn two_appliances_share_a_bucket_and_prune_only_their_own() {
         String::from_utf8_lossy(&out).matches("deleted\t").count(),
         1
     );
-    let names = list(&b, T);
-    let theirs: Vec<&String> = names.iter().filter(|n| n.contains("-pam-b-")).collect();
-    let mine: Vec<&String> = names.iter().filter(|n| n.contains("-hsm-sim-")).collect();
-    assert_eq!((theirs.len(), mine.len()), (2, 1), "{names:?}");
+    // Each lists only its own archives; --appliance and --all show the others' (an
+    // auditor's view).
+    let theirs = list(&b, T);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert!(theirs.iter().all(|n| n.contains("-pam-b-")), "{theirs:?}");
+    let mine = list(&a, T);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert!(mine[0].contains("-hsm-sim-"), "{mine:?}");
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = String::from_utf8(a.ok(args))
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut all = [theirs.clone(), mine.clone()].concat();
+    all.sort();
+    assert_eq!(names(&["backup", "list", "--to", T, "--all"]), all);
+    assert_eq!(
+        names(&["backup", "list", "--to", T, "--appliance", "pam-b"]),
+        theirs
+    );
+    let out = a.run(&["backup", "list", "--to", T, "--appliance", "pam-b"]);
+    assert!(
+        stderr(&out)
+            .contains("offbox: 2 archive(s) of appliance pam-b on s3://offbox-locked/fleet"),
+        "{}",
+        stderr(&out)
+    );
     // A's keys cannot open B's archive.
     let dest = a.dir.path().join("other");
     let out = a.run(&[
         "restore",
         "--from",
         T,
-        theirs[0],
+        &theirs[0],
         "--to",
         dest.to_str().unwrap(),
     ]);

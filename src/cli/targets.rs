@@ -49,6 +49,13 @@ pub struct ListArgs {
     /// A configured target name or a URL [default: targets.default, or the only target].
     #[arg(long, value_name = "NAME|URL")]
     pub to: Option<String>,
+    /// List the archives of this appliance id instead of this appliance's own (a backup
+    /// server or an auditor with read-only credentials).
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    pub appliance: Option<String>,
+    /// List the archives of every appliance on the target.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `prune` arguments.
@@ -312,11 +319,17 @@ fn accept_host_key(
 pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
     let mut t = connect(&cfg, a.to.as_deref())?;
-    let (archives, temps) = job::list(t.as_mut())?;
+    let own = cfg.appliance_id();
+    let only = match (a.all, &a.appliance) {
+        (true, _) => None,
+        (false, Some(id)) => Some(id.as_str()),
+        (false, None) => Some(own.as_str()),
+    };
+    let (archives, temps) = job::list(t.as_mut(), only)?;
     if json {
         println!(
             "{}",
-            serde_json::json!({"target": t.url(), "archives": archives, "temporaries": temps})
+            serde_json::json!({"target": t.url(), "appliance": only, "archives": archives, "temporaries": temps})
         );
         return Ok(());
     }
@@ -331,8 +344,13 @@ pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobEr
         );
     }
     eprintln!(
-        "offbox: {} archive(s) on {}{}",
+        "offbox: {} archive(s) {} on {}{}",
         archives.len(),
+        match only {
+            Some(id) if id == own => format!("of this appliance ({id})"),
+            Some(id) => format!("of appliance {id}"),
+            None => "of every appliance".into(),
+        },
         t.url(),
         if temps > 0 {
             format!("; {temps} temporary file(s): uploads in progress, or leftovers that the next backup of their appliance removes")

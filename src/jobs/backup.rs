@@ -47,6 +47,22 @@ pub struct BackupOptions {
     pub zstd_level: i32,
     /// zstd worker threads (0: one per core).
     pub threads: u32,
+    /// The archive id, random ([`BackupOptions::new_archive_id`]): chosen before the archive
+    /// is written, so a target that names its object when the upload begins (S3) can use
+    /// the final name.
+    pub archive_id: [u8; 16],
+}
+
+impl BackupOptions {
+    /// A fresh random archive id.
+    pub fn new_archive_id() -> [u8; 16] {
+        random_bytes::<16>()
+    }
+
+    /// The archive id in hex, as the header and archive names show it.
+    pub fn archive_id_hex(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.archive_id)
+    }
 }
 
 /// The result of a backup, for the confirmation line and `--json`.
@@ -185,7 +201,7 @@ fn sealed_header(
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
         appliance_id: opts.appliance_id.clone(),
-        archive_id: random_bytes::<16>(),
+        archive_id: opts.archive_id,
         compression: Compression::Zstd {
             level: opts.zstd_level,
         },

@@ -70,6 +70,7 @@ pub(crate) fn prepare(
             segment_size: cfg.backup.segment_size,
             zstd_level: cfg.backup.zstd_level,
             threads: cfg.backup.threads,
+            archive_id: BackupOptions::new_archive_id(),
         },
     })
 }

@@ -132,7 +132,7 @@ fn check_target(
         .map_err(|e| target_err("choosing the target", e))?;
     let mut t =
         targets::connect(&spec, me).map_err(|e| target_err("connecting to the target", e))?;
-    let (archives, _) = list(t.as_mut())?;
+    let (archives, _) = list(t.as_mut(), Some(appliance))?;
     let mut found = Vec::new();
     for a in archives.iter().filter(|a| a.info.is_of(appliance)) {
         let mut r = t

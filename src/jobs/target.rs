@@ -96,14 +96,15 @@ pub fn backup_to(
     let created = now_unix();
     let cleanup = remove_stale_temporaries(target, &appliance, lock)
         .map_err(|e| target_err("removing leftovers of earlier uploads", e))?;
+    // The name is known before the first byte: the archive id is chosen here.
+    let name = ArchiveName::new(&appliance, kind, created, &opts.archive_id_hex()).to_string();
     let upload = target
-        .begin(&appliance)
+        .begin_named(&appliance, &name)
         .map_err(|e| target_err("starting the upload", e))?;
     // Packing and encryption go on here while a writer thread sends the previous chunks.
     let out = Pipelined::new(upload, &target.url())
         .map_err(|e| JobError::io("starting the upload thread", e))?;
     let (upload, summary) = backup::create(device, others, opts, out, meter)?;
-    let name = ArchiveName::new(&appliance, kind, created, &summary.archive_id).to_string();
     Box::new(upload)
         .commit(&name)
         .map_err(|e| target_err("publishing the archive", e))?;
@@ -130,21 +131,28 @@ pub struct Listed {
     pub info: ArchiveName,
 }
 
-/// The archives on a target (all appliances), oldest first, and the number of leftover
-/// temporaries.
-pub fn list(target: &mut dyn Target) -> Result<(Vec<Listed>, usize), JobError> {
+/// The archives on a target, oldest first, and the number of temporaries (uploads in
+/// progress or leftovers): those of appliance `only`, or of every appliance for `None`.
+pub fn list(target: &mut dyn Target, only: Option<&str>) -> Result<(Vec<Listed>, usize), JobError> {
     let entries = target
         .list()
         .map_err(|e| target_err("listing the target", e))?;
     let temps = entries
         .iter()
-        .filter(|e| e.name.starts_with(targets::TMP_PREFIX))
+        .filter(|e| match only {
+            Some(a) => temp::is_temp_of(&e.name, a),
+            None => e.name.starts_with(targets::TMP_PREFIX),
+        })
         .count();
     let mut out: Vec<Listed> = entries
         .into_iter()
         .filter_map(|e| {
+            let info = ArchiveName::parse(&e.name)?;
+            if only.is_some_and(|a| !info.is_of(a)) {
+                return None;
+            }
             Some(Listed {
-                info: ArchiveName::parse(&e.name)?,
+                info,
                 name: e.name,
                 size: e.size,
             })
@@ -246,7 +254,7 @@ pub(crate) fn prune_kind(
     dry_run: bool,
     _held: &RunLock,
 ) -> Result<PrunePlan, JobError> {
-    let (mut archives, _) = list(target)?;
+    let (mut archives, _) = list(target, Some(appliance))?;
     archives.retain(|a| kind.is_none_or(|k| a.info.kind == k));
     let mut plan = plan_prune(&archives, appliance, rules, now_unix())?;
     if let Some(bad) = plan

@@ -79,6 +79,14 @@ pub trait Target {
     fn url(&self) -> String;
     /// Starts an upload under a fresh temporary name belonging to `appliance`.
     fn begin(&mut self, appliance: &str) -> Result<Box<dyn Upload>, TargetError>;
+    /// Starts an upload that will be committed as `name` (an archive of `appliance`),
+    /// known in advance. A target that names its object when the upload begins (S3)
+    /// writes it under `name` directly, invisible until the commit; the others write a
+    /// temporary as [`Target::begin`] does.
+    fn begin_named(&mut self, appliance: &str, name: &str) -> Result<Box<dyn Upload>, TargetError> {
+        let _ = name;
+        self.begin(appliance)
+    }
     /// The files in the target directory (not recursive, temporaries included).
     fn list(&mut self) -> Result<Vec<Entry>, TargetError>;
     /// Reads a file.

@@ -9,10 +9,10 @@
 //!   appliance it carries, so list and prune see plain names as on other targets, and an
 //!   object under another appliance's folder that claims to be ours is ignored.
 //! - Uploads: multipart, [`upload::PART_SIZE`] parts (10,000 parts at most: about 156 GiB),
-//!   one part buffered and one in flight; published by a server-side copy into the final
-//!   key whose CompleteMultipartUpload carries `If-None-Match: *` and the lock headers
-//!   ([`upload`]). A killed run leaves an in-progress upload under a temporary name, which
-//!   [`Target::list`] shows and [`Target::delete`] aborts (the cleanup of stale
+//!   one part buffered and one in flight, straight to the final key with the lock headers;
+//!   the CompleteMultipartUpload carries `If-None-Match: *` ([`upload`]). A killed run
+//!   leaves an upload in progress, which [`Target::list`] shows as a temporary of its
+//!   appliance ([`upload_alias`]) and [`Target::delete`] aborts (the cleanup of stale
 //!   temporaries under the run lock).
 //! - Delete: every version of the key, unless it is still locked
 //!   ([`TargetError::Locked`], "locked until …").
@@ -131,6 +131,20 @@ impl S3Target {
     }
 }
 
+/// The temporary name under which `list` shows an upload in progress to the final key
+/// `key` of appliance folder `home`: `.offbox-tmp.HOME.` and 16 hex digits of the key's
+/// SHA-256. Such an upload has no run id (S3 lists only the key and the start time), so a
+/// run that holds the appliance's run lock treats it as stale, as it is: only runs that
+/// hold the lock write under final names.
+fn upload_alias(home: &str, key: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    format!(
+        "{}{home}.{}",
+        super::TMP_PREFIX,
+        data_encoding::HEXLOWER.encode(&d.as_ref()[..8])
+    )
+}
+
 /// The secret key, from `secret_key_file` or `secret_key_env`, read by the one secret
 /// reader (zeroizing, warns when the file is readable by others).
 fn secret_key(url: &str, opts: &S3Options) -> Result<crate::secret::SecretText, TargetError> {
@@ -165,8 +179,7 @@ impl Target for S3Target {
     }
 
     fn begin(&mut self, appliance: &str) -> Result<Box<dyn Upload>, TargetError> {
-        let home = name::sanitize(appliance);
-        self.home = Some(home);
+        self.home = Some(name::sanitize(appliance));
         let temp = temp_name(appliance);
         let key = self.key_of(&temp)?;
         let up = upload::S3Upload::begin(
@@ -174,6 +187,22 @@ impl Target for S3Target {
             self.prefix.clone(),
             key,
             temp,
+            None,
+            self.retention,
+        )?;
+        Ok(Box::new(up))
+    }
+
+    fn begin_named(&mut self, appliance: &str, name: &str) -> Result<Box<dyn Upload>, TargetError> {
+        let home = name::sanitize(appliance);
+        self.home = Some(home.clone());
+        let key = self.key_of(name)?;
+        let up = upload::S3Upload::begin(
+            self.client.clone(),
+            self.prefix.clone(),
+            key.clone(),
+            upload_alias(&home, &key),
+            Some(name.to_string()),
             self.retention,
         )?;
         Ok(Box::new(up))
@@ -213,13 +242,20 @@ impl Target for S3Target {
             }
         }
         for key in upload::in_progress(c, &self.prefix)? {
-            if let Some(n) = self.name_of(&key) {
-                if !out.iter().any(|e| e.name == n) {
-                    out.push(Entry {
-                        name: n.to_string(),
-                        size: None,
-                    });
-                }
+            let Some(n) = self.name_of(&key) else {
+                continue;
+            };
+            // An upload under its final name is not an archive yet: it is shown, like
+            // any upload in progress, as a temporary of its appliance.
+            let n = match ArchiveName::parse(n) {
+                Some(a) => upload_alias(&a.appliance, &key),
+                None => n.to_string(),
+            };
+            if !out.iter().any(|e| e.name == n) {
+                out.push(Entry {
+                    name: n,
+                    size: None,
+                });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -233,9 +269,13 @@ impl Target for S3Target {
 
     fn delete(&mut self, name: &str) -> Result<(), TargetError> {
         let key = self.key_of(name)?;
-        if TempName::parse(name).is_some() {
-            // A killed run's temporary is an upload in progress, not (yet) an object.
-            upload::abort_all(&self.client, &key)?;
+        if let Some(t) = TempName::parse(name) {
+            // A killed run's temporary is an upload in progress, not (yet) an object: under
+            // its temporary key, or under a final name that `list` showed as `name`.
+            let folder = format!("{}{}/", self.prefix, t.appliance);
+            upload::abort_matching(&self.client, &folder, |k| {
+                k == key || upload_alias(&t.appliance, k) == name
+            })?;
             return match lock::delete_versions(&self.client, &key, name) {
                 Err(TargetError::NotFound { .. }) => Ok(()),
                 r => r,
@@ -281,5 +321,30 @@ impl Target for S3Target {
         // the server would), whichever appliance wrote it.
         let used: u64 = self.list()?.iter().filter_map(|e| e.size).sum();
         Ok(Some(quota.saturating_sub(used)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::temp::{classify, Leftover};
+
+    #[test]
+    fn an_upload_to_a_final_name_is_listed_as_a_stale_temporary_of_its_appliance() {
+        let key = "fleet/pam-1/offbox-pam-1-system-20261202T040000Z-0123abcd.obx";
+        let alias = upload_alias("pam-1", key);
+        assert_eq!(
+            alias,
+            upload_alias("pam-1", key),
+            "the same for every listing"
+        );
+        assert!(alias.starts_with(".offbox-tmp.pam-1."), "{alias}");
+        assert_eq!(alias.len(), ".offbox-tmp.pam-1.".len() + 16, "{alias}");
+        assert_ne!(alias, upload_alias("pam-1", &key.replace("0123", "4567")));
+        let t = TempName::parse(&alias).unwrap();
+        assert_eq!((t.appliance.as_str(), t.run), ("pam-1", None));
+        // Under the run lock it is stale whatever runs; another appliance never touches it.
+        assert_eq!(classify(&alias, "pam-1", |_| true), Leftover::Stale);
+        assert_eq!(classify(&alias, "pam-2", |_| true), Leftover::NotOurs);
     }
 }

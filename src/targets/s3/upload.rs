@@ -1,18 +1,20 @@
-//! The streaming upload: a multipart upload under a temporary key, published by
-//! [`Upload::commit`] as a server-side copy into the final key.
+//! The streaming upload: a multipart upload, invisible until CompleteMultipartUpload with
+//! `If-None-Match: *` makes it an object, so an archive appears whole or not at all and
+//! never replaces an existing one.
 //!
-//! Why two steps: the final name carries the archive id, known only when the archive is
-//! complete, and an S3 key is fixed when its multipart upload begins. The temporary upload
-//! streams in [`PART_SIZE`] parts (one buffered while the pipeline's writer thread sends,
-//! so memory stays constant: 16 MiB here); S3's 10,000-part limit makes the largest archive
-//! 10,000 × 16 MiB ≈ 156 GiB. At commit the temporary upload is completed and copied,
-//! [`COPY_PART`] at a time (UploadPartCopy, no data through the appliance), into a new
-//! multipart upload of the final key that carries the Object Lock headers; its
-//! CompleteMultipartUpload sends `If-None-Match: *`, so the archive appears at that moment
-//! and never replaces an existing one. The temporary object is then deleted.
+//! A backup knows its archive's name before the first byte ([`super::S3Target`]'s
+//! `begin_named`), so its upload goes straight to the final key, with the Object Lock
+//! headers. It streams in [`PART_SIZE`] parts (one buffered while the pipeline's writer
+//! thread sends, so memory stays constant: 16 MiB here); S3's 10,000-part limit makes the
+//! largest archive 10,000 × 16 MiB ≈ 156 GiB.
+//!
+//! An upload begun without its name (the `target check` probe) goes to a temporary key and
+//! [`Upload::commit`] copies it server-side ([`COPY_PART`] at a time, UploadPartCopy, no
+//! data through the appliance) into a second multipart upload of the final key, completed
+//! as above; the temporary object is then deleted.
 //!
 //! A dropped upload aborts its multipart uploads; a killed one leaves its upload in
-//! progress, listed by [`in_progress`] and aborted by [`abort_all`] on the next run.
+//! progress, listed by [`in_progress`] and aborted by [`abort_matching`] on the next run.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -34,12 +36,16 @@ const MAX_PARTS: usize = 10_000;
 /// Bytes copied server-side per UploadPartCopy at commit.
 const COPY_PART: u64 = 1 << 30;
 
-/// An upload in progress under a temporary key.
+/// An upload in progress.
 pub(super) struct S3Upload {
     client: Arc<Client>,
+    /// The key written: the final key when `planned` is set, else a temporary one.
     key: String,
+    /// What [`Upload::temp_name`] shows: the name `list` gives this upload while it runs.
     temp: String,
     prefix: String,
+    /// The name this upload was begun for (written under its final key), if known.
+    planned: Option<String>,
     upload_id: String,
     etags: Vec<String>,
     buf: Vec<u8>,
@@ -49,20 +55,27 @@ pub(super) struct S3Upload {
 }
 
 impl S3Upload {
-    /// Begins the multipart upload of `key` (the temporary name `temp`).
+    /// Begins the multipart upload of `key`. With `planned` (the name `key` ends in), the
+    /// key is final and carries the lock headers; without, it is the temporary `temp`.
     pub(super) fn begin(
         client: Arc<Client>,
         prefix: String,
         key: String,
         temp: String,
+        planned: Option<String>,
         retention: Option<Retention>,
     ) -> Result<S3Upload, TargetError> {
-        let upload_id = create(&client, &key, &[])?;
+        let headers = match (&planned, &retention) {
+            (Some(n), Some(r)) if ArchiveName::parse(n).is_some() => r.headers(),
+            _ => Vec::new(),
+        };
+        let upload_id = create(&client, &key, &headers)?;
         Ok(S3Upload {
             client,
             key,
             temp,
             prefix,
+            planned,
             upload_id,
             etags: Vec::new(),
             buf: Vec::with_capacity(PART_SIZE),
@@ -90,37 +103,18 @@ impl S3Upload {
         Ok(())
     }
 
-    /// Completes the temporary upload; returns its version id, if the bucket versions.
-    fn complete_temp(&mut self) -> Result<Option<String>, TargetError> {
+    /// Sends the last part and completes this upload (`headers`: `If-None-Match: *` for a
+    /// final key); returns the version id, if the bucket versions.
+    fn complete(
+        &mut self,
+        op: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Option<String>, TargetError> {
         if !self.buf.is_empty() || self.etags.is_empty() {
             self.send_part()?;
         }
         let c = &self.client;
-        let a = CompleteMultipartUpload::new(
-            &c.bucket,
-            c.creds(),
-            &self.key,
-            &self.upload_id,
-            self.etags.iter().map(String::as_str),
-        );
-        let body = a.clone().body();
-        let resp = c.call(
-            "completing the temporary upload",
-            a,
-            &[],
-            Body::Bytes(body.as_bytes()),
-        )?;
-        let version = header(&resp, "x-amz-version-id");
-        let text = c.text("completing the temporary upload", resp)?;
-        // S3 may answer 200 with an error document once the body has started.
-        if let Some(code) = xml::first(&text, "Code") {
-            return Err(TargetError::Io {
-                target: c.url.clone(),
-                op: "completing the temporary upload".into(),
-                detail: code,
-                retry: Retry::Temporary,
-            });
-        }
+        let version = finish(c, &self.key, &self.upload_id, &self.etags, op, headers)?;
         self.done = true;
         Ok(version)
     }
@@ -160,46 +154,57 @@ impl S3Upload {
                     break;
                 }
             }
-            let a = CompleteMultipartUpload::new(
-                &c.bucket,
-                c.creds(),
-                final_key,
-                &id,
-                etags.iter().map(String::as_str),
-            );
-            let body = a.clone().body();
-            let resp = c.call(
-                "publishing the archive",
-                a,
-                &[("if-none-match", "*".to_string())],
-                Body::Bytes(body.as_bytes()),
-            )?;
-            let text = c.text("publishing the archive", resp)?;
-            match xml::first(&text, "Code") {
-                Some(code) if code == "PreconditionFailed" => Err(TargetError::Exists {
-                    target: c.url.clone(),
-                    name: final_key.into(),
-                }),
-                Some(code) => Err(TargetError::Io {
-                    target: c.url.clone(),
-                    op: "publishing the archive".into(),
-                    detail: code,
-                    retry: Retry::Temporary,
-                }),
-                None => Ok(()),
-            }
+            finish(c, final_key, &id, &etags, PUBLISHING, &no_overwrite()).map(drop)
         })();
         if let Err(e) = result {
             abort(c, final_key, &id);
-            return Err(match e {
-                TargetError::Exists { target, .. } => TargetError::Exists {
-                    target,
-                    name: final_key.rsplit('/').next().unwrap_or(final_key).into(),
-                },
-                e => e,
-            });
+            return Err(e);
         }
         Ok(())
+    }
+}
+
+const PUBLISHING: &str = "publishing the archive";
+
+/// The header that keeps a completion from replacing an existing object.
+fn no_overwrite() -> Vec<(&'static str, String)> {
+    vec![("if-none-match", "*".to_string())]
+}
+
+/// CompleteMultipartUpload of `key`; the version id, if the bucket versions. An object
+/// already there (`If-None-Match: *` failed) is [`TargetError::Exists`].
+fn finish(
+    c: &Client,
+    key: &str,
+    id: &str,
+    etags: &[String],
+    op: &str,
+    headers: &[(&str, String)],
+) -> Result<Option<String>, TargetError> {
+    let a = CompleteMultipartUpload::new(
+        &c.bucket,
+        c.creds(),
+        key,
+        id,
+        etags.iter().map(String::as_str),
+    );
+    let body = a.clone().body();
+    let resp = c.call(op, a, headers, Body::Bytes(body.as_bytes()))?;
+    let version = header(&resp, "x-amz-version-id");
+    let text = c.text(op, resp)?;
+    // S3 may answer 200 with an error document once the body has started.
+    match xml::first(&text, "Code") {
+        Some(code) if code == "PreconditionFailed" => Err(TargetError::Exists {
+            target: c.url.clone(),
+            name: key.rsplit('/').next().unwrap_or(key).into(),
+        }),
+        Some(code) => Err(TargetError::Io {
+            target: c.url.clone(),
+            op: op.into(),
+            detail: code,
+            retry: Retry::Temporary,
+        }),
+        None => Ok(version),
     }
 }
 
@@ -222,12 +227,23 @@ impl Write for S3Upload {
 impl Upload for S3Upload {
     fn commit(mut self: Box<Self>, name: &str) -> Result<(), TargetError> {
         crate::targets::check_plain(&self.client.url, name)?;
+        if let Some(planned) = &self.planned {
+            if planned != name {
+                return Err(TargetError::Invalid {
+                    target: self.client.url.clone(),
+                    why: format!(
+                        "the upload was begun as {planned}, not {name}; nothing was published"
+                    ),
+                });
+            }
+            return self.complete(PUBLISHING, &no_overwrite()).map(drop);
+        }
         let final_key = match self.key.rsplit_once('/') {
             Some((dir, _)) => format!("{dir}/{name}"),
             None => name.to_string(),
         };
         debug_assert!(final_key.starts_with(&self.prefix));
-        let version = self.complete_temp()?;
+        let version = self.complete("completing the temporary upload", &[])?;
         let published = self.publish(&final_key, ArchiveName::parse(name).is_some());
         // The temporary object goes in any case (it has no retention of its own).
         let _ = lock::delete_version(&self.client, &self.key, version.as_deref());
@@ -319,10 +335,14 @@ pub(super) fn in_progress(c: &Client, prefix: &str) -> Result<Vec<String>, Targe
     Ok(uploads(c, prefix)?.into_iter().map(|(k, _)| k).collect())
 }
 
-/// Aborts every upload in progress of exactly `key`.
-pub(super) fn abort_all(c: &Client, key: &str) -> Result<(), TargetError> {
-    for (k, id) in uploads(c, key)? {
-        if k == key {
+/// Aborts every upload in progress under `prefix` whose key `pick` chooses.
+pub(super) fn abort_matching(
+    c: &Client,
+    prefix: &str,
+    pick: impl Fn(&str) -> bool,
+) -> Result<(), TargetError> {
+    for (k, id) in uploads(c, prefix)? {
+        if pick(&k) {
             let a = AbortMultipartUpload::new(&c.bucket, c.creds(), &k, &id);
             match c.call("aborting a stale upload", a, &[], Body::Empty) {
                 Ok(_) | Err(TargetError::NotFound { .. }) => {}
