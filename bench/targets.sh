@@ -98,3 +98,30 @@ for name in $(grep -o '^\[targets\.testbed-[a-z0-9-]*\]' "$work/bed/offbox-targe
   esac
   printf '%-22s %10s %10.1f %10.2f %8s   %s\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rss" "$rr"
 done
+
+# The peer for s3://: boto3 (the AWS SDK for Python, from the test bed's venv) uploading the
+# local archive file to the same bucket in the same 16 MiB parts, one part in flight (as
+# offbox) and four. No client can beat the server it talks to: these rows say what any
+# client gets from it here.
+if grep -q '^\[targets\.testbed-s3\]' "$work/bed/offbox-targets.toml" && [[ testbed-s3 =~ ${BENCH_TARGETS:-.} ]]; then
+  # shellcheck disable=SC1091
+  source "$work/bed/targets.env"
+  for inflight in 1 4; do
+    s=$(timed env S3_URL="$S3_URL" KEY="$S3_ACCESS_KEY" SECRET_FILE="$S3_SECRET_FILE" BUCKET="$S3_BUCKET" \
+      N="$inflight" FILE="$work/local.obx" "$S3_PYTHON" -c '
+import os, boto3
+from boto3.s3.transfer import TransferConfig
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1",
+                  aws_access_key_id=os.environ["KEY"],
+                  aws_secret_access_key=open(os.environ["SECRET_FILE"]).read().strip())
+n = int(os.environ["N"])
+cfg = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=n, use_threads=n > 1)
+s3.upload_file(os.environ["FILE"], os.environ["BUCKET"], "bench/boto3-%d.obx" % n, Config=cfg)
+')
+    case "$s" in
+      FAILED*) printf '%-22s %s\n' "boto3, $inflight in flight" "$s" ;;
+      *) printf '%-22s %10s %10.1f %10.2f %8s   (uploads the finished archive; no packing)\n' "boto3, $inflight in flight" "$s" \
+           "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$(cat "$work/rss")" ;;
+    esac
+  done
+fi
