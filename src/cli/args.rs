@@ -84,6 +84,13 @@ pub enum Command {
     Selfcheck,
     /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions(super::completions::CompletionsArgs),
+    /// Internal: run by `ssh` as its ProxyCommand, hands it the connection offbox dialled
+    /// through the self-target guard (ProxyUseFdpass).
+    #[command(name = "ssh-fdpass", hide = true)]
+    SshFdpass {
+        /// offbox's hand-off socket.
+        socket: PathBuf,
+    },
 }
 
 /// `keys` subcommands.

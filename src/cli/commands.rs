@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Result<(), JobError> {
         Command::Status => super::service::status_cmd(&config_path, json),
         Command::Selfcheck => super::selfcheck::selfcheck_cmd(&config_path, json),
         Command::Completions(a) => super::completions::completions_cmd(a),
+        Command::SshFdpass { socket } => ssh_fdpass(&socket),
         Command::Backup(BackupCmd::List(a)) => super::targets::list_cmd(&config_path, a, json),
         Command::Verify {
             archive,
@@ -253,4 +254,19 @@ pub(super) fn input(path: &Path) -> Result<Box<dyn Read>, JobError> {
         err,
     })?;
     Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+}
+
+/// `offbox ssh-fdpass SOCKET` (started by `ssh`, never by hand).
+fn ssh_fdpass(socket: &std::path::Path) -> Result<(), JobError> {
+    #[cfg(feature = "target-ssh")]
+    return crate::targets::ssh::fdpass_relay(socket)
+        .map_err(|e| JobError::io("handing the connection to ssh", e));
+    #[cfg(not(feature = "target-ssh"))]
+    return Err(JobError::io(
+        "handing the connection to ssh",
+        std::io::Error::other(format!(
+            "this build has no ssh target ({})",
+            socket.display()
+        )),
+    ));
 }

@@ -33,7 +33,7 @@ pub mod nfs;
 #[cfg(feature = "target-path")]
 pub mod path;
 pub(crate) mod pipeline;
-#[cfg(any(feature = "target-smb", feature = "target-nfs"))]
+#[cfg(any(feature = "target-smb", feature = "target-nfs", feature = "target-ssh"))]
 pub(crate) mod runtime;
 #[cfg(feature = "target-s3")]
 pub mod s3;

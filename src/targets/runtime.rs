@@ -23,7 +23,34 @@ impl Blocking {
     /// Starts the runtime of the target `url` (`client` names it in an error, e.g. "SMB");
     /// `timeout` is the target's configured network timeout.
     pub fn new(url: &str, client: &str, timeout: Duration) -> Result<Blocking, TargetError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        Self::build(
+            url,
+            client,
+            timeout,
+            tokio::runtime::Builder::new_current_thread(),
+        )
+    }
+
+    /// As [`Blocking::new`], with one worker thread that keeps the client's own tasks
+    /// (sending queued requests, reading answers) going between the blocking calls.
+    #[cfg_attr(not(feature = "target-ssh"), allow(dead_code))]
+    pub fn with_worker(
+        url: &str,
+        client: &str,
+        timeout: Duration,
+    ) -> Result<Blocking, TargetError> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(1).thread_name("offbox-net");
+        Self::build(url, client, timeout, b)
+    }
+
+    fn build(
+        url: &str,
+        client: &str,
+        timeout: Duration,
+        mut builder: tokio::runtime::Builder,
+    ) -> Result<Blocking, TargetError> {
+        let rt = builder
             .enable_io()
             .enable_time()
             .build()

@@ -1,5 +1,13 @@
-//! `ssh://user@host[:port]/path`: SFTP over SSH with libssh2 (`ssh2` crate), against a stock
-//! OpenSSH server.
+//! `ssh://user@host[:port]/path`: SFTP over SSH, against a stock OpenSSH server.
+//!
+//! Two sessions, both on connections offbox dials through the guard:
+//! - control, with libssh2 (`ssh2` crate): the handshake, where the host key is checked
+//!   against this appliance's own and against the pinned one, authentication, listing,
+//!   delete, rename;
+//! - data, with OpenSSH's own client ([`openssh`], started on the dialled socket with
+//!   `ProxyUseFdpass`, [`fdpass`]) and SFTP with many requests in flight ([`channel`]):
+//!   uploads and downloads. It starts on the first upload or download, with the same
+//!   pinned known_hosts (`StrictHostKeyChecking=yes`) and key, no agent and no ssh config.
 //!
 //! - Authentication: the appliance's own key pair ([`ensure_key_pair`] creates it), no
 //!   passwords.
@@ -11,26 +19,31 @@
 //!   rename to a final name that does not exist yet (OpenSSH's SFTP v3 rename never
 //!   overwrites).
 
+mod channel;
 mod conn;
-mod download;
+mod fdpass;
 mod host_key;
 mod key_pair;
+mod openssh;
 mod upload;
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ssh2::{FileStat, OpenFlags, OpenType, Session, Sftp};
 
 pub use conn::probe_host_key;
+pub use fdpass::relay as fdpass_relay;
 pub use host_key::{blob_key_type, host_pattern, lookup, pin, HostKey, Pinned};
 pub use key_pair::ensure_key_pair;
 
-use super::{temp_name, Entry, SshUrl, Target, TargetError, TargetSpec, Upload};
+use super::{net, temp_name, Entry, SshUrl, Target, TargetError, TargetSpec, Upload};
 use crate::guard::SelfIdentity;
+use channel::Channel;
 use conn::map_err;
-use download::SshReader;
+use openssh::SshArgs;
 use upload::SshUpload;
 
 /// A connected SFTP session in the target directory.
@@ -39,6 +52,10 @@ pub(crate) struct SshTarget {
     _session: Session,
     dir: PathBuf,
     url: String,
+    /// What the data session needs, and the data session once started.
+    args: SshArgs,
+    me: SelfIdentity,
+    data: Option<Arc<Channel>>,
 }
 
 impl SshTarget {
@@ -59,7 +76,24 @@ impl SshTarget {
             _session: sess,
             dir,
             url,
+            args: SshArgs::new(spec, target),
+            me: me.clone(),
+            data: None,
         })
+    }
+
+    /// The data session, started on first use: a second connection through the guard,
+    /// handed to `ssh`.
+    fn data(&mut self) -> Result<Arc<Channel>, TargetError> {
+        if let Some(c) = &self.data {
+            return Ok(c.clone());
+        }
+        let t = &self.args.target;
+        let timeout = Duration::from_secs(self.args.timeout_secs);
+        let tcp = net::connect(&self.me, &self.url, &t.host, t.port, timeout)?;
+        let c = Channel::open(&self.args, tcp)?;
+        self.data = Some(c.clone());
+        Ok(c)
     }
 }
 
@@ -70,15 +104,7 @@ impl Target for SshTarget {
 
     fn begin(&mut self, appliance: &str) -> Result<Box<dyn Upload>, TargetError> {
         let temp = temp_name(appliance);
-        let file = self
-            .sftp
-            .open_mode(
-                self.dir.join(&temp),
-                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                0o600,
-                OpenType::File,
-            )
-            .map_err(|e| map_err(&self.url, "creating the upload file", &e))?;
+        let file = self.data()?.create(&self.dir.join(&temp))?;
         Ok(Box::new(SshUpload {
             file: Some(file),
             sftp: self.sftp.clone(),
@@ -109,17 +135,10 @@ impl Target for SshTarget {
 
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.url, name)?;
-        let file = self
-            .sftp
-            .open(self.dir.join(name))
-            .map_err(|e| map_err(&self.url, &format!("archive {name}"), &e))?;
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            SshReader {
-                file,
-                url: self.url.clone(),
-            },
-        )))
+        let path = self.dir.join(name);
+        Ok(Box::new(
+            self.data()?.read(&path, &format!("archive {name}"))?,
+        ))
     }
 
     fn delete(&mut self, name: &str) -> Result<(), TargetError> {

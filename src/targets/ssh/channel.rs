@@ -1,0 +1,336 @@
+//! The data session: SFTP (openssh-sftp-client) over OpenSSH's own `ssh` ([`super::openssh`]),
+//! with many requests in flight both ways. Uploads queue WRITE requests without waiting for
+//! each answer (up to [`WRITE_IN_FLIGHT`] bytes); downloads keep [`READS_IN_FLIGHT`] READs
+//! ahead of the reader. The client's own tasks run on one worker thread of a runtime that
+//! stays inside this module ([`Blocking::with_worker`]); every blocking call is bounded by
+//! the target's timeout.
+
+use std::collections::VecDeque;
+use std::io::{self, SeekFrom};
+use std::net::TcpStream;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use openssh_sftp_client::file::{File, TokioCompatFile};
+use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+
+use super::openssh::{Ssh, SshArgs};
+use crate::targets::runtime::Blocking;
+use crate::targets::{Retry, TargetError};
+
+/// Bytes of WRITE requests sent and not yet answered, per upload.
+const WRITE_IN_FLIGHT: usize = 4 << 20;
+/// READ requests sent ahead of the reader, per download.
+const READS_IN_FLIGHT: usize = 16;
+/// The first READ's size; the server's answer tells its largest read (OpenSSH: 255 KiB).
+const FIRST_READ: u32 = 256 << 10;
+
+/// One `ssh` process and the SFTP session over it.
+pub(super) struct Channel {
+    sftp: Option<Sftp>,
+    rt: Blocking,
+    ssh: Mutex<Ssh>,
+}
+
+impl Channel {
+    /// Starts `ssh` on `tcp` (dialled through the guard) and SFTP over it.
+    pub(super) fn open(a: &SshArgs, tcp: TcpStream) -> Result<Arc<Channel>, TargetError> {
+        let timeout = Duration::from_secs(a.timeout_secs.max(1));
+        let rt = Blocking::with_worker(&a.url, "SFTP", timeout)?;
+        let (ssh, stdin, stdout) = Ssh::start(a, tcp)?;
+        let ssh = Mutex::new(ssh);
+        let opts = SftpOptions::new()
+            .max_pending_requests(NonZeroU16::new(1024).expect("nonzero"))
+            .tokio_compat_file_write_limit(NonZeroUsize::new(WRITE_IN_FLIGHT).expect("nonzero"));
+        let started = rt.run("starting SFTP over ssh", async {
+            let w = pipe::Sender::from_owned_fd(OwnedFd::from(stdin))
+                .map_err(|e| SftpError::IOError(e));
+            let r = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
+                .map_err(|e| SftpError::IOError(e));
+            Ok(match (w, r) {
+                (Ok(w), Ok(r)) => Sftp::new(w, r, opts).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            })
+        })?;
+        let sftp = started.map_err(|e| {
+            let mut s = ssh.lock().unwrap_or_else(|p| p.into_inner());
+            s.failure(
+                "starting SFTP over ssh (is the sftp subsystem enabled?)",
+                &e.to_string(),
+            )
+        })?;
+        Ok(Arc::new(Channel {
+            sftp: Some(sftp),
+            rt,
+            ssh,
+        }))
+    }
+
+    fn sftp(&self) -> &Sftp {
+        self.sftp.as_ref().expect("open until dropped")
+    }
+
+    /// The error of `op` from the client's error `e`: the server's status, or what `ssh`
+    /// said when the session itself failed.
+    pub(super) fn error(&self, op: &str, e: &SftpError) -> TargetError {
+        use openssh_sftp_client::error::SftpErrorKind as K;
+        let target = self.rt.url().to_string();
+        match e {
+            SftpError::SftpError(K::NoSuchFile, _) => TargetError::NotFound {
+                target,
+                what: op.to_string(),
+            },
+            SftpError::SftpError(K::PermDenied, m) => TargetError::Permission {
+                target,
+                op: op.to_string(),
+                detail: m.to_string(),
+            },
+            SftpError::SftpError(_, m) => TargetError::Io {
+                target,
+                op: op.to_string(),
+                detail: m.to_string(),
+                retry: Retry::Temporary,
+            },
+            other => self
+                .ssh
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .failure(op, &other.to_string()),
+        }
+    }
+
+    /// [`Channel::error`] of an error the client returned as an `io::Error`.
+    fn io_error(&self, op: &str, e: io::Error) -> TargetError {
+        match e.get_ref().and_then(|r| r.downcast_ref::<SftpError>()) {
+            Some(se) => self.error(op, se),
+            None => self.error(op, &SftpError::IOError(e)),
+        }
+    }
+
+    /// Runs one client call within the timeout; its error becomes [`Channel::error`].
+    fn run<T>(
+        &self,
+        op: &str,
+        fut: impl std::future::Future<Output = Result<T, SftpError>>,
+    ) -> Result<T, TargetError> {
+        match self.rt.run(op, async { Ok(fut.await) })? {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.error(op, &e)),
+        }
+    }
+
+    /// Creates `path`, which must not exist (mode 0600), for writing.
+    pub(super) fn create(self: &Arc<Self>, path: &Path) -> Result<Writer, TargetError> {
+        let mut o = self.sftp().options();
+        o.write(true).create_new(true);
+        let file = self.run("creating the upload file", async {
+            let f = o.open(path).await?;
+            Ok(Box::pin(TokioCompatFile::new(f)))
+        })?;
+        Ok(Writer {
+            file: Some(file),
+            ch: self.clone(),
+        })
+    }
+
+    /// Opens `path` for reading, with reads kept ahead.
+    pub(super) fn read(self: &Arc<Self>, path: &Path, what: &str) -> Result<Reader, TargetError> {
+        let mut o = self.sftp().options();
+        o.read(true);
+        let file = self.run(what, o.open(path))?;
+        let (tx, rx) = mpsc::channel(READS_IN_FLIGHT);
+        let _g = self.rt.enter();
+        tokio::spawn(pump(file, tx));
+        Ok(Reader {
+            rx,
+            cur: BytesMut::new(),
+            ch: self.clone(),
+            done: false,
+        })
+    }
+
+    /// Free bytes where `dir` lies (statvfs@openssh.com), if the server tells.
+    pub(super) fn free_space(&self, dir: &Path) -> Option<u64> {
+        if !self.sftp().support_statvfs() {
+            return None;
+        }
+        let mut fs = self.sftp().fs();
+        let v = self.run("reading the free space", fs.statvfs(dir)).ok()?;
+        Some(v.bavail.saturating_mul(v.frsize))
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let _g = self.rt.enter();
+        if let Some(s) = self.sftp.take() {
+            let _ = self
+                .rt
+                .run_for("closing SFTP", Duration::from_secs(2), async {
+                    Ok(s.close().await)
+                });
+        }
+    }
+}
+
+/// An upload's file: writes are queued, [`Writer::finish`] waits for their answers.
+pub(super) struct Writer {
+    file: Option<Pin<Box<TokioCompatFile>>>,
+    ch: Arc<Channel>,
+}
+
+impl Writer {
+    /// Queues `buf` (or its first part); an error may belong to an earlier write.
+    pub(super) fn write(&mut self, buf: &[u8]) -> Result<usize, TargetError> {
+        let f = self.file.as_mut().expect("open until finished");
+        let r = self
+            .ch
+            .rt
+            .run("writing", async { Ok(f.write(buf).await) })?;
+        r.map_err(|e| self.ch.io_error("writing the archive", e))
+    }
+
+    /// Waits for every write, syncs the file (`fsync@openssh.com`, where the server has
+    /// it), and closes it.
+    pub(super) fn finish(mut self) -> Result<(), TargetError> {
+        let mut f = self.file.take().expect("open until finished");
+        let ch = self.ch.clone();
+        let flushed = ch
+            .rt
+            .run("flushing the upload", async { Ok(f.flush().await) })?;
+        flushed.map_err(|e| ch.io_error("writing the archive", e))?;
+        let mut file: File = f.as_mut().as_mut_file().clone();
+        {
+            let _g = ch.rt.enter();
+            drop(f);
+        }
+        match ch.run("syncing the upload", file.sync_all()) {
+            Ok(()) => {}
+            Err(_) if !ch.sftp().support_fsync() => {}
+            Err(e) => return Err(e),
+        }
+        ch.run("closing the upload", file.close())
+    }
+
+    /// The channel (for the free space after a failed write).
+    pub(super) fn channel(&self) -> &Arc<Channel> {
+        &self.ch
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(f) = self.file.take() {
+            let _g = self.ch.rt.enter();
+            drop(f);
+        }
+    }
+}
+
+/// A download: chunks arrive in order from [`pump`].
+pub(super) struct Reader {
+    rx: mpsc::Receiver<Result<BytesMut, SftpError>>,
+    cur: BytesMut,
+    ch: Arc<Channel>,
+    done: bool,
+}
+
+impl io::Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() && !self.done {
+            let rx = &mut self.rx;
+            match self
+                .ch
+                .rt
+                .run("reading the archive", async { Ok(rx.recv().await) })
+            {
+                Err(e) => return Err(e.into_io()),
+                Ok(None) => self.done = true,
+                Ok(Some(Ok(b))) => self.cur = b,
+                Ok(Some(Err(e))) => {
+                    return Err(self.ch.error("reading the archive", &e).into_io());
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Reads `n` bytes at `at` (fewer at the end); `None` at or past the end.
+async fn read_at(mut f: File, at: u64, n: u32) -> Result<Option<BytesMut>, SftpError> {
+    f.seek(SeekFrom::Start(at))
+        .await
+        .map_err(SftpError::IOError)?;
+    f.read(n, BytesMut::with_capacity(n as usize)).await
+}
+
+/// Reads `file` from the start into `tx`, in order, with [`READS_IN_FLIGHT`] requests
+/// ahead. The first read tells the server's read size; a short read is completed before
+/// the next chunk goes out, so no byte is skipped whatever the server answers.
+async fn pump(file: File, tx: mpsc::Sender<Result<BytesMut, SftpError>>) {
+    let first = match read_at(file.clone(), 0, FIRST_READ).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+    };
+    let chunk = first.len().max(1) as u64;
+    let mut next = chunk;
+    if tx.send(Ok(first)).await.is_err() {
+        return;
+    }
+    let mut ahead: VecDeque<(u64, tokio::task::JoinHandle<_>)> = VecDeque::new();
+    loop {
+        while ahead.len() < READS_IN_FLIGHT {
+            let f = file.clone();
+            ahead.push_back((next, tokio::spawn(read_at(f, next, chunk as u32))));
+            next += chunk;
+        }
+        let (at, task) = ahead.pop_front().expect("requests ahead");
+        let got = match task.await {
+            Ok(r) => r,
+            Err(e) => Err(SftpError::TaskJoinError(e)),
+        };
+        match got {
+            Ok(None) => return,
+            Ok(Some(b)) => {
+                let mut pos = at + b.len() as u64;
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+                // A short read: fetch the rest of this chunk before the next one.
+                while pos < at + chunk {
+                    match read_at(file.clone(), pos, (at + chunk - pos) as u32).await {
+                        Ok(Some(b)) => {
+                            pos += b.len() as u64;
+                            if tx.send(Ok(b)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
