@@ -61,43 +61,75 @@ with open(os.path.join(root, "audit.log"), "wb") as f:
 PY
 
 # timed CMD...: runs it, prints wall seconds; on failure prints FAILED and the error.
-# Its stderr is kept in $work/last.err and its peak RSS (MiB) in $work/rss.
+# Its stderr is kept in $work/last.err, its peak RSS (MiB, the largest process) in
+# $work/rss, and its CPU seconds (user + system, children included: a pipeline's ssh, the
+# ssh:// target's ssh) per GiB of the dataset in $work/cpu.
 timed() {
   local t0 t1
   t0=$(date +%s.%N)
-  if ! /usr/bin/time -f %M -o "$work/rss.kib" "$@" >/dev/null 2> "$work/last.err"; then
+  if ! /usr/bin/time -f '%M %U %S' -o "$work/time.out" "$@" >/dev/null 2> "$work/last.err"; then
     echo "FAILED: $(tail -1 "$work/last.err")"
     return
   fi
   t1=$(date +%s.%N)
-  echo "$(tail -1 "$work/rss.kib") / 1024" | bc -l | xargs printf '%.1f' > "$work/rss"
+  read -r kib user sys < <(tail -1 "$work/time.out")
+  echo "$kib / 1024" | bc -l | xargs printf '%.1f' > "$work/rss"
+  echo "($user + $sys) * 1024 / $size" | bc -l | xargs printf '%.2f' > "$work/cpu"
   echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
 }
 
 # The archive name a backup published, from its confirmation line.
 published() { sed -n 's/.* as \([^ ]*\.obx\)$/\1/p' "$work/last.err" | tail -1; }
 
-printf '%-22s %10s %10s %10s %8s   %10s %10s %10s\n' target "backup s" MiB/s "vs local" "RSS MiB" "restore s" MiB/s "vs local"
+printf '%-22s %10s %10s %10s %8s %8s   %10s %10s %10s %8s\n' target "backup s" MiB/s "vs local" "RSS MiB" "CPU s/GiB" "restore s" MiB/s "vs local" "CPU s/GiB"
 local_s=$(timed bash -c "exec \"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - > \"$work/local.obx\"")
-local_rss=$(cat "$work/rss")
+local_rss=$(cat "$work/rss"); local_cpu=$(cat "$work/cpu")
+sync
 local_r=$(timed "$OFFBOX_BIN" --config "$cfg" restore "$work/local.obx" --to "$work/restored-local")
-printf '%-22s %10s %10.1f %10s %8s   %10s %10.1f %10s\n' "local file" "$local_s" "$(echo "$size / $local_s" | bc -l)" "1.00" "$local_rss" \
-  "$local_r" "$(echo "$size / $local_r" | bc -l)" "1.00"
+printf '%-22s %10s %10.1f %10s %8s %8s   %10s %10.1f %10s %8s\n' "local file" "$local_s" "$(echo "$size / $local_s" | bc -l)" "1.00" "$local_rss" "$local_cpu" \
+  "$local_r" "$(echo "$size / $local_r" | bc -l)" "1.00" "$(cat "$work/cpu")"
 for name in $(grep -o '^\[targets\.testbed-[a-z0-9-]*\]' "$work/bed/offbox-targets.toml" | tr -d '[]' | sed 's/^targets\.//' | grep -v -e small -e denied | grep -E "${BENCH_TARGETS:-.}"); do
   s=$(timed "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to "$name")
   case "$s" in
     FAILED*) printf '%-22s %s\n' "$name" "$s"; continue ;;
   esac
-  rss=$(cat "$work/rss")
+  rss=$(cat "$work/rss"); cpu=$(cat "$work/cpu")
   archive=$(published)
+  sync
   r=$(timed "$OFFBOX_BIN" --config "$cfg" restore "$archive" --from "$name" --to "$work/restored-$name")
   rm -rf "$work/restored-$name"
   case "$r" in
     FAILED*) rr="$r" ;;
-    *) rr=$(printf '%10s %10.1f %10.2f' "$r" "$(echo "$size / $r" | bc -l)" "$(echo "$local_r / $r" | bc -l)") ;;
+    *) rr=$(printf '%10s %10.1f %10.2f %8s' "$r" "$(echo "$size / $r" | bc -l)" "$(echo "$local_r / $r" | bc -l)" "$(cat "$work/cpu")") ;;
   esac
-  printf '%-22s %10s %10.1f %10.2f %8s   %s\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rss" "$rr"
+  printf '%-22s %10s %10.1f %10.2f %8s %8s   %s\n' "$name" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rss" "$cpu" "$rr"
 done
+
+# The peer for ssh://: OpenSSH's own pipe, `offbox backup create --output - | ssh host
+# 'cat > f'` and `ssh host cat f | offbox restore -`, with the same key, pinned host key
+# and cipher as offbox's ssh://, to the same server.
+if grep -q '^\[targets\.testbed-ssh\]' "$work/bed/offbox-targets.toml" && [[ testbed-ssh =~ ${BENCH_TARGETS:-.} ]]; then
+  # shellcheck disable=SC1091
+  source "$work/bed/targets.env"
+  hostpart=${SSH_URL#ssh://}; userhost=${hostpart%%/*}; rdir=/${hostpart#*/}
+  sshc="ssh -F none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$SSH_KNOWN_HOSTS -o IdentitiesOnly=yes -i $SSH_IDENTITY -c aes128-gcm@openssh.com $userhost"
+  s=$(timed bash -c "set -o pipefail; \"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - | $sshc 'cat > $rdir/pipe.obx'")
+  case "$s" in
+    FAILED*) printf '%-22s %s\n' "OpenSSH pipe" "$s" ;;
+    *)
+      rss=$(cat "$work/rss"); cpu=$(cat "$work/cpu")
+      sync
+      r=$(timed bash -c "set -o pipefail; $sshc 'cat $rdir/pipe.obx' | \"$OFFBOX_BIN\" --config \"$cfg\" restore - --to \"$work/restored-pipe\"")
+      rm -rf "$work/restored-pipe"
+      case "$r" in
+        FAILED*) rr="$r" ;;
+        *) rr=$(printf '%10s %10.1f %10.2f %8s' "$r" "$(echo "$size / $r" | bc -l)" "$(echo "$local_r / $r" | bc -l)" "$(cat "$work/cpu")") ;;
+      esac
+      printf '%-22s %10s %10.1f %10.2f %8s %8s   %s\n' "OpenSSH pipe" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rss" "$cpu" "$rr"
+      $sshc "rm -f $rdir/pipe.obx" || true
+      ;;
+  esac
+fi
 
 # The peer for s3://: boto3 (the AWS SDK for Python, from the test bed's venv) uploading the
 # local archive file to the same bucket in the same 16 MiB parts, one part in flight (as
@@ -120,8 +152,8 @@ s3.upload_file(os.environ["FILE"], os.environ["BUCKET"], "bench/boto3-%d.obx" % 
 ')
     case "$s" in
       FAILED*) printf '%-22s %s\n' "boto3, $inflight in flight" "$s" ;;
-      *) printf '%-22s %10s %10.1f %10.2f %8s   (uploads the finished archive; no packing)\n' "boto3, $inflight in flight" "$s" \
-           "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$(cat "$work/rss")" ;;
+      *) printf '%-22s %10s %10.1f %10.2f %8s %8s   (uploads the finished archive; no packing)\n' "boto3, $inflight in flight" "$s" \
+           "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$(cat "$work/rss")" "$(cat "$work/cpu")" ;;
     esac
   done
 fi

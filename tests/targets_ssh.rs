@@ -396,3 +396,24 @@ fn testbed_down_removes_the_users_up_created_once_no_bed_uses_them() {
     let _ = std::process::Command::new("userdel").arg(&pre).status();
     assert!(kept, "a user that up did not create is kept");
 }
+
+#[test]
+fn a_missing_ssh_program_is_a_clear_error_at_target_check() {
+    let (sim, _tb) = setup();
+    let empty = sim.dir.path().join("no-ssh-here");
+    std::fs::create_dir(&empty).unwrap();
+    let out = sim
+        .cmd(&["target", "check", SSH.target])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("OpenSSH's client `ssh` is not installed"),
+        "{err}"
+    );
+    assert!(err.contains("install the openssh-client package"), "{err}");
+    // Nothing was left on the server by the probe.
+    assert!(err.contains("ssh://offbox-tb@"), "{err}");
+}

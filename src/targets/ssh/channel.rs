@@ -1,5 +1,5 @@
 //! The data session: SFTP (openssh-sftp-client) over OpenSSH's own `ssh` ([`super::openssh`]),
-//! with many requests in flight both ways. Uploads queue WRITE requests without waiting for
+//! with many requests in flight both ways. Uploads send WRITE requests without waiting for
 //! each answer (up to [`WRITE_IN_FLIGHT`] bytes); downloads keep [`READS_IN_FLIGHT`] READs
 //! ahead of the reader. The client's own tasks run on one worker thread of a runtime that
 //! stays inside this module ([`Blocking::with_worker`]); every blocking call is bounded by
@@ -8,19 +8,19 @@
 use std::collections::VecDeque;
 use std::io::{self, SeekFrom};
 use std::net::TcpStream;
-use std::num::{NonZeroU16, NonZeroUsize};
+use std::num::NonZeroU16;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use openssh_sftp_client::file::{File, TokioCompatFile};
+use bytes::{Bytes, BytesMut};
+use openssh_sftp_client::file::File;
 use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::openssh::{Ssh, SshArgs};
 use crate::targets::runtime::Blocking;
@@ -28,6 +28,9 @@ use crate::targets::{Retry, TargetError};
 
 /// Bytes of WRITE requests sent and not yet answered, per upload.
 const WRITE_IN_FLIGHT: usize = 4 << 20;
+/// Bytes per WRITE request: OpenSSH's largest (its limits@openssh.com says 255 KiB); a
+/// server that takes less gets each piece in several requests.
+const WRITE_LEN: usize = 255 << 10;
 /// READ requests sent ahead of the reader, per download.
 const READS_IN_FLIGHT: usize = 16;
 /// The first READ's size; the server's answer tells its largest read (OpenSSH: 255 KiB).
@@ -47,14 +50,11 @@ impl Channel {
         let rt = Blocking::with_worker(&a.url, "SFTP", timeout)?;
         let (ssh, stdin, stdout) = Ssh::start(a, tcp)?;
         let ssh = Mutex::new(ssh);
-        let opts = SftpOptions::new()
-            .max_pending_requests(NonZeroU16::new(1024).expect("nonzero"))
-            .tokio_compat_file_write_limit(NonZeroUsize::new(WRITE_IN_FLIGHT).expect("nonzero"));
+        let opts = SftpOptions::new().max_pending_requests(NonZeroU16::new(1024).expect("nonzero"));
         let started = rt.run("starting SFTP over ssh", async {
-            let w = pipe::Sender::from_owned_fd(OwnedFd::from(stdin))
-                .map_err(|e| SftpError::IOError(e));
-            let r = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
-                .map_err(|e| SftpError::IOError(e));
+            let w = pipe::Sender::from_owned_fd(OwnedFd::from(stdin)).map_err(SftpError::IOError);
+            let r =
+                pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(SftpError::IOError);
             Ok(match (w, r) {
                 (Ok(w), Ok(r)) => Sftp::new(w, r, opts).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
@@ -107,14 +107,6 @@ impl Channel {
         }
     }
 
-    /// [`Channel::error`] of an error the client returned as an `io::Error`.
-    fn io_error(&self, op: &str, e: io::Error) -> TargetError {
-        match e.get_ref().and_then(|r| r.downcast_ref::<SftpError>()) {
-            Some(se) => self.error(op, se),
-            None => self.error(op, &SftpError::IOError(e)),
-        }
-    }
-
     /// Runs one client call within the timeout; its error becomes [`Channel::error`].
     fn run<T>(
         &self,
@@ -131,12 +123,12 @@ impl Channel {
     pub(super) fn create(self: &Arc<Self>, path: &Path) -> Result<Writer, TargetError> {
         let mut o = self.sftp().options();
         o.write(true).create_new(true);
-        let file = self.run("creating the upload file", async {
-            let f = o.open(path).await?;
-            Ok(Box::pin(TokioCompatFile::new(f)))
-        })?;
+        let file = self.run("creating the upload file", o.open(path))?;
         Ok(Writer {
             file: Some(file),
+            next: 0,
+            ahead: VecDeque::new(),
+            ahead_bytes: 0,
             ch: self.clone(),
         })
     }
@@ -155,6 +147,65 @@ impl Channel {
             ch: self.clone(),
             done: false,
         })
+    }
+
+    /// Checks that `dir` is a directory; a missing one is [`TargetError::NoDirectory`],
+    /// with the command that creates it as `user`.
+    pub(super) fn check_dir(&self, dir: &Path, user: &str) -> Result<(), TargetError> {
+        let mut fs = self.sftp().fs();
+        let op = format!("directory {}", dir.display());
+        match self.run(&op, fs.metadata(dir)) {
+            Ok(m) if m.file_type().is_some_and(|t| t.is_dir()) => Ok(()),
+            Ok(_) => Err(TargetError::Invalid {
+                target: self.rt.url().to_string(),
+                why: format!("{} is not a directory", dir.display()),
+            }),
+            Err(TargetError::NotFound { .. }) => Err(TargetError::NoDirectory {
+                target: self.rt.url().to_string(),
+                dir: dir.display().to_string(),
+                create: format!(
+                    "create it on the server, writable by {user} (`mkdir -p {d}` as {user}, or as root followed by `chown {user} {d}`)",
+                    d = dir.display()
+                ),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The regular files in `dir`, with their sizes.
+    pub(super) fn list(&self, dir: &Path) -> Result<Vec<(String, Option<u64>)>, TargetError> {
+        use futures_util::StreamExt;
+        let mut fs = self.sftp().fs();
+        self.run("listing", async {
+            let mut entries = Box::pin(fs.open_dir(dir).await?.read_dir());
+            let mut out = Vec::new();
+            while let Some(e) = entries.next().await {
+                let e = e?;
+                if e.file_type().is_some_and(|t| t.is_file()) {
+                    let name = e.filename().to_string_lossy().into_owned();
+                    out.push((name, e.metadata().len()));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Whether `path` exists (any kind of file).
+    pub(super) fn exists(&self, path: &Path) -> bool {
+        let mut fs = self.sftp().fs();
+        self.run("looking up", fs.symlink_metadata(path)).is_ok()
+    }
+
+    /// Deletes the file `path`.
+    pub(super) fn remove(&self, path: &Path, op: &str) -> Result<(), TargetError> {
+        let mut fs = self.sftp().fs();
+        self.run(op, fs.remove_file(path))
+    }
+
+    /// Renames `from` to `to` (SFTP v3 RENAME: OpenSSH never replaces an existing `to`).
+    pub(super) fn rename(&self, from: &Path, to: &Path, op: &str) -> Result<(), TargetError> {
+        let mut fs = self.sftp().fs();
+        self.run(op, fs.rename(from, to))
     }
 
     /// Free bytes where `dir` lies (statvfs@openssh.com), if the server tells.
@@ -181,37 +232,70 @@ impl Drop for Channel {
     }
 }
 
-/// An upload's file: writes are queued, [`Writer::finish`] waits for their answers.
+/// An upload's file: each write becomes a WRITE request of its own (its data sent as is,
+/// not serialized byte by byte), answered in the background; [`Writer::finish`] waits for
+/// every answer.
 pub(super) struct Writer {
-    file: Option<Pin<Box<TokioCompatFile>>>,
+    file: Option<File>,
+    /// Offset of the next write.
+    next: u64,
+    /// The writes not yet answered, oldest first, with their sizes.
+    ahead: VecDeque<(usize, JoinHandle<Result<(), SftpError>>)>,
+    ahead_bytes: usize,
     ch: Arc<Channel>,
 }
 
+/// Writes `data` at `at`.
+async fn write_at(mut f: File, at: u64, data: Bytes) -> Result<(), SftpError> {
+    f.seek(SeekFrom::Start(at))
+        .await
+        .map_err(SftpError::IOError)?;
+    f.write_all_zero_copy(&mut [data]).await
+}
+
 impl Writer {
-    /// Queues `buf` (or its first part); an error may belong to an earlier write.
+    /// Sends `buf` (or its first [`WRITE_LEN`] bytes) as a WRITE request and returns at
+    /// once, unless [`WRITE_IN_FLIGHT`] bytes are unanswered: then it first waits for the
+    /// oldest answer. An error may belong to an earlier write.
     pub(super) fn write(&mut self, buf: &[u8]) -> Result<usize, TargetError> {
-        let f = self.file.as_mut().expect("open until finished");
-        let r = self
-            .ch
-            .rt
-            .run("writing", async { Ok(f.write(buf).await) })?;
-        r.map_err(|e| self.ch.io_error("writing the archive", e))
+        while self.ahead_bytes >= WRITE_IN_FLIGHT {
+            self.wait_oldest()?;
+        }
+        let n = buf.len().min(WRITE_LEN);
+        let f = self.file.as_ref().expect("open until finished").clone();
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        let task = {
+            let _g = self.ch.rt.enter();
+            tokio::spawn(write_at(f, self.next, data))
+        };
+        self.ahead.push_back((n, task));
+        self.ahead_bytes += n;
+        self.next += n as u64;
+        Ok(n)
+    }
+
+    /// Waits for the oldest unanswered write.
+    fn wait_oldest(&mut self) -> Result<(), TargetError> {
+        let Some((n, task)) = self.ahead.pop_front() else {
+            return Ok(());
+        };
+        self.ahead_bytes -= n;
+        let r = self.ch.rt.run("writing", async {
+            Ok(task
+                .await
+                .unwrap_or_else(|e| Err(SftpError::TaskJoinError(e))))
+        })?;
+        r.map_err(|e| self.ch.error("writing the archive", &e))
     }
 
     /// Waits for every write, syncs the file (`fsync@openssh.com`, where the server has
     /// it), and closes it.
     pub(super) fn finish(mut self) -> Result<(), TargetError> {
-        let mut f = self.file.take().expect("open until finished");
-        let ch = self.ch.clone();
-        let flushed = ch
-            .rt
-            .run("flushing the upload", async { Ok(f.flush().await) })?;
-        flushed.map_err(|e| ch.io_error("writing the archive", e))?;
-        let mut file: File = f.as_mut().as_mut_file().clone();
-        {
-            let _g = ch.rt.enter();
-            drop(f);
+        while !self.ahead.is_empty() {
+            self.wait_oldest()?;
         }
+        let mut file = self.file.take().expect("open until finished");
+        let ch = self.ch.clone();
         match ch.run("syncing the upload", file.sync_all()) {
             Ok(()) => {}
             Err(_) if !ch.sftp().support_fsync() => {}
@@ -219,19 +303,15 @@ impl Writer {
         }
         ch.run("closing the upload", file.close())
     }
-
-    /// The channel (for the free space after a failed write).
-    pub(super) fn channel(&self) -> &Arc<Channel> {
-        &self.ch
-    }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if let Some(f) = self.file.take() {
-            let _g = self.ch.rt.enter();
-            drop(f);
+        let _g = self.ch.rt.enter();
+        for (_, t) in self.ahead.drain(..) {
+            t.abort();
         }
+        drop(self.file.take());
     }
 }
 

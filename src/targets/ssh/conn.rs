@@ -1,13 +1,13 @@
-//! The SSH connection: dialling through the guard, the handshake with the self-host-key
-//! check, public-key authentication, and libssh2 errors mapped to [`TargetError`]s.
+//! The libssh2 handshake (no authentication) that reads the host key a server presents,
+//! with the self-host-key check: for `accept-host-key`, and to say which key `ssh` refused;
+//! the check for the appliance's key before connecting; libssh2 errors mapped to
+//! [`TargetError`]s.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use ssh2::{ErrorCode, Session, Sftp};
+use ssh2::{ErrorCode, Session};
 
-use super::host_key::{host_pattern, HostKey};
-use super::key_pair::pub_path;
+use super::host_key::{check_pinned, host_pattern, HostKey};
 use crate::guard::SelfIdentity;
 use crate::targets::{net, Retry, SshUrl, TargetError, TargetSpec};
 
@@ -123,65 +123,38 @@ pub fn probe_host_key(
     handshake(spec, target, me).map(|(_, k)| k)
 }
 
-/// Authenticates as `user` with the appliance's key pair.
-pub(super) fn authenticate(
-    sess: &Session,
-    spec: &TargetSpec,
-    url: &str,
-    user: &str,
-) -> Result<(), TargetError> {
+/// Refuses to start without the appliance's key, saying how to make one.
+pub(super) fn check_identity(spec: &TargetSpec, url: &str, user: &str) -> Result<(), TargetError> {
     let id = &spec.ssh_identity;
-    if !id.exists() {
-        return Err(TargetError::Credentials {
-            target: url.to_string(),
-            detail: format!(
-                "no SSH key at {}; run `offbox target ssh-key` and add the printed key to ~{user}/.ssh/authorized_keys on the server",
-                id.display()
-            ),
-        });
+    if id.exists() {
+        return Ok(());
     }
-    let pubp = pub_path(id);
-    let pubkey = pubp.exists().then_some(pubp.as_path());
-    sess.userauth_pubkey_file(user, pubkey, id, None)
-        .map_err(|e| TargetError::Auth {
-            target: url.to_string(),
-            user: user.to_string(),
-            detail: e.message().to_string(),
-            hint: format!(
-                "add the output of `offbox target ssh-key` ({}) to ~{user}/.ssh/authorized_keys on the server",
-                pubp.display()
-            ),
-        })
+    Err(TargetError::Credentials {
+        target: url.to_string(),
+        detail: format!(
+            "no SSH key at {}; run `offbox target ssh-key` and add the printed key to ~{user}/.ssh/authorized_keys on the server",
+            id.display()
+        ),
+    })
 }
 
-/// Starts SFTP and checks that `path` is a directory (a missing one is
-/// [`TargetError::NoDirectory`], with the command that creates it as `user` on `host`).
-pub(super) fn open_dir(
-    sess: &Session,
-    url: &str,
+/// The error of a connection `ssh` refused for its host key, made precise: the key the
+/// server presents (a handshake, no authentication) is unknown, changed, or this
+/// appliance's own. Other errors pass unchanged.
+pub(super) fn explain(
+    spec: &TargetSpec,
     target: &SshUrl,
-) -> Result<(Sftp, PathBuf), TargetError> {
-    let sftp = sess
-        .sftp()
-        .map_err(|e| map_err(url, "starting SFTP (is the sftp subsystem enabled?)", &e))?;
-    let dir = PathBuf::from(&target.path);
-    let st = sftp.stat(&dir).map_err(|e| match map_err(url, "", &e) {
-        TargetError::NotFound { .. } => TargetError::NoDirectory {
-            target: url.to_string(),
-            dir: dir.display().to_string(),
-            create: format!(
-                "create it on the server, writable by {user} (`mkdir -p {d}` as {user}, or as root followed by `chown {user} {d}`)",
-                user = target.user,
-                d = dir.display()
-            ),
-        },
-        _ => map_err(url, &format!("directory {}", dir.display()), &e),
-    })?;
-    if !st.is_dir() {
-        return Err(TargetError::Invalid {
-            target: url.to_string(),
-            why: format!("{} is not a directory", dir.display()),
-        });
+    me: &SelfIdentity,
+    e: TargetError,
+) -> TargetError {
+    if !super::openssh::is_host_key_refusal(&e) {
+        return e;
     }
-    Ok((sftp, dir))
+    match handshake(spec, target, me) {
+        Ok((_, key)) => match check_pinned(&spec.url.to_string(), &spec.known_hosts, &key) {
+            Err(precise) => precise,
+            Ok(()) => e,
+        },
+        Err(probe) => probe,
+    }
 }

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::guard;
-use crate::targets::{TargetError, TargetSpec};
+use crate::guard::{self, SelfIdentity};
+use crate::targets::{SshUrl, TargetError, TargetSpec};
 
 /// The SSH key type name inside a public key blob (`ssh-ed25519`...).
 pub fn blob_key_type(blob: &[u8]) -> String {
@@ -38,9 +38,10 @@ pub enum Pinned {
     Unknown,
 }
 
-/// Looks `blob` up for `pattern` in known_hosts text (plain, unhashed entries).
-pub fn lookup(known_hosts: &str, pattern: &str, blob: &[u8]) -> Pinned {
-    let mut seen = false;
+/// The key blobs pinned for `pattern` in known_hosts text (plain, unhashed entries; an
+/// entry whose key does not decode counts as an empty blob).
+fn pinned_for(known_hosts: &str, pattern: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
     for line in known_hosts.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
@@ -50,19 +51,42 @@ pub fn lookup(known_hosts: &str, pattern: &str, blob: &[u8]) -> Pinned {
         let (Some(hosts), Some(_kt), Some(b64)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
-        if !hosts.split(',').any(|h| h.eq_ignore_ascii_case(pattern)) {
-            continue;
-        }
-        seen = true;
-        if data_encoding::BASE64.decode(b64.as_bytes()).ok().as_deref() == Some(blob) {
-            return Pinned::Match;
+        if hosts.split(',').any(|h| h.eq_ignore_ascii_case(pattern)) {
+            out.push(
+                data_encoding::BASE64
+                    .decode(b64.as_bytes())
+                    .unwrap_or_default(),
+            );
         }
     }
-    if seen {
-        Pinned::Mismatch
-    } else {
+    out
+}
+
+/// Looks `blob` up for `pattern` in known_hosts text (plain, unhashed entries).
+pub fn lookup(known_hosts: &str, pattern: &str, blob: &[u8]) -> Pinned {
+    let pinned = pinned_for(known_hosts, pattern);
+    if pinned.iter().any(|b| b == blob) {
+        Pinned::Match
+    } else if pinned.is_empty() {
         Pinned::Unknown
+    } else {
+        Pinned::Mismatch
     }
+}
+
+/// Refuses a target whose pinned host key is this appliance's own (the guard's rule):
+/// `ssh` accepts only the pinned keys, so this is the check of the key it will be shown.
+pub(super) fn check_not_own(
+    url: &str,
+    known_hosts: &Path,
+    target: &SshUrl,
+    me: &SelfIdentity,
+) -> Result<(), TargetError> {
+    let text = std::fs::read_to_string(known_hosts).unwrap_or_default();
+    for blob in pinned_for(&text, &host_pattern(&target.host, target.port)) {
+        me.check_host_key(url, &blob)?;
+    }
+    Ok(())
 }
 
 /// The presented host key of an SSH server, after the guard passed.

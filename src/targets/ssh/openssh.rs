@@ -54,6 +54,16 @@ pub(super) struct Ssh {
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
     url: String,
+    user: String,
+    identity: PathBuf,
+}
+
+/// The operation of the error `ssh` ended with when it refused the server's host key.
+const HOST_KEY_OP: &str = "checking the server's host key against the pinned one";
+
+/// Whether `e` is `ssh`'s refusal of the server's host key.
+pub(super) fn is_host_key_refusal(e: &TargetError) -> bool {
+    matches!(e, TargetError::Io { op, .. } if op == HOST_KEY_OP)
 }
 
 /// The `ssh` program: the first `ssh` on `PATH`.
@@ -174,7 +184,13 @@ impl Ssh {
             });
         }
         let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
-        let mut me = Ssh { child, stderr, url };
+        let mut me = Ssh {
+            child,
+            stderr,
+            url,
+            user: a.target.user.clone(),
+            identity: a.identity.clone(),
+        };
         let deadline = Instant::now() + Duration::from_secs(a.timeout_secs.max(1));
         let given = handoff.give(&tcp, deadline, || {
             matches!(me.child.try_wait(), Ok(Some(_)) | Err(_))
@@ -209,17 +225,21 @@ impl Ssh {
         let said = self.said();
         let target = self.url.clone();
         if said.contains("Permission denied") {
+            let user = &self.user;
             return TargetError::Auth {
                 target,
-                user: String::new(),
+                user: user.clone(),
                 detail: said,
-                hint: "add the output of `offbox target ssh-key` to the backup user's ~/.ssh/authorized_keys on the server".into(),
+                hint: format!(
+                    "add the output of `offbox target ssh-key` ({}) to ~{user}/.ssh/authorized_keys on the server",
+                    super::key_pair::pub_path(&self.identity).display()
+                ),
             };
         }
         if said.contains("Host key verification failed") || said.contains("HOST IDENTIFICATION") {
             return TargetError::Io {
                 target,
-                op: format!("{op}: the server's host key is not the pinned one"),
+                op: HOST_KEY_OP.into(),
                 detail: said,
                 retry: Retry::Permanent,
             };

@@ -6,17 +6,13 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ssh2::Sftp;
-
-use super::channel::Writer;
-use super::conn::map_err;
+use super::channel::{Channel, Writer};
 use crate::targets::{TargetError, Upload};
 
 /// An upload in progress.
 pub(super) struct SshUpload {
     pub(super) file: Option<Writer>,
-    /// The control session (rename, unlink).
-    pub(super) sftp: Arc<Sftp>,
+    pub(super) ch: Arc<Channel>,
     pub(super) dir: PathBuf,
     pub(super) temp: String,
     pub(super) url: String,
@@ -28,7 +24,7 @@ impl Write for SshUpload {
         f.write(buf).map_err(|e| {
             // OpenSSH reports ENOSPC and EDQUOT as a plain "failure": ask statvfs.
             if let TargetError::Io { detail, .. } = &e {
-                let free = f.channel().free_space(&self.dir);
+                let free = self.ch.free_space(&self.dir);
                 if let Some(free) = free.filter(|&free| free < (buf.len() as u64).max(1 << 20)) {
                     return TargetError::NoSpace {
                         target: self.url.clone(),
@@ -50,18 +46,19 @@ impl Upload for SshUpload {
         let file = self.file.take().expect("open until commit");
         let r = file.finish().and_then(|()| {
             let fin = self.dir.join(name);
-            if self.sftp.lstat(&fin).is_ok() {
+            if self.ch.exists(&fin) {
                 return Err(TargetError::Exists {
                     target: self.url.clone(),
                     name: name.into(),
                 });
             }
-            self.sftp
-                .rename(&self.dir.join(&self.temp), &fin, None)
-                .map_err(|e| map_err(&self.url, &format!("publishing {name}"), &e))
+            let op = format!("publishing {name}");
+            self.ch.rename(&self.dir.join(&self.temp), &fin, &op)
         });
         if r.is_err() {
-            let _ = self.sftp.unlink(&self.dir.join(&self.temp));
+            let _ = self
+                .ch
+                .remove(&self.dir.join(&self.temp), "removing the upload");
         }
         r
     }
@@ -75,7 +72,9 @@ impl Drop for SshUpload {
     fn drop(&mut self) {
         if let Some(f) = self.file.take() {
             drop(f);
-            let _ = self.sftp.unlink(&self.dir.join(&self.temp));
+            let _ = self
+                .ch
+                .remove(&self.dir.join(&self.temp), "removing the upload");
         }
     }
 }
