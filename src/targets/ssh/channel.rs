@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::{self, SeekFrom};
 use std::net::TcpStream;
 use std::num::NonZeroU16;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +33,8 @@ const WRITE_IN_FLIGHT: usize = 4 << 20;
 const WRITE_LEN: usize = 255 << 10;
 /// READ requests sent ahead of the reader, per download.
 const READS_IN_FLIGHT: usize = 16;
+/// Capacity asked for the pipes to and from `ssh`.
+const PIPE_SIZE: i32 = 1 << 20;
 /// The first READ's size; the server's answer tells its largest read (OpenSSH: 255 KiB).
 const FIRST_READ: u32 = 256 << 10;
 
@@ -49,8 +51,15 @@ impl Channel {
         let timeout = Duration::from_secs(a.timeout_secs.max(1));
         let rt = Blocking::with_worker(&a.url, "SFTP", timeout)?;
         let (ssh, stdin, stdout) = Ssh::start(a, tcp)?;
+        // Larger pipes to and from ssh: fewer wake-ups of both sides per MiB (best effort,
+        // the kernel caps it at /proc/sys/fs/pipe-max-size).
+        for fd in [stdin.as_fd(), stdout.as_fd()] {
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        }
         let ssh = Mutex::new(ssh);
-        let opts = SftpOptions::new().max_pending_requests(NonZeroU16::new(1024).expect("nonzero"));
+        let opts = SftpOptions::new()
+            .max_pending_requests(NonZeroU16::new(1024).expect("nonzero"))
+            .flush_interval(Duration::ZERO);
         let started = rt.run("starting SFTP over ssh", async {
             let w = pipe::Sender::from_owned_fd(OwnedFd::from(stdin)).map_err(SftpError::IOError);
             let r =
