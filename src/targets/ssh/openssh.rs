@@ -139,7 +139,15 @@ fn command(ssh: &Path, a: &SshArgs, exe: &Path, socket: &Path) -> Command {
         .arg("--")
         .arg(&target.host)
         .arg("sftp");
-    c.env_remove("SSH_AUTH_SOCK")
+    // A clean environment: offbox's may hold a PIN or a password (pin_env, password_env),
+    // which neither ssh nor the helper it starts needs. /bin/sh runs the ProxyCommand.
+    c.env_clear();
+    for keep in ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(keep) {
+            c.env(keep, v);
+        }
+    }
+    c.env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -283,6 +291,69 @@ mod tests {
             sh_quote(Path::new("/tmp/a b/it's%h")),
             r"'/tmp/a b/it'\''s%%h'"
         );
+    }
+
+    #[test]
+    fn ssh_is_started_locked_down() {
+        let a = SshArgs {
+            url: "ssh://backup@nas:2222/srv/b".into(),
+            target: SshUrl {
+                user: "backup".into(),
+                host: "nas".into(),
+                port: 2222,
+                path: "/srv/b".into(),
+            },
+            known_hosts: "/var/lib/offbox/ssh/known_hosts".into(),
+            identity: "/var/lib/offbox/ssh/id_ed25519".into(),
+            timeout_secs: 30,
+        };
+        let c = command(
+            Path::new("/usr/bin/ssh"),
+            &a,
+            Path::new("/usr/bin/offbox"),
+            Path::new("/tmp/offbox-ssh.x/fd"),
+        );
+        let args: Vec<String> = c
+            .get_args()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        let has = |o: &str| args.iter().any(|a| a == o);
+        for o in [
+            "BatchMode=yes",
+            "StrictHostKeyChecking=yes",
+            "UserKnownHostsFile=/var/lib/offbox/ssh/known_hosts",
+            "GlobalKnownHostsFile=none",
+            "HostKeyAlias=[nas]:2222",
+            "UpdateHostKeys=no",
+            "IdentitiesOnly=yes",
+            "IdentityAgent=none",
+            "IdentityFile=/var/lib/offbox/ssh/id_ed25519",
+            "PasswordAuthentication=no",
+            "ControlPath=none",
+            "ForwardAgent=no",
+            "ProxyUseFdpass=yes",
+            "ProxyCommand='/usr/bin/offbox' ssh-fdpass '/tmp/offbox-ssh.x/fd'",
+        ] {
+            assert!(has(o), "{o} missing from {args:?}");
+        }
+        assert_eq!(&args[..2], ["-F", "none"]);
+        assert_eq!(
+            &args[args.len() - 9..],
+            ["-T", "-l", "backup", "-p", "2222", "-s", "--", "nas", "sftp"]
+        );
+        // Nothing of offbox's environment goes through but these (no PIN, no password).
+        for (k, _) in c.get_envs() {
+            let k = k.to_string_lossy();
+            assert!(
+                ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "SHELL"].contains(&&*k),
+                "{k}"
+            );
+        }
+        let shell = c
+            .get_envs()
+            .find(|(k, _)| *k == "SHELL")
+            .and_then(|(_, v)| v);
+        assert_eq!(shell, Some(std::ffi::OsStr::new("/bin/sh")));
     }
 
     #[test]
