@@ -23,6 +23,12 @@ fn round_trip_list_restore_verify_check_prune() {
     let (sim, tb) = setup();
     let src = source(&sim, 3);
     let (_, names) = SSH.first_backup(&sim, &tb, &src);
+    // The archive is the backup user's alone on the server.
+    let on_server = std::path::Path::new(tb.get("SSH_DATA_DIR")).join(&names[0]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&on_server).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{}", on_server.display());
     SSH.restore_and_verify(&sim, &src, &names[0]);
     // The URL works as well as the name.
     assert_eq!(list(&sim, tb.get("SSH_URL")), names);

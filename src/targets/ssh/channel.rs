@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use openssh_sftp_client::file::File;
+use openssh_sftp_client::metadata::Permissions;
 use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
 use tokio::io::AsyncSeekExt;
 use tokio::net::unix::pipe;
@@ -132,7 +133,13 @@ impl Channel {
     pub(super) fn create(self: &Arc<Self>, path: &Path) -> Result<Writer, TargetError> {
         let mut o = self.sftp().options();
         o.write(true).create_new(true);
-        let file = self.run("creating the upload file", o.open(path))?;
+        let file = self.run("creating the upload file", async {
+            let mut f = o.open(path).await?;
+            // Readable by the backup user only (the archive is encrypted, but its size and
+            // name are nobody else's business).
+            f.set_permissions(Permissions::from(0o600)).await?;
+            Ok(f)
+        })?;
         Ok(Writer {
             file: Some(file),
             next: 0,
@@ -402,6 +409,8 @@ async fn pump(file: File, tx: mpsc::Sender<Result<BytesMut, SftpError>>) {
                 // A short read: fetch the rest of this chunk before the next one.
                 while pos < at + chunk {
                     match read_at(file.clone(), pos, (at + chunk - pos) as u32).await {
+                        // No progress: treat as the end rather than asking forever.
+                        Ok(Some(b)) if b.is_empty() => return,
                         Ok(Some(b)) => {
                             pos += b.len() as u64;
                             if tx.send(Ok(b)).await.is_err() {
