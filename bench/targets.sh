@@ -14,6 +14,10 @@
 #   OFFBOX_BIN=FILE     use this binary instead of `cargo build --release`
 #   BENCH_TARGETS=RE    only the targets whose name matches this grep -E pattern (e.g. s3)
 #   BENCH_S3=0          leave SeaweedFS out of the bed (it needs tests/deps.sh's venv)
+#   BENCH_PIN=1         pin the servers (every process of the bed's namespace, and what they
+#                       fork) to CPU 1 and the client side (offbox, ssh, the peers) to CPU 0,
+#                       so that a client's figures are its own and not the server's share of
+#                       the two cores
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -40,6 +44,13 @@ source "$work/sim/env"
 cfg="$work/sim/offbox.toml"
 TESTBED_S3=$([[ "${BENCH_S3:-1}" == 0 ]] || echo 1) "$repo/tests/testbed/up" "$work/bed" >/dev/null
 cat "$work/bed/offbox-targets.toml" >> "$cfg"
+pin=()
+if [[ "${BENCH_PIN:-0}" == 1 ]]; then
+  ns=$(sed -n 's/^TESTBED_NS=//p' "$work/bed/targets.env")
+  for p in $(ip netns pids "$ns"); do taskset -a -p -c 1 "$p" >/dev/null; done
+  pin=(taskset -c 0)
+  echo "servers pinned to CPU 1, clients to CPU 0"
+fi
 
 data="$work/data"; mkdir -p "$data"
 python3 - "$data" "$size" <<'PY'
@@ -67,7 +78,7 @@ PY
 timed() {
   local t0 t1
   t0=$(date +%s.%N)
-  if ! /usr/bin/time -f '%M %U %S' -o "$work/time.out" "$@" >/dev/null 2> "$work/last.err"; then
+  if ! /usr/bin/time -f '%M %U %S' -o "$work/time.out" "${pin[@]}" "$@" >/dev/null 2> "$work/last.err"; then
     echo "FAILED: $(tail -1 "$work/last.err")"
     return
   fi
