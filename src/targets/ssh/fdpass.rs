@@ -114,27 +114,27 @@ fn send_fd(over: RawFd, fd: RawFd) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// The helper (`offbox ssh-fdpass SOCKET`, started by `ssh` as its `ProxyCommand`):
-/// receives the connected socket from offbox and passes it to `ssh` on standard output.
-pub fn relay(socket: &Path) -> io::Result<()> {
-    let s = UnixStream::connect(socket)?;
+/// Receives one descriptor sent by [`send_fd`] over the Unix socket `over`.
+fn recv_fd(over: RawFd) -> io::Result<RawFd> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<UnixAddr>(
-        s.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
+    let msg = recvmsg::<UnixAddr>(over, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
     let mut got = None;
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             got = fds.first().copied();
         }
     }
-    let fd = got.ok_or_else(|| io::Error::other("offbox sent no connection"))?;
+    got.ok_or_else(|| io::Error::other("offbox sent no connection"))
+}
+
+/// The helper (`offbox ssh-fdpass SOCKET`, started by `ssh` as its `ProxyCommand`):
+/// receives the connected socket from offbox and passes it to `ssh` on standard output.
+pub fn relay(socket: &Path) -> io::Result<()> {
+    let s = UnixStream::connect(socket)?;
+    let fd = recv_fd(s.as_raw_fd())?;
     // The descriptor stays open until this process exits, right after.
     send_fd(io::stdout().as_raw_fd(), fd)
 }
@@ -156,36 +156,14 @@ mod tests {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let helper = std::thread::spawn(move || {
             let s = UnixStream::connect(&path).unwrap();
-            let mut byte = [0u8; 1];
-            let mut iov = [IoSliceMut::new(&mut byte)];
-            let mut space = nix::cmsg_space!([RawFd; 1]);
-            let msg =
-                recvmsg::<UnixAddr>(s.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
-                    .unwrap();
-            let fd = match msg.cmsgs().unwrap().next() {
-                Some(ControlMessageOwned::ScmRights(fds)) => fds[0],
-                other => panic!("{other:?}"),
-            };
+            let fd = recv_fd(s.as_raw_fd()).unwrap();
             send_fd(theirs.as_raw_fd(), fd).unwrap();
         });
         h.give(&tcp, Instant::now() + Duration::from_secs(5), || false)
             .unwrap();
         helper.join().unwrap();
-        // What arrives at "ssh" is the connection: bytes written on it reach the server.
-        let mut byte = [0u8; 1];
-        let mut iov = [IoSliceMut::new(&mut byte)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<UnixAddr>(
-            ours.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = match msg.cmsgs().unwrap().next() {
-            Some(ControlMessageOwned::ScmRights(fds)) => fds[0],
-            other => panic!("{other:?}"),
-        };
+        // What arrives at "ssh" is the connection.
+        let fd = recv_fd(ours.as_raw_fd()).unwrap();
         // It is the same socket as offbox's connection (same inode), still open here.
         let ino = |fd: RawFd| {
             use std::os::unix::fs::MetadataExt;
