@@ -14,8 +14,10 @@ use crate::targets::name::MAX_APPLIANCE_ID;
 
 mod edit;
 pub mod schedule;
+pub mod videos;
 pub use edit::record_public_key;
 pub use schedule::{CapacityConfig, KindSchedule, ScheduleConfig};
+pub use videos::{FullEvery, VideosConfig};
 
 /// Where the config is read from when no `--config` is given and `$OFFBOX_CONFIG` is unset.
 pub(crate) const DEFAULT_PATH: &str = "/etc/offbox/offbox.toml";
@@ -61,6 +63,9 @@ pub struct Config {
     /// The remote space rule (`[capacity]`).
     #[serde(default)]
     pub capacity: CapacityConfig,
+    /// The incremental backup of session recordings (`[videos]`, opt-in).
+    #[serde(default)]
+    pub videos: VideosConfig,
 }
 
 /// `[service]`.
@@ -326,6 +331,10 @@ impl Config {
         self.notify
             .validate()
             .map_err(|e| err(e.key, e.value, e.allowed))?;
+        self.videos.validate().map_err(|detail| ConfigError::Parse {
+            path: path.display().to_string(),
+            detail,
+        })?;
         let names: Vec<String> = self.targets.named.keys().cloned().collect();
         let has_default = self.targets.default.is_some() || names.len() == 1;
         schedule::validate(&self.schedule, &self.capacity, &names, has_default).map_err(

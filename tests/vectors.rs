@@ -60,6 +60,7 @@ fn vector_header(v: &BTreeMap<String, String>) -> Header {
         signer: v.get("signer_key_id").map(|k| SignerInfo {
             key_id: unhex(k).try_into().unwrap(),
         }),
+        chain: None,
     }
 }
 

@@ -84,6 +84,7 @@ pub fn vector_header(signed: bool) -> Header {
         signer: signed.then(|| SignerInfo {
             key_id: public_key().key_id(),
         }),
+        chain: None,
     }
 }
 

@@ -176,7 +176,7 @@ fn progress_total(prepared: &publish::Prepared, a: &CreateArgs) -> Total {
             Ok(m) if m.is_file() => Total::Bytes(m.len()),
             _ => Total::Unknown,
         },
-        (backup::Payload::Stream(_), _) => Total::Unknown,
+        (backup::Payload::Stream(_) | backup::Payload::Chained(_), _) => Total::Unknown,
     }
 }
 

@@ -7,7 +7,7 @@ use thiserror::Error;
 pub enum FormatError {
     #[error("not an offbox archive (bad magic bytes); check that you passed the archive file, not something else")]
     BadMagic,
-    #[error("archive format version {0} is not supported by this build (it reads versions 1 and 2); use a newer offbox")]
+    #[error("archive format version {0} is not supported by this build (it reads versions 1 to 3); use a newer offbox")]
     UnsupportedVersion(u16),
     #[error(
         "the archive header is truncated; the file was cut short, copy it again from the target"

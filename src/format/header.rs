@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use aws_lc_rs::digest;
 
 use super::{
-    FormatError, MAGIC, MAX_HEADER_LEN, MAX_SEGMENT_SIZE, MIN_READ_VERSION, MIN_SEGMENT_SIZE,
-    VERSION,
+    FormatError, MAGIC, MAX_CHAIN_DEPENDS, MAX_HEADER_LEN, MAX_READ_VERSION, MAX_SEGMENT_SIZE,
+    MIN_READ_VERSION, MIN_SEGMENT_SIZE, VERSION_CHAIN,
 };
 
 /// Domain separation of [`Header::slot_binding`].
@@ -110,6 +110,22 @@ pub struct SignerInfo {
 /// Length of the signature trailer: an ECDSA P-256 signature as raw `r || s`.
 pub(crate) const SIGNATURE_LEN: usize = 64;
 
+/// Where an archive of a chain (format version 3: incremental video backups) stands: the
+/// full that started the chain, the archive it follows, and every other archive whose bytes
+/// its restore point needs. Authenticated with the rest of the header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    /// The archive id of the chain's full (this archive's own id when it is the full).
+    pub base: [u8; 16],
+    /// The archive id of the previous archive of the chain; `None` for the full.
+    pub parent: Option<[u8; 16]>,
+    /// Position in the chain: 0 for the full, parent's + 1 after.
+    pub seq: u32,
+    /// The other archives holding bytes this archive's restore point needs, sorted, no
+    /// duplicates, at most [`MAX_CHAIN_DEPENDS`]. Retention reads it to keep them.
+    pub depends_on: Vec<[u8; 16]>,
+}
+
 /// The archive header. Everything in it is authenticated by the header MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
@@ -135,15 +151,18 @@ pub struct Header {
     pub slots: Vec<KeySlot>,
     /// Signer of the trailer, when the archive is signed.
     pub signer: Option<SignerInfo>,
+    /// The chain of an incremental archive (version 3 only; `None` before).
+    #[serde(skip)]
+    pub chain: Option<Chain>,
 }
 
 impl Header {
     /// Number of bytes that follow the last body segment.
     pub fn trailer_len(&self) -> usize {
-        if self.signer.is_some() {
-            SIGNATURE_LEN
-        } else {
-            0
+        match (&self.signer, self.version >= VERSION_CHAIN) {
+            (None, _) => 0,
+            (Some(_), false) => SIGNATURE_LEN,
+            (Some(_), true) => super::trailer::TRAILER_V3_LEN,
         }
     }
 
@@ -154,8 +173,21 @@ impl Header {
 
     /// Checks the invariants a well-formed header holds.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if !(MIN_READ_VERSION..=VERSION).contains(&self.version) {
+        if !(MIN_READ_VERSION..=MAX_READ_VERSION).contains(&self.version) {
             return Err(FormatError::UnsupportedVersion(self.version));
+        }
+        match (&self.chain, self.version >= VERSION_CHAIN) {
+            (Some(_), false) => {
+                return Err(FormatError::HeaderInvalid(
+                    "a chain needs format version 3",
+                ))
+            }
+            (None, true) => return Err(FormatError::HeaderInvalid("version 3 without a chain")),
+            (Some(c), true) => c.validate(&self.archive_id)?,
+            (None, false) => {}
+        }
+        if self.version >= VERSION_CHAIN && self.signer.is_none() {
+            return Err(FormatError::HeaderInvalid("version 3 archives are signed"));
         }
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
             return Err(FormatError::HeaderInvalid("segment size out of range"));
@@ -191,7 +223,10 @@ impl Header {
             &self.nonce_prefix,
             &self.signer,
         );
-        let body = postcard::to_stdvec(&fields).expect("header fields encode");
+        let mut body = postcard::to_stdvec(&fields).expect("header fields encode");
+        if self.version >= VERSION_CHAIN {
+            body.extend(postcard::to_stdvec(&self.chain).expect("chain encodes"));
+        }
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(BINDING_LABEL);
         ctx.update(&body);
@@ -201,8 +236,14 @@ impl Header {
     /// Encodes `MAGIC || len || header`: the bytes the header MAC covers.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
         self.validate()?;
-        let body =
+        let mut body =
             postcard::to_stdvec(self).map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
+        if self.version >= VERSION_CHAIN {
+            body.extend(
+                postcard::to_stdvec(&self.chain)
+                    .map_err(|e| FormatError::HeaderDecode(e.to_string()))?,
+            );
+        }
         if body.len() > MAX_HEADER_LEN {
             return Err(FormatError::HeaderTooLarge(body.len()));
         }
@@ -229,19 +270,46 @@ impl Header {
     pub fn decode_body(body: &[u8]) -> Result<Header, FormatError> {
         let (version, _) = postcard::take_from_bytes::<u16>(body)
             .map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
-        if !(MIN_READ_VERSION..=VERSION).contains(&version) {
+        if !(MIN_READ_VERSION..=MAX_READ_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion(version));
         }
-        let header: Header =
-            postcard::from_bytes(body).map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
-        // postcard ignores trailing bytes; a canonical header has none.
-        let again =
-            postcard::to_stdvec(&header).map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
-        if again != body {
+        let (mut header, rest) = postcard::take_from_bytes::<Header>(body)
+            .map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
+        if version >= VERSION_CHAIN {
+            header.chain = postcard::from_bytes(rest)
+                .map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
+        }
+        // postcard ignores trailing bytes; a canonical header has none. (`encode` also
+        // validates.)
+        let again = header.encode()?;
+        if again[12..] != *body {
             return Err(FormatError::HeaderInvalid("non-canonical encoding"));
         }
-        header.validate()?;
         Ok(header)
+    }
+}
+
+impl Chain {
+    /// Checks the chain's invariants against the archive id that carries it.
+    fn validate(&self, archive_id: &[u8; 16]) -> Result<(), FormatError> {
+        match (self.seq, &self.parent) {
+            (0, None) if self.base == *archive_id && self.depends_on.is_empty() => {}
+            (0, _) => return Err(FormatError::HeaderInvalid("a chain's full is its own base")),
+            (_, None) => return Err(FormatError::HeaderInvalid("an increment names its parent")),
+            (_, Some(p)) if p == archive_id || self.base == *archive_id => {
+                return Err(FormatError::HeaderInvalid("an increment names itself"))
+            }
+            _ => {}
+        }
+        if self.depends_on.len() > MAX_CHAIN_DEPENDS
+            || self.depends_on.windows(2).any(|w| w[0] >= w[1])
+            || self.depends_on.contains(archive_id)
+        {
+            return Err(FormatError::HeaderInvalid(
+                "chain dependencies are not a sorted set of other archives",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -9,9 +9,10 @@ pub mod header;
 pub mod schedule;
 pub mod segment;
 pub mod signature;
+pub mod trailer;
 
 pub use error::FormatError;
-pub use header::{ArchiveKind, Compression, Header, KeySlot, SignerInfo};
+pub use header::{ArchiveKind, Chain, Compression, Header, KeySlot, SignerInfo};
 pub use schedule::ArchiveKeys;
 
 /// The eight bytes every archive starts with: "OFFBOX" then CR LF, which catches text-mode
@@ -21,6 +22,17 @@ pub const MAGIC: [u8; 8] = *b"OFFBOX\r\n";
 /// The format version this build writes. Version 2 binds every key slot to its archive
 /// (`docs/format.md` §6); the bytes are otherwise those of version 1.
 pub const VERSION: u16 = 2;
+
+/// The format version of chained (incremental video) archives: version 2 plus a [`Chain`]
+/// in the header and a trailer that lets a reader check the header and the archive's tail
+/// (its manifest) without reading the rest (`docs/format.md` §5, §8).
+pub const VERSION_CHAIN: u16 = 3;
+
+/// The newest format version this build reads.
+pub(crate) const MAX_READ_VERSION: u16 = VERSION_CHAIN;
+
+/// Most archives a chained archive may depend on (keeps the header small).
+pub(crate) const MAX_CHAIN_DEPENDS: usize = 1024;
 
 /// The oldest format version this build still reads (unbound device slots; such archives
 /// are trusted only through their signature, like every other).

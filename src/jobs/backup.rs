@@ -9,7 +9,9 @@ use std::time::Instant;
 use crate::format::signature::prehash;
 use crate::format::signature::PublicKey;
 use crate::format::SignerInfo;
-use crate::format::{ArchiveKind, Compression, Header, VERSION};
+use crate::format::trailer::{message_v3, TrailerV3};
+use crate::format::{ArchiveKind, Chain, Compression, Header, VERSION, VERSION_CHAIN};
+pub use crate::payload::TailWrite;
 use crate::keys::{Device, SlotContext, SlotRecipient};
 use crate::payload::exclude::Excludes;
 use crate::payload::pack::pack;
@@ -18,6 +20,7 @@ use crate::progress::Meter;
 use crate::secret::{random_bytes, Dek};
 use crate::stream::{signed_message, EncryptWriter};
 
+use super::sink::Sink;
 use super::JobError;
 
 /// What goes into the archive.
@@ -31,6 +34,20 @@ pub enum Payload {
     },
     /// An opaque byte stream (the secrets export).
     Stream(Box<dyn Read>),
+    /// A payload that ends with a tail (an incremental video backup and its manifest),
+    /// written as a version-3 archive of chain [`BackupOptions::chain`].
+    Chained(Box<dyn ChainedPayload>),
+}
+
+/// A payload with a tail: it writes its body, calls [`TailWrite::start_tail`] once, then
+/// writes the tail (see `crate::format::trailer`).
+pub trait ChainedPayload {
+    /// Writes the payload; returns the entry count and the notices.
+    fn write(
+        &mut self,
+        out: &mut dyn TailWrite,
+        meter: &Meter,
+    ) -> io::Result<(u64, Vec<crate::payload::Notice>)>;
 }
 
 /// Settings of one backup run.
@@ -51,6 +68,10 @@ pub struct BackupOptions {
     /// is written, so a target that names its object when the upload begins (S3) can use
     /// the final name.
     pub archive_id: [u8; 16],
+    /// The chain of a [`Payload::Chained`] archive.
+    pub chain: Option<Chain>,
+    /// False to store the payload uncompressed (already compressed recordings).
+    pub compress: bool,
 }
 
 impl BackupOptions {
@@ -142,20 +163,47 @@ pub fn create<W: Write>(
     let enc = EncryptWriter::new(counting, &header, &dek)
         .map_err(|e| JobError::io("writing the archive header", e))?;
     drop(dek);
-    let z = compressor(enc, opts.zstd_level, opts.threads)?;
-    let (z, entries, notices) = write_payload(z, opts.payload, &meter)?;
-    let enc = z
-        .finish()
-        .map_err(|e| JobError::io("finishing compression", e))?;
-    let mut done = enc
-        .finish()
-        .map_err(|e| JobError::io("writing the archive", e))?;
+    let (mut done, entries, notices) = match opts.payload {
+        Payload::Chained(mut p) => {
+            let mut sink = Sink::new(enc, opts.compress.then_some(opts.zstd_level), opts.threads)?;
+            let (entries, notices) = p
+                .write(&mut sink, &meter)
+                .map_err(|e| JobError::io("writing the archive", e))?;
+            (sink.finish()?, entries, notices)
+        }
+        payload => {
+            let z = compressor(enc, opts.zstd_level, opts.threads)?;
+            let (z, entries, notices) = write_payload(z, payload, &meter)?;
+            let enc = z
+                .finish()
+                .map_err(|e| JobError::io("finishing compression", e))?;
+            let done = enc
+                .finish()
+                .map_err(|e| JobError::io("writing the archive", e))?;
+            (done, entries, notices)
+        }
+    };
     let t_sign = Instant::now();
-    let signature = sign(
-        device,
-        &signing_key,
-        done.stream_digest.expect("signed archives keep a digest"),
-    )?;
+    let digest = done.stream_digest.expect("signed archives keep a digest");
+    let signature = match header.version {
+        VERSION_CHAIN => {
+            let (tail_start, tail_digest) = done.tail.ok_or_else(|| {
+                JobError::io(
+                    "writing the archive",
+                    io::Error::other("the chained payload wrote no tail"),
+                )
+            })?;
+            let m = message_v3(&done.header_digest, &digest, tail_start, &tail_digest);
+            TrailerV3 {
+                stream_digest: digest,
+                tail_start,
+                tail_digest,
+                signature: sign(device, &signing_key, &m)?,
+            }
+            .encode()
+        }
+        _ => sign(device, &signing_key, &signed_message(&digest))?.to_vec(),
+    };
     device_time += t_sign.elapsed();
     done.inner
         .write_all(&signature)
@@ -194,7 +242,11 @@ fn sealed_header(
     others: &mut [&mut dyn SlotRecipient],
 ) -> Result<Header, JobError> {
     let mut header = Header {
-        version: VERSION,
+        version: if opts.chain.is_some() {
+            VERSION_CHAIN
+        } else {
+            VERSION
+        },
         kind: opts.kind,
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -202,8 +254,12 @@ fn sealed_header(
             .unwrap_or(0),
         appliance_id: opts.appliance_id.clone(),
         archive_id: opts.archive_id,
-        compression: Compression::Zstd {
-            level: opts.zstd_level,
+        compression: if opts.compress {
+            Compression::Zstd {
+                level: opts.zstd_level,
+            }
+        } else {
+            Compression::None
         },
         segment_size: opts.segment_size,
         salt: random_bytes::<32>(),
@@ -212,6 +268,7 @@ fn sealed_header(
         signer: Some(SignerInfo {
             key_id: signing_key.key_id(),
         }),
+        chain: opts.chain.clone(),
     };
     let mut slots = Vec::with_capacity(1 + others.len());
     let ctx = SlotContext::of(&header);
@@ -224,7 +281,7 @@ fn sealed_header(
 }
 
 /// A zstd encoder over `enc` at `level`, with `threads` workers (0: one per core).
-fn compressor<W: Write>(
+pub(crate) fn compressor<W: Write>(
     enc: W,
     level: i32,
     threads: u32,
@@ -254,6 +311,7 @@ fn write_payload<W: Write>(
             let (z, stats) = pack(&sources, &excludes, z, meter)?;
             Ok((z, stats.entries, stats.notices))
         }
+        Payload::Chained(_) => unreachable!("chained payloads are written by `create`"),
         Payload::Stream(mut r) => {
             let mut z = z;
             let mut counted = CountingReader {
@@ -266,17 +324,16 @@ fn write_payload<W: Write>(
     }
 }
 
-/// Signs the archive digest on the device, and checks the signature with the public key: a
+/// Signs `message` on the device, and checks the signature with the public key: a
 /// signature the key does not accept would make a useless archive.
 fn sign(
     device: &mut dyn Device,
     signing_key: &PublicKey,
-    stream_digest: [u8; 32],
+    message: &[u8],
 ) -> Result<[u8; 64], JobError> {
-    let message = signed_message(&stream_digest);
-    let signature = device.sign_digest(&prehash(&message))?;
+    let signature = device.sign_digest(&prehash(message))?;
     signing_key
-        .verify(&message, &signature)
+        .verify(message, &signature)
         .map_err(|e| JobError::DeviceSignature(e.to_string()))?;
     Ok(signature)
 }

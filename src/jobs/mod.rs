@@ -19,6 +19,7 @@ pub mod retire;
 pub mod run;
 pub mod selfcheck;
 pub mod signature;
+pub(crate) mod sink;
 pub(crate) mod ssh_keys;
 pub mod state;
 pub mod status;

@@ -71,6 +71,8 @@ pub(crate) fn prepare(
             zstd_level: cfg.backup.zstd_level,
             threads: cfg.backup.threads,
             archive_id: BackupOptions::new_archive_id(),
+            chain: None,
+            compress: true,
         },
     })
 }

@@ -13,7 +13,8 @@ use std::io::Read;
 
 use crate::format::header::hex;
 use crate::format::signature::{PublicKey, SignatureError};
-use crate::format::Header;
+use crate::format::trailer::{message_v3, TrailerV3};
+use crate::format::{Header, VERSION_CHAIN};
 use crate::stream::{signed_message, DecryptReader, Framer};
 
 use super::open::read_head;
@@ -109,26 +110,84 @@ impl Trust {
         }
     }
 
-    /// Checks an archive's signature: `digest` is SHA-256 of every byte before the trailer
-    /// (`None` when the archive was not read to its end).
+    /// Checks an archive's signature after a full read: `header_digest` is SHA-256 of its
+    /// header block, `digest` SHA-256 of every byte before the trailer (`None` when the
+    /// archive was not read to its end).
     pub fn check(
         &self,
         header: &Header,
+        header_digest: &[u8; 32],
         digest: Option<[u8; 32]>,
         trailer: &[u8],
     ) -> Result<SignatureStatus, JobError> {
-        match self.check_strict(header, digest, trailer) {
+        self.lenient(self.check_strict(header, trailer, |sig| {
+            let digest = digest.ok_or(SignatureError::Invalid)?;
+            if header.version < VERSION_CHAIN {
+                return Ok((signed_message(&digest), sig.to_vec()));
+            }
+            let t = TrailerV3::decode(sig).map_err(|_| SignatureError::Invalid)?;
+            if t.stream_digest != digest {
+                return Err(SignatureError::Invalid);
+            }
+            let m = message_v3(header_digest, &digest, t.tail_start, &t.tail_digest);
+            Ok((m, t.signature.to_vec()))
+        }))
+    }
+
+    /// Checks a version-3 archive's signature after reading only its header block and its
+    /// tail (`tail_digest`, see `crate::format::trailer`); returns the tail's start with the
+    /// status. Never lenient: a tail feeds retention and the catalogue, not an operator.
+    pub(crate) fn check_tail(
+        &self,
+        header: &Header,
+        header_digest: &[u8; 32],
+        tail_digest: &[u8; 32],
+        trailer: &[u8],
+    ) -> Result<(u64, SignatureStatus), JobError> {
+        let t = TrailerV3::decode(trailer)
+            .map_err(|_| JobError::Signature(SignatureError::Invalid))?;
+        let s = self.check_strict(header, trailer, |_| {
+            let m = message_v3(header_digest, &t.stream_digest, t.tail_start, tail_digest);
+            Ok((m, t.signature.to_vec()))
+        });
+        Ok((t.tail_start, s.map_err(JobError::Signature)?))
+    }
+
+    /// Checks a version-3 archive's signature with its header block and trailer alone,
+    /// which proves the header authentic (its chain, for retention) without any body byte.
+    pub(crate) fn check_head(
+        &self,
+        header: &Header,
+        header_digest: &[u8; 32],
+        trailer: &[u8],
+    ) -> Result<SignatureStatus, JobError> {
+        let t = TrailerV3::decode(trailer)
+            .map_err(|_| JobError::Signature(SignatureError::Invalid))?;
+        self.check_strict(header, trailer, |_| {
+            let m = message_v3(header_digest, &t.stream_digest, t.tail_start, &t.tail_digest);
+            Ok((m, t.signature.to_vec()))
+        })
+        .map_err(JobError::Signature)
+    }
+
+    fn lenient(
+        &self,
+        r: Result<SignatureStatus, SignatureError>,
+    ) -> Result<SignatureStatus, JobError> {
+        match r {
             Ok(s) => Ok(s),
             Err(e) if self.accept_forged => Ok(SignatureStatus::Unverified(e.to_string())),
             Err(e) => Err(JobError::Signature(e)),
         }
     }
 
+    /// Finds the trusted signer of `header` and checks the signature that `message` (given
+    /// the trailer) returns with the message it covers.
     fn check_strict(
         &self,
         header: &Header,
-        digest: Option<[u8; 32]>,
         trailer: &[u8],
+        message: impl FnOnce(&[u8]) -> Result<(Vec<u8>, Vec<u8>), SignatureError>,
     ) -> Result<SignatureStatus, SignatureError> {
         let Some(signer) = &header.signer else {
             return Err(SignatureError::Unsigned);
@@ -143,8 +202,8 @@ impl Trust {
                 },
             });
         };
-        let digest = digest.ok_or(SignatureError::Invalid)?;
-        trusted.key.verify(&signed_message(&digest), trailer)?;
+        let (m, sig) = message(trailer)?;
+        trusted.key.verify(&m, &sig)?;
         Ok(SignatureStatus::Verified {
             key: hex(&signer.key_id),
             trusted_as: trusted.source.clone(),
@@ -187,7 +246,12 @@ pub(crate) fn check_read<R: Read>(
     reader: &DecryptReader<R>,
     trust: &Trust,
 ) -> Result<SignatureStatus, JobError> {
-    trust.check(reader.header(), reader.stream_digest(), reader.trailer())
+    trust.check(
+        reader.header(),
+        &reader.header_digest(),
+        reader.stream_digest(),
+        reader.trailer(),
+    )
 }
 
 /// What a keyless verification saw.
@@ -237,7 +301,12 @@ pub fn verify_keyless<R: Read>(mut input: R, trust: &Trust) -> Result<KeylessSum
         segments += 1;
     }
     let digest = framer.stream_digest();
-    let signature = trust.check(&header, digest, framer.trailer())?;
+    let signature = trust.check(
+        &header,
+        &framer.prelude_digest(),
+        digest,
+        framer.trailer(),
+    )?;
     Ok(KeylessSummary {
         archive_id: header.archive_id_hex(),
         kind: header.kind.name(),
@@ -285,6 +354,7 @@ mod tests {
                 wrapped: vec![0; 48],
             }],
             signer: signer.map(|key_id| SignerInfo { key_id }),
+            chain: None,
         }
     }
 
@@ -299,7 +369,7 @@ mod tests {
         let h = header(Some(pk.key_id()));
         let mut trust = Trust::new();
         trust.add(other.clone(), "other");
-        let e = trust.check(&h, Some(digest), sig.as_ref()).err().unwrap();
+        let e = trust.check(&h, &[0; 32], Some(digest), sig.as_ref()).err().unwrap();
         assert_eq!(
             e.to_string(),
             format!(
@@ -311,18 +381,18 @@ mod tests {
         assert_eq!(e.exit_code(), 3);
         trust.add(pk.clone(), "--public-key k.pem");
         assert_eq!(
-            trust.check(&h, Some(digest), sig.as_ref()).unwrap(),
+            trust.check(&h, &[0; 32], Some(digest), sig.as_ref()).unwrap(),
             SignatureStatus::Verified {
                 key: hex(&pk.key_id()),
                 trusted_as: "--public-key k.pem".into()
             }
         );
-        let e = trust.check(&h, Some([8; 32]), sig.as_ref()).err().unwrap();
+        let e = trust.check(&h, &[0; 32], Some([8; 32]), sig.as_ref()).err().unwrap();
         assert!(matches!(e, JobError::Signature(SignatureError::Invalid)));
-        let e = trust.check(&header(None), Some(digest), &[]).err().unwrap();
+        let e = trust.check(&header(None), &[0; 32], Some(digest), &[]).err().unwrap();
         assert!(matches!(e, JobError::Signature(SignatureError::Unsigned)));
         trust.accept_forged();
-        let s = trust.check(&header(None), Some(digest), &[]).unwrap();
+        let s = trust.check(&header(None), &[0; 32], Some(digest), &[]).unwrap();
         assert!(s.to_string().starts_with("NOT VERIFIED"), "{s}");
     }
 }

@@ -13,6 +13,7 @@ mod pax;
 mod read_file;
 mod sparse;
 pub mod unpack;
+pub mod videos;
 mod write_file;
 mod writers;
 pub(crate) mod xattr;
@@ -76,4 +77,12 @@ impl std::fmt::Display for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.what)
     }
+}
+
+/// The output of a payload with a tail (an incremental video backup): the payload writes
+/// its body, calls [`TailWrite::start_tail`], then writes the tail (the manifest), which a
+/// reader can then find and read on its own (`crate::format::trailer`).
+pub trait TailWrite: std::io::Write {
+    /// Ends the body: what is written next is the tail. Called once.
+    fn start_tail(&mut self) -> std::io::Result<()>;
 }

@@ -36,6 +36,7 @@ pub struct Framer<R> {
     digest: Option<digest::Context>,
     trailer: Vec<u8>,
     bytes_read: u64,
+    prelude_digest: [u8; 32],
 }
 
 impl<R: Read> Framer<R> {
@@ -43,6 +44,11 @@ impl<R: Read> Framer<R> {
     /// first when `trailer_len > 0` (the archive is signed).
     pub fn new(inner: R, segment_size: u32, trailer_len: usize, prelude: &[&[u8]]) -> Self {
         let sealed_len = segment_size as usize + TAG_LEN;
+        let mut pd = digest::Context::new(&digest::SHA256);
+        for p in prelude {
+            pd.update(p);
+        }
+        let prelude_digest = pd.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
         let digest = (trailer_len > 0).then(|| {
             let mut ctx = digest::Context::new(&digest::SHA256);
             for p in prelude {
@@ -62,7 +68,20 @@ impl<R: Read> Framer<R> {
             digest,
             trailer: Vec::new(),
             bytes_read: prelude.iter().map(|p| p.len() as u64).sum(),
+            prelude_digest,
         }
+    }
+
+    /// Starts at segment `index` instead of 0: for reading an archive's tail from its
+    /// first segment (the stream digest then covers the prelude and the segments read).
+    pub fn starting_at(mut self, index: u64) -> Self {
+        self.next_index = index;
+        self
+    }
+
+    /// SHA-256 of the prelude (the header block).
+    pub fn prelude_digest(&self) -> [u8; 32] {
+        self.prelude_digest
     }
 
     /// Moves to the next segment. `Ok(None)` once the final segment has been returned.

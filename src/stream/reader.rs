@@ -5,6 +5,7 @@ use std::io::{self, Read};
 use super::{io_error, ArchiveHead, Framer};
 use crate::format::{segment, ArchiveKeys, FormatError, Header};
 use crate::secret::Dek;
+use aws_lc_rs::digest;
 
 /// Reads the plaintext payload of an archive. Each segment is authenticated before any of its
 /// bytes are returned, and `Ok(0)` (end of file) comes only after the final segment
@@ -18,6 +19,7 @@ pub struct DecryptReader<R> {
     pos: usize,
     end: usize,
     plain_total: u64,
+    header_digest: [u8; 32],
 }
 
 impl<R: Read> DecryptReader<R> {
@@ -32,6 +34,7 @@ impl<R: Read> DecryptReader<R> {
             &[&head.encoded, &head.mac],
         );
         Ok(DecryptReader {
+            header_digest: framer.prelude_digest(),
             framer,
             keys,
             prefix: head.header.nonce_prefix,
@@ -41,6 +44,45 @@ impl<R: Read> DecryptReader<R> {
             end: 0,
             plain_total: 0,
         })
+    }
+
+    /// Like [`DecryptReader::new`], for a stream that starts at segment `first` of the body
+    /// (a tail read from a target at its offset, see `crate::format::trailer`). The stream
+    /// digest then covers only the segments read: the tail digest.
+    pub fn new_at(
+        inner: R,
+        head: ArchiveHead,
+        dek: &Dek,
+        first: u64,
+    ) -> Result<Self, FormatError> {
+        let keys = ArchiveKeys::derive(dek, &head.header.salt);
+        keys.check_header_mac(&head.encoded, &head.mac)?;
+        let mut prelude = digest::Context::new(&digest::SHA256);
+        prelude.update(&head.encoded);
+        prelude.update(&head.mac);
+        let framer = Framer::new(
+            inner,
+            head.header.segment_size,
+            head.header.trailer_len(),
+            &[],
+        )
+        .starting_at(first);
+        Ok(DecryptReader {
+            framer,
+            keys,
+            prefix: head.header.nonce_prefix,
+            mac: head.mac,
+            header: head.header,
+            pos: 0,
+            end: 0,
+            plain_total: 0,
+            header_digest: prelude.finish().as_ref().try_into().expect("32 bytes"),
+        })
+    }
+
+    /// SHA-256 of the header block (header and MAC) this reader was opened with.
+    pub fn header_digest(&self) -> [u8; 32] {
+        self.header_digest
     }
 
     /// The authenticated header.

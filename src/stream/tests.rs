@@ -25,6 +25,7 @@ fn header(signed: bool) -> Header {
             wrapped: vec![6; 48],
         }],
         signer: signed.then_some(SignerInfo { key_id: [7; 8] }),
+        chain: None,
     }
 }
 

@@ -19,9 +19,18 @@ pub struct EncryptWriter<W: Write> {
     buf: Vec<u8>,
     counter: u64,
     digest: Option<digest::Context>,
+    header_digest: [u8; 32],
+    tail: Option<Tail>,
     bytes_in: u64,
     bytes_out: u64,
     failed: bool,
+}
+
+/// The tail being hashed (version-3 archives): where it starts and the digest so far.
+struct Tail {
+    start: u64,
+    segment: u64,
+    digest: digest::Context,
 }
 
 /// What a finished writer hands back.
@@ -34,6 +43,11 @@ pub struct Finished<W> {
     pub bytes_out: u64,
     /// SHA-256 of all archive bytes written, when the header names a signer.
     pub stream_digest: Option<[u8; 32]>,
+    /// SHA-256 of the header block (header and MAC).
+    pub header_digest: [u8; 32],
+    /// The tail's plaintext start and the SHA-256 of its segments, when
+    /// [`EncryptWriter::mark_tail`] was called.
+    pub tail: Option<(u64, [u8; 32])>,
 }
 
 impl<W: Write> EncryptWriter<W> {
@@ -52,6 +66,10 @@ impl<W: Write> EncryptWriter<W> {
             d.update(&encoded);
             d.update(&mac);
         }
+        let mut hd = digest::Context::new(&digest::SHA256);
+        hd.update(&encoded);
+        hd.update(&mac);
+        let header_digest = hd.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
         let segment_size = header.segment_size as usize;
         Ok(EncryptWriter {
             inner,
@@ -62,6 +80,8 @@ impl<W: Write> EncryptWriter<W> {
             buf: Vec::with_capacity(segment_size + TAG_LEN),
             counter: 0,
             digest,
+            header_digest,
+            tail: None,
             bytes_in: 0,
             bytes_out: (encoded.len() + HEADER_MAC_LEN) as u64,
             failed: false,
@@ -88,6 +108,9 @@ impl<W: Write> EncryptWriter<W> {
         if let Some(d) = self.digest.as_mut() {
             d.update(&self.buf);
         }
+        if let Some(t) = self.tail.as_mut().filter(|t| self.counter >= t.segment) {
+            t.digest.update(&self.buf);
+        }
         let written = self.inner.write_all(&self.buf);
         let len = self.buf.len() as u64;
         self.buf.clear();
@@ -107,10 +130,27 @@ impl<W: Write> EncryptWriter<W> {
                 .digest
                 .take()
                 .map(|d| d.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")),
+            header_digest: self.header_digest,
+            tail: self.tail.take().map(|t| {
+                let d = t.digest.finish();
+                (t.start, d.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+            }),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             inner: self.inner,
         })
+    }
+
+    /// Marks the next plaintext byte as the start of the archive's tail (its manifest):
+    /// from the segment that will hold it on, the sealed bytes are also hashed on their own
+    /// for the version-3 trailer (`crate::format::trailer`). Called once.
+    pub fn mark_tail(&mut self) {
+        debug_assert!(self.tail.is_none(), "one tail per archive");
+        self.tail = Some(Tail {
+            start: self.bytes_in,
+            segment: self.bytes_in / self.segment_size as u64,
+            digest: digest::Context::new(&digest::SHA256),
+        });
     }
 
     /// Plaintext bytes accepted so far.

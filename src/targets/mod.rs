@@ -91,6 +91,29 @@ pub trait Target {
     fn list(&mut self) -> Result<Vec<Entry>, TargetError>;
     /// Reads a file.
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError>;
+    /// Reads a file from byte `offset` to its end (an archive's tail or trailer). The
+    /// default reads and discards the bytes before `offset`; a transport that can seek
+    /// (a file, SFTP, an S3 range) starts there.
+    fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
+        let mut r = self.open(name)?;
+        let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(|e| {
+            TargetError::Io {
+                target: self.url(),
+                op: format!("reading {name}"),
+                detail: e.to_string(),
+                retry: Retry::Temporary,
+            }
+        })?;
+        if skipped < offset {
+            return Err(TargetError::Io {
+                target: self.url(),
+                op: format!("reading {name}"),
+                detail: format!("it ends at byte {skipped}, before byte {offset}"),
+                retry: Retry::Permanent,
+            });
+        }
+        Ok(r)
+    }
     /// Deletes a file.
     fn delete(&mut self, name: &str) -> Result<(), TargetError>;
     /// Free bytes for this user, when the protocol tells it.

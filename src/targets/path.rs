@@ -200,6 +200,15 @@ impl Target for PathTarget {
         Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
     }
 
+    fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
+        use std::io::Seek;
+        super::check_plain(&self.url, name)?;
+        let mut f = File::open(self.dir.join(name)).map_err(|e| self.err(name, &e))?;
+        f.seek(io::SeekFrom::Start(offset))
+            .map_err(|e| self.err(name, &e))?;
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+    }
+
     fn delete(&mut self, name: &str) -> Result<(), TargetError> {
         super::check_plain(&self.url, name)?;
         fs::remove_file(self.dir.join(name)).map_err(|e| self.err(&format!("deleting {name}"), &e))

@@ -35,6 +35,12 @@ impl S3Reader {
         }
     }
 
+    /// Starts reading at byte `offset` (a ranged GET from there).
+    pub(super) fn starting_at(mut self, offset: u64) -> S3Reader {
+        self.offset = offset;
+        self
+    }
+
     /// Starts the GET of the next range; `false` at the end of the object.
     fn next_range(&mut self) -> Result<bool, TargetError> {
         if self.size.is_some_and(|s| self.offset >= s) {

@@ -267,6 +267,13 @@ impl Target for S3Target {
         Ok(Box::new(download::S3Reader::new(self.client.clone(), key)))
     }
 
+    fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
+        let key = self.key_of(name)?;
+        Ok(Box::new(
+            download::S3Reader::new(self.client.clone(), key).starting_at(offset),
+        ))
+    }
+
     fn delete(&mut self, name: &str) -> Result<(), TargetError> {
         let key = self.key_of(name)?;
         if let Some(t) = TempName::parse(name) {

@@ -150,13 +150,18 @@ impl Channel {
     }
 
     /// Opens `path` for reading, with reads kept ahead.
-    pub(super) fn read(self: &Arc<Self>, path: &Path, what: &str) -> Result<Reader, TargetError> {
+    pub(super) fn read(
+        self: &Arc<Self>,
+        path: &Path,
+        what: &str,
+        offset: u64,
+    ) -> Result<Reader, TargetError> {
         let mut o = self.sftp().options();
         o.read(true);
         let file = self.run(what, o.open(path))?;
         let (tx, rx) = mpsc::channel(READS_IN_FLIGHT);
         let _g = self.rt.enter();
-        tokio::spawn(pump(file, tx));
+        tokio::spawn(pump(file, tx, offset));
         Ok(Reader {
             rx,
             cur: BytesMut::new(),
@@ -373,8 +378,8 @@ async fn read_at(mut f: File, at: u64, n: u32) -> Result<Option<BytesMut>, SftpE
 /// Reads `file` from the start into `tx`, in order, with [`READS_IN_FLIGHT`] requests
 /// ahead. The first read tells the server's read size; a short read is completed before
 /// the next chunk goes out, so no byte is skipped whatever the server answers.
-async fn pump(file: File, tx: mpsc::Sender<Result<BytesMut, SftpError>>) {
-    let first = match read_at(file.clone(), 0, FIRST_READ).await {
+async fn pump(file: File, tx: mpsc::Sender<Result<BytesMut, SftpError>>, offset: u64) {
+    let first = match read_at(file.clone(), offset, FIRST_READ).await {
         Ok(Some(b)) => b,
         Ok(None) => return,
         Err(e) => {
@@ -383,7 +388,7 @@ async fn pump(file: File, tx: mpsc::Sender<Result<BytesMut, SftpError>>) {
         }
     };
     let chunk = first.len().max(1) as u64;
-    let mut next = chunk;
+    let mut next = offset + chunk;
     if tx.send(Ok(first)).await.is_err() {
         return;
     }

@@ -1,0 +1,151 @@
+//! What a video run sends: the recordings found, compared with the previous restore point's
+//! manifest by their metadata (size, times, device, inode: a changed file always changes
+//! one of them), or by content when asked to re-hash.
+
+use std::collections::HashMap;
+
+use super::manifest::{ArchiveRef, Manifest, Record};
+use super::scan::Scan;
+use super::hash::hash_file;
+use crate::payload::Notice;
+
+/// One recording of the new restore point.
+#[derive(Debug)]
+pub enum Item {
+    /// Unchanged: its bytes stay where they are (`archive` indexes [`Plan::archives`]).
+    Carry(Record),
+    /// New or changed: read and stored in this archive; `previous` is the last stored
+    /// version, kept for this point if the file changes while it is read.
+    Send {
+        /// The fresh metadata.
+        now: Record,
+        /// The previous point's record of this path (remapped), if any.
+        previous: Option<Record>,
+    },
+}
+
+/// The plan of one run.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Every recording of the new point, sorted by path.
+    pub items: Vec<Item>,
+    /// The archives that carried records (and previous versions) need; the new archive is
+    /// appended by the writer.
+    pub archives: Vec<ArchiveRef>,
+    /// Files skipped because they were modified within the settle time (still being
+    /// recorded) and had no earlier version.
+    pub settling_new: u64,
+    /// Files modified within the settle time whose previous version stays in the point.
+    pub settling_kept: u64,
+    /// Records of the previous point that are gone from the appliance.
+    pub deleted: u64,
+    /// Bytes to read.
+    pub send_bytes: u64,
+    /// Notices of the scan and of the re-hash.
+    pub notices: Vec<Notice>,
+}
+
+/// Compares the scan with the previous point. `present` says whether an archive still exists
+/// on the target: a record whose archive is gone is sent again. `settle_before`: files with
+/// an mtime at or after this Unix time are still being written. `rehash`: hash unchanged
+/// files and send those whose content differs.
+pub fn plan(
+    scan: Scan,
+    previous: Option<Manifest>,
+    present: &dyn Fn(&[u8; 16]) -> bool,
+    settle_before: i64,
+    rehash: bool,
+) -> Plan {
+    let mut p = Plan {
+        notices: scan.notices,
+        ..Plan::default()
+    };
+    let (old_archives, old_records) = match previous {
+        Some(m) => (m.archives, m.records),
+        None => (Vec::new(), Vec::new()),
+    };
+    // Old archive index -> new index, for the archives kept.
+    let mut remap: HashMap<u32, u32> = HashMap::new();
+    let mut keep_ref = |r: &Record, p: &mut Plan| -> Option<Record> {
+        let a = &old_archives[r.archive as usize];
+        if !present(&a.id) {
+            return None;
+        }
+        let idx = *remap.entry(r.archive).or_insert_with(|| {
+            p.archives.push(a.clone());
+            (p.archives.len() - 1) as u32
+        });
+        Some(Record {
+            archive: idx,
+            ..r.clone()
+        })
+    };
+    let mut old = old_records.into_iter().peekable();
+    for now in scan.files {
+        // Old records before this path are deleted on the appliance.
+        while old.peek().is_some_and(|o| o.path < now.path) {
+            old.next();
+            p.deleted += 1;
+        }
+        let prev = old
+            .next_if(|o| o.path == now.path)
+            .and_then(|o| keep_ref(&o, &mut p));
+        if now.mtime >= settle_before {
+            match prev {
+                Some(r) => {
+                    p.settling_kept += 1;
+                    p.items.push(Item::Carry(r));
+                }
+                None => p.settling_new += 1,
+            }
+            continue;
+        }
+        match prev {
+            Some(r) if r.same_metadata(&now) && !rehash => p.items.push(Item::Carry(r)),
+            Some(r) if r.same_metadata(&now) && same_content(&now, &r, &mut p.notices) => {
+                p.items.push(Item::Carry(r))
+            }
+            prev => {
+                p.send_bytes += now.size;
+                p.items.push(Item::Send {
+                    now,
+                    previous: prev,
+                })
+            }
+        }
+    }
+    p.deleted += old.count() as u64;
+    p
+}
+
+/// For `--rehash`: true when the file still has the recorded content.
+fn same_content(now: &Record, r: &Record, notices: &mut Vec<Notice>) -> bool {
+    match hash_file(&format!("/{}", now.path)) {
+        Ok(h) => h == r.sha256,
+        Err(e) => {
+            notices.push(Notice {
+                path: format!("/{}", now.path),
+                what: format!("cannot be re-hashed ({e}); sent again"),
+            });
+            false
+        }
+    }
+}
+
+impl Plan {
+    /// The archive ids the new point depends on besides itself, sorted.
+    pub fn depends_on(&self) -> Vec<[u8; 16]> {
+        let mut ids: Vec<[u8; 16]> = self.archives.iter().map(|a| a.id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Recordings whose bytes this run stores.
+    pub fn send_count(&self) -> u64 {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Send { .. }))
+            .count() as u64
+    }
+}

@@ -1,0 +1,212 @@
+//! Writing a video archive's payload: the tar entries of the recordings the plan sends, then
+//! the tail: the manifest of the new restore point.
+//!
+//! A recording is read through a descriptor opened without following symlinks, whose device
+//! and inode must be the walk's; its content is hashed as it is stored. One that vanishes,
+//! is replaced, shrinks, grows or changes while it is read gets a notice and is left out of
+//! the manifest (the point keeps its previous version, if any), so no restore ever yields a
+//! half-written recording, and the next run sends it again.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use tar::{Builder, EntryType, Header};
+
+use super::hash::Hashing;
+use super::manifest::{ArchiveRef, Manifest, Record, MANIFEST_ENTRY, MANIFEST_FORMAT};
+use super::plan::{Item, Plan};
+use super::scan::record_of;
+use crate::payload::{Notice, TailWrite};
+use crate::progress::Meter;
+
+/// What a written payload holds.
+#[derive(Debug)]
+pub struct Written {
+    /// The new point's manifest, as stored in the tail.
+    pub manifest: Manifest,
+    /// Recordings stored in this archive.
+    pub stored: u64,
+    /// Their bytes.
+    pub stored_bytes: u64,
+    /// What the operator should know.
+    pub notices: Vec<Notice>,
+}
+
+/// Writes the recordings `plan` sends and the manifest to `out`; `this` is the archive
+/// being written.
+pub fn write(
+    plan: Plan,
+    this: ArchiveRef,
+    out: &mut dyn TailWrite,
+    meter: &Meter,
+) -> io::Result<Written> {
+    let mut archives = plan.archives;
+    let archive_id = this.id;
+    archives.push(this);
+    let own = (archives.len() - 1) as u32;
+    let mut notices = plan.notices;
+    let mut records = Vec::with_capacity(plan.items.len());
+    let mut b = Builder::new(out);
+    let (mut stored, mut stored_bytes) = (0, 0);
+    for item in plan.items {
+        match item {
+            Item::Carry(r) => records.push(r),
+            Item::Send { now, previous } => match store(&mut b, &now, meter)? {
+                Ok(mut r) => {
+                    stored += 1;
+                    stored_bytes += r.size;
+                    r.archive = own;
+                    records.push(r);
+                }
+                Err(what) => {
+                    let kept = previous.is_some();
+                    notices.push(Notice {
+                        path: format!("/{}", now.path),
+                        what: format!(
+                            "{what}; not part of this point{}; the next run sends it",
+                            if kept { " (its previous version is)" } else { "" }
+                        ),
+                    });
+                    records.extend(previous);
+                }
+            },
+        }
+    }
+    b.get_mut().start_tail()?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        archive_id,
+        archives,
+        records,
+    };
+    let bytes = manifest.encode();
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o600);
+    h.set_size(bytes.len() as u64);
+    h.set_mtime(0);
+    b.append_data(&mut h, MANIFEST_ENTRY, &bytes[..])?;
+    b.into_inner()?;
+    Ok(Written {
+        manifest,
+        stored,
+        stored_bytes,
+        notices,
+    })
+}
+
+/// Stores one recording. The outer error fails the archive (the output failed); the inner
+/// one says why this recording was not stored whole.
+fn store<W: io::Write>(
+    b: &mut Builder<W>,
+    now: &Record,
+    meter: &Meter,
+) -> io::Result<Result<Record, String>> {
+    let abs = format!("/{}", now.path);
+    let file = match open(&abs) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err("vanished".into())),
+        Err(e) => return Ok(Err(format!("cannot be read ({e})"))),
+    };
+    let before = file.metadata()?;
+    if !before.is_file() || before.dev() != now.dev || before.ino() != now.ino {
+        return Ok(Err("replaced by another file".into()));
+    }
+    let size = before.len();
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(before.mode() & 0o7777);
+    h.set_uid(before.uid().into());
+    h.set_gid(before.gid().into());
+    h.set_mtime(before.mtime().max(0) as u64);
+    h.set_size(size);
+    let mut reader = Exact {
+        inner: Hashing::new(&file),
+        left: size,
+        short: false,
+        failed: None,
+        meter,
+    };
+    b.append_data(
+        &mut h,
+        &now.path,
+        BufReader::with_capacity(1 << 20, &mut reader),
+    )?;
+    if let Some(e) = reader.failed {
+        return Ok(Err(format!("read failed ({e})")));
+    }
+    if reader.short {
+        return Ok(Err("shrank while being read".into()));
+    }
+    let after = file.metadata()?;
+    if after.len() != size
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec()
+    {
+        return Ok(Err("changed while being read".into()));
+    }
+    let mut r = record_of(now.path.clone(), &before);
+    r.sha256 = reader.inner.finish();
+    Ok(Ok(r))
+}
+
+fn open(path: &str) -> io::Result<File> {
+    let flags = libc_flags();
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags | nix::fcntl::OFlag::O_NOATIME.bits())
+        .open(path)
+        .or_else(|e| {
+            // O_NOATIME needs ownership or CAP_FOWNER.
+            if e.raw_os_error() == Some(nix::libc::EPERM) {
+                OpenOptions::new().read(true).custom_flags(flags).open(path)
+            } else {
+                Err(e)
+            }
+        })
+}
+
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC).bits()
+}
+
+/// Exactly `left` bytes of a file: padded with zeros when it shrank (and said), never
+/// more when it grew.
+struct Exact<'a, R> {
+    inner: Hashing<R>,
+    left: u64,
+    short: bool,
+    failed: Option<io::Error>,
+    meter: &'a Meter,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = if self.short || self.failed.is_some() {
+            0
+        } else {
+            match self.inner.read(&mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.failed = Some(e);
+                    0
+                }
+            }
+        };
+        let n = if n == 0 {
+            self.short = true;
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        self.left -= n as u64;
+        self.meter.add_in(n as u64);
+        Ok(n)
+    }
+}
