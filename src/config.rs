@@ -331,10 +331,12 @@ impl Config {
         self.notify
             .validate()
             .map_err(|e| err(e.key, e.value, e.allowed))?;
-        self.videos.validate().map_err(|detail| ConfigError::Parse {
-            path: path.display().to_string(),
-            detail,
-        })?;
+        self.videos
+            .validate()
+            .map_err(|detail| ConfigError::Parse {
+                path: path.display().to_string(),
+                detail,
+            })?;
         let names: Vec<String> = self.targets.named.keys().cloned().collect();
         let has_default = self.targets.default.is_some() || names.len() == 1;
         schedule::validate(&self.schedule, &self.capacity, &names, has_default).map_err(

@@ -129,7 +129,7 @@ pub enum KeysCmd {
 }
 
 /// Archive kinds on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
     /// Data, settings, software and access records.
     System,
@@ -172,6 +172,13 @@ pub struct CreateArgs {
     /// When another offbox run holds the run lock, wait up to SECS for it, then exit 75.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub wait: u64,
+    /// Videos: hash every recording whose metadata is unchanged, and send those whose
+    /// content differs (slow; for a suspected silent change).
+    #[arg(long)]
+    pub rehash: bool,
+    /// Videos: start a new chain with a full, whatever [videos] full_every says.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// The options every command that releases an archive's contents shares.
@@ -213,8 +220,23 @@ pub struct DecryptArgs {
 /// `restore` arguments.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive file, or - for standard input; with --from, the archive name.
-    pub archive: PathBuf,
+    /// The archive file, or - for standard input; with --from, the archive name. Not with
+    /// --kind videos, which restores a point (--at).
+    #[arg(required_unless_present = "kind", conflicts_with = "kind")]
+    pub archive: Option<PathBuf>,
+    /// `videos`: restore a point of the incremental video backup from --from: every
+    /// recording present at that run, from the archives that hold them.
+    #[arg(long, value_enum, requires = "from")]
+    pub kind: Option<VideoKindArg>,
+    /// Videos: the point, as an archive name, an archive id prefix, or a time
+    /// (2026-12-01T10:00:00Z, 2026-12-01, Unix seconds): the newest point at or before it
+    /// [default: the newest point].
+    #[arg(long, value_name = "TIME|ARCHIVE", requires = "kind")]
+    pub at: Option<String>,
+    /// Videos: restore only the recordings matching this pattern (`/dir` for a directory
+    /// and what is below, `*.mp4` for a name); repeat it for several.
+    #[arg(long, value_name = "GLOB", requires = "kind")]
+    pub only: Vec<String>,
     /// Read the archive from this target (configured name or URL).
     #[arg(long, value_name = "NAME|URL")]
     pub from: Option<String>,
@@ -242,6 +264,13 @@ pub struct RestoreArgs {
     /// Signature trust.
     #[command(flatten)]
     pub trust: TrustArgs,
+}
+
+/// The kinds `restore --kind` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VideoKindArg {
+    /// Session recordings (incremental).
+    Videos,
 }
 
 /// `recover` arguments.

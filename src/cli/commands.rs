@@ -118,6 +118,16 @@ fn keys(config_path: &Path, cmd: KeysCmd, json: bool) -> Result<(), JobError> {
 
 fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), JobError> {
     let cfg = Config::load(config_path)?;
+    if a.kind == KindArg::Videos {
+        return backup_videos(&cfg, a, json);
+    }
+    if a.rehash || a.full {
+        return Err(JobError::refused(
+            "backup create",
+            Policy::Usage,
+            "--rehash and --full apply to --kind videos only",
+        ));
+    }
     // One backup or prune of this appliance at a time; exit 75 when another run holds it.
     let lock = super::targets::run_lock(&cfg, a.wait)?;
     // An off-box target is connected (and guarded) before any key or payload is touched.
@@ -162,6 +172,24 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         .map_err(|e| JobError::io("writing the archive", e))?;
     report::backed_up(&summary, json);
     Ok(())
+}
+
+/// `backup create --kind videos`: to a target only, from the `[videos]` sources only.
+fn backup_videos(cfg: &Config, a: CreateArgs, json: bool) -> Result<(), JobError> {
+    crate::jobs::videos::backup::check_enabled(cfg)?;
+    if a.output.is_some() || !a.sources.is_empty() {
+        return Err(JobError::refused(
+            "backup create --kind videos",
+            Policy::Usage,
+            "video backups go to a target (--to NAME|URL, or the default target) and read [videos] sources; --output and --source do not apply: each run builds on the previous one on its target",
+        ));
+    }
+    let lock = super::targets::run_lock(cfg, a.wait)?;
+    let opts = crate::jobs::videos::backup::VideoRunOptions {
+        rehash: a.rehash,
+        full: a.full,
+    };
+    super::videos::create(cfg, a.to.as_deref(), opts, &lock, json)
 }
 
 /// What the progress bar counts to: the sources of a tree (walked by the bar), the size of

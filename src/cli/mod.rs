@@ -13,6 +13,7 @@ mod report;
 mod selfcheck;
 mod service;
 mod targets;
+mod videos;
 
 pub use args::Cli;
 

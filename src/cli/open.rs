@@ -117,6 +117,7 @@ pub fn decrypt_cmd(config_path: &Path, a: DecryptArgs, json: bool) -> Result<(),
 
 /// `restore`: a system or video archive into a new directory.
 pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(), JobError> {
+    let archive = a.archive.clone().unwrap_or_default();
     let mut trust = Trust::new();
     add_files(&mut trust, &a.trust.public_keys)?;
     let mut rec = None;
@@ -136,12 +137,35 @@ pub fn restore_cmd(config_path: &Path, a: RestoreArgs, json: bool) -> Result<(),
     if let Some(d) = device.as_mut() {
         add_device(&mut trust, d.as_mut())?;
     }
-    accept_forged(&a.trust, &mut trust, &a.archive);
+    accept_forged(&a.trust, &mut trust, &archive);
     let (mut rec_c, indexes) = rec.map_or((None, String::new()), |(r, i)| (Some(r), i));
     let with_shares = rec_c.is_some();
     let mut cs = custodians(&mut device, rec_c.as_mut());
-    let inp = super::targets::input_from(config_path, a.from.as_deref(), &a.archive, input)?;
-    let (meter, ticker) = reading("restore", &a.archive, a.from.is_some());
+    if a.kind.is_some() {
+        if with_shares {
+            audit(&format!(
+                "restore of video point {} to {} with recovery shares {indexes}",
+                a.at.as_deref().unwrap_or("(newest)"),
+                a.to.display()
+            ));
+        }
+        let opts = crate::jobs::videos::restore::VideoRestoreOptions {
+            at: a.at.clone(),
+            only: a.only.clone(),
+            no_sync: a.no_sync,
+        };
+        return super::videos::restore_point(
+            config_path,
+            a.from.as_deref(),
+            &opts,
+            &a.to,
+            &mut cs,
+            &trust,
+            json,
+        );
+    }
+    let inp = super::targets::input_from(config_path, a.from.as_deref(), &archive, input)?;
+    let (meter, ticker) = reading("restore", &archive, a.from.is_some());
     let mut inp = Metered::new(inp, &meter);
     let head = open::read_head(&mut inp)?;
     precheck_around_open(&trust, with_shares, &head)?;

@@ -326,10 +326,17 @@ pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobEr
         (false, None) => Some(own.as_str()),
     };
     let (archives, temps) = job::list(t.as_mut(), only)?;
+    // The video chains of this appliance, read from their authenticated headers.
+    let videos = only == Some(own.as_str()) && archives.iter().any(|a| a.info.kind == "videos");
     if json {
+        let chains = if videos {
+            super::videos::list_chains(&cfg, t.as_mut(), true)?
+        } else {
+            None
+        };
         println!(
             "{}",
-            serde_json::json!({"target": t.url(), "appliance": only, "archives": archives, "temporaries": temps})
+            serde_json::json!({"target": t.url(), "appliance": only, "archives": archives, "temporaries": temps, "video_chains": chains})
         );
         return Ok(());
     }
@@ -342,6 +349,9 @@ pub fn list_cmd(config_path: &Path, a: ListArgs, json: bool) -> Result<(), JobEr
             a.size.map_or("?".into(), |s| s.to_string()),
             a.info.appliance
         );
+    }
+    if videos {
+        super::videos::list_chains(&cfg, t.as_mut(), false)?;
     }
     eprintln!(
         "offbox: {} archive(s) {} on {}{}",
@@ -376,12 +386,27 @@ pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), Job
         a.dry_run,
         &lock,
     )?;
+    let (listed, _) = job::list(t.as_mut(), Some(&cfg.appliance_id()))?;
+    let videos = if listed.iter().any(|l| l.info.kind == "videos") {
+        Some(super::videos::prune_videos(
+            &cfg,
+            t.as_mut(),
+            a.keep_within,
+            a.dry_run,
+            &lock,
+        )?)
+    } else {
+        None
+    };
     if json {
         println!(
             "{}",
-            serde_json::json!({"target": t.url(), "dry_run": a.dry_run, "plan": plan})
+            serde_json::json!({"target": t.url(), "dry_run": a.dry_run, "plan": plan, "videos": videos})
         );
         return Ok(());
+    }
+    if let Some(v) = &videos {
+        super::videos::print_prune(v, a.dry_run);
     }
     for n in &plan.delete {
         println!(

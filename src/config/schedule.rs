@@ -54,7 +54,7 @@ pub(crate) const RUN_KINDS: &[RunKind] = &[
     RunKind {
         name: "videos",
         kind: ArchiveKind::Videos,
-        missing: Some("the video backup ([videos] enabled, with the recordings directory)"),
+        missing: None,
     },
 ];
 

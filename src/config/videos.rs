@@ -149,11 +149,25 @@ mod tests {
         assert_eq!(v.settle_secs, 300);
         let v = parse("enabled = true\nsources = [\"/r\"]\nfull_every = \"14d\"").unwrap();
         assert_eq!(v.full_every, FullEvery::Days(14));
-        assert_eq!(parse("full_every = 7").unwrap().full_every, FullEvery::Runs(7));
-        for bad in ["full_every = 0", "full_every = \"14\"", "full_every = \"0d\""] {
-            assert!(parse(bad).unwrap_err().contains("videos.full_every must be"), "{bad}");
+        assert_eq!(
+            parse("full_every = 7").unwrap().full_every,
+            FullEvery::Runs(7)
+        );
+        for bad in [
+            "full_every = 0",
+            "full_every = \"14\"",
+            "full_every = \"0d\"",
+        ] {
+            assert!(
+                parse(bad)
+                    .unwrap_err()
+                    .contains("videos.full_every must be"),
+                "{bad}"
+            );
         }
-        assert!(parse("enabled = true").unwrap_err().contains("needs videos.sources"));
+        assert!(parse("enabled = true")
+            .unwrap_err()
+            .contains("needs videos.sources"));
         assert!(parse("enabled = true\nsources = [\"r\"]")
             .unwrap_err()
             .contains("not an absolute path"));

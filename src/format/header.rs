@@ -178,9 +178,7 @@ impl Header {
         }
         match (&self.chain, self.version >= VERSION_CHAIN) {
             (Some(_), false) => {
-                return Err(FormatError::HeaderInvalid(
-                    "a chain needs format version 3",
-                ))
+                return Err(FormatError::HeaderInvalid("a chain needs format version 3"))
             }
             (None, true) => return Err(FormatError::HeaderInvalid("version 3 without a chain")),
             (Some(c), true) => c.validate(&self.archive_id)?,
@@ -276,8 +274,8 @@ impl Header {
         let (mut header, rest) = postcard::take_from_bytes::<Header>(body)
             .map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
         if version >= VERSION_CHAIN {
-            header.chain = postcard::from_bytes(rest)
-                .map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
+            header.chain =
+                postcard::from_bytes(rest).map_err(|e| FormatError::HeaderDecode(e.to_string()))?;
         }
         // postcard ignores trailing bytes; a canonical header has none. (`encode` also
         // validates.)

@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use crate::format::signature::prehash;
 use crate::format::signature::PublicKey;
-use crate::format::SignerInfo;
 use crate::format::trailer::{message_v3, TrailerV3};
+use crate::format::SignerInfo;
 use crate::format::{ArchiveKind, Chain, Compression, Header, VERSION, VERSION_CHAIN};
-pub use crate::payload::TailWrite;
 use crate::keys::{Device, SlotContext, SlotRecipient};
 use crate::payload::exclude::Excludes;
 use crate::payload::pack::pack;
 use crate::payload::Notice;
+pub use crate::payload::TailWrite;
 use crate::progress::Meter;
 use crate::secret::{random_bytes, Dek};
 use crate::stream::{signed_message, EncryptWriter};
@@ -72,6 +72,9 @@ pub struct BackupOptions {
     pub chain: Option<Chain>,
     /// False to store the payload uncompressed (already compressed recordings).
     pub compress: bool,
+    /// The device's signing key when the caller already read it (one device operation
+    /// fewer); `None` to read it here.
+    pub signing_key: Option<PublicKey>,
 }
 
 impl BackupOptions {
@@ -152,7 +155,11 @@ pub fn create<W: Write>(
     }
     let dek = Dek::random();
     let t_device = Instant::now();
-    let signing_key = device.signing_key()?;
+    let known_key = opts.signing_key.is_some();
+    let signing_key = match opts.signing_key.clone() {
+        Some(k) => k,
+        None => device.signing_key()?,
+    };
     let header = sealed_header(&opts, &signing_key, &dek, device, others)?;
     let mut device_time = t_device.elapsed();
     let slot_names = header.slots.iter().map(|s| s.kind_name()).collect();
@@ -223,7 +230,7 @@ pub fn create<W: Write>(
             bytes_per_second: plain as f64 / seconds.max(1e-9),
             entries,
             slots: slot_names,
-            device_operations: 3,
+            device_operations: if known_key { 2 } else { 3 },
             device_seconds: device_time.as_secs_f64(),
             changed_while_read: crate::payload::ChangedFiles::of(&notices),
             notices,

@@ -24,6 +24,7 @@ pub(crate) mod ssh_keys;
 pub mod state;
 pub mod status;
 pub mod target;
+pub mod videos;
 pub mod watch;
 
 pub use error::JobError;

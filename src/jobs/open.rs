@@ -5,6 +5,7 @@ use std::io::Read;
 
 use crate::format::{ArchiveKind, Header};
 use crate::keys::{KeyError, SlotContext, SlotIdentity};
+use crate::secret::Dek;
 use crate::stream::head::{ArchiveHead, HeadError};
 use crate::stream::DecryptReader;
 
@@ -44,19 +45,22 @@ pub(crate) fn open_head<R: Read>(
     input: R,
     custodians: &mut [&mut dyn SlotIdentity],
 ) -> Result<(DecryptReader<R>, &'static str), JobError> {
-    let header = &head.header;
+    let (dek, opened_by) = unwrap_dek(&head.header, custodians)?;
+    Ok((DecryptReader::new(input, head, &dek)?, opened_by))
+}
+
+/// The data key of `header`, from the first slot a custodian opens, and that custodian's
+/// name. The header MAC is not checked here: a reader made with the key does it.
+pub(crate) fn unwrap_dek(
+    header: &Header,
+    custodians: &mut [&mut dyn SlotIdentity],
+) -> Result<(Dek, &'static str), JobError> {
     let ctx = SlotContext::of(header);
     let mut first_err: Option<KeyError> = None;
-    let mut dek = None;
-    let mut opened_by = "";
-    'outer: for c in custodians.iter_mut() {
+    for c in custodians.iter_mut() {
         for slot in &header.slots {
             match c.unwrap(slot, &ctx) {
-                Ok(Some(k)) => {
-                    dek = Some(k);
-                    opened_by = c.name();
-                    break 'outer;
-                }
+                Ok(Some(k)) => return Ok((k, c.name())),
                 Ok(None) => {}
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -64,15 +68,12 @@ pub(crate) fn open_head<R: Read>(
             }
         }
     }
-    let Some(dek) = dek else {
-        return Err(first_err
-            .unwrap_or_else(|| KeyError::NoUsableSlot {
-                slots: slot_list(header),
-                hint: "open it where its HSM or TPM is, or with the recovery shares (--share FILE)",
-            })
-            .into());
-    };
-    Ok((DecryptReader::new(input, head, &dek)?, opened_by))
+    Err(first_err
+        .unwrap_or_else(|| KeyError::NoUsableSlot {
+            slots: slot_list(header),
+            hint: "open it where its HSM or TPM is, or with the recovery shares (--share FILE)",
+        })
+        .into())
 }
 
 /// "pkcs11, recovery": the slot kinds of a header.

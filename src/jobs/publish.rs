@@ -73,6 +73,7 @@ pub(crate) fn prepare(
             archive_id: BackupOptions::new_archive_id(),
             chain: None,
             compress: true,
+            signing_key: None,
         },
     })
 }

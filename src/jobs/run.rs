@@ -29,6 +29,7 @@ use super::state::{Failure, StateFile, Success};
 use super::target::{self as job, now_unix, target_err, Retention};
 use super::{signature, JobError};
 use crate::config::Config;
+use crate::format::ArchiveKind;
 use crate::guard::SelfIdentity;
 use crate::keys::open_device;
 use crate::notify::EventKind;
@@ -311,11 +312,23 @@ impl Pass<'_> {
             ));
         }
         let mut device = open_device(&self.cfg.keys)?;
-        let prepared = super::publish::prepare(self.cfg, s.run_kind.kind, &[])?;
         let t0 = Instant::now();
         let meter = Arc::new(Meter::default());
-        let (summary, published) =
-            prepared.publish_to(t.as_mut(), device.as_mut(), meter, self.lock)?;
+        let (summary, published) = if s.run_kind.kind == ArchiveKind::Videos {
+            let (v, p) = super::videos::backup::run(
+                self.cfg,
+                t.as_mut(),
+                target,
+                device.as_mut(),
+                meter,
+                self.lock,
+                Default::default(),
+            )?;
+            (v.backup, p)
+        } else {
+            let prepared = super::publish::prepare(self.cfg, s.run_kind.kind, &[])?;
+            prepared.publish_to(t.as_mut(), device.as_mut(), meter, self.lock)?
+        };
         let duration_secs = t0.elapsed().as_secs_f64();
         warnings.extend(
             published
@@ -333,14 +346,36 @@ impl Pass<'_> {
             keep_last: s.sched.keep_last,
             keep_within_days: s.sched.keep_within_days,
         };
-        let plan = job::prune_kind(
-            t.as_mut(),
-            &self.appliance,
-            Some(kind),
-            rules,
-            false,
-            self.lock,
-        )?;
+        let pruned = if s.run_kind.kind == ArchiveKind::Videos {
+            // Chains: [videos] keep_days, and whatever kept points need.
+            let mut trust = signature::Trust::new();
+            for k in device.signing_keys()? {
+                trust.add(k, "this appliance's signing key");
+            }
+            super::videos::prune::prune(
+                t.as_mut(),
+                &self.appliance,
+                &trust,
+                self.cfg.videos.keep_days,
+                now_unix(),
+                false,
+                self.lock,
+            )?
+            .delete
+            .into_iter()
+            .map(|d| d.name)
+            .collect()
+        } else {
+            job::prune_kind(
+                t.as_mut(),
+                &self.appliance,
+                Some(kind),
+                rules,
+                false,
+                self.lock,
+            )?
+            .delete
+        };
         Ok(Done {
             success: Success {
                 at: now_unix(),
@@ -349,7 +384,7 @@ impl Pass<'_> {
                 duration_secs,
             },
             verified,
-            pruned: plan.delete,
+            pruned,
         })
     }
 

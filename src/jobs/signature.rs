@@ -144,8 +144,8 @@ impl Trust {
         tail_digest: &[u8; 32],
         trailer: &[u8],
     ) -> Result<(u64, SignatureStatus), JobError> {
-        let t = TrailerV3::decode(trailer)
-            .map_err(|_| JobError::Signature(SignatureError::Invalid))?;
+        let t =
+            TrailerV3::decode(trailer).map_err(|_| JobError::Signature(SignatureError::Invalid))?;
         let s = self.check_strict(header, trailer, |_| {
             let m = message_v3(header_digest, &t.stream_digest, t.tail_start, tail_digest);
             Ok((m, t.signature.to_vec()))
@@ -161,10 +161,15 @@ impl Trust {
         header_digest: &[u8; 32],
         trailer: &[u8],
     ) -> Result<SignatureStatus, JobError> {
-        let t = TrailerV3::decode(trailer)
-            .map_err(|_| JobError::Signature(SignatureError::Invalid))?;
+        let t =
+            TrailerV3::decode(trailer).map_err(|_| JobError::Signature(SignatureError::Invalid))?;
         self.check_strict(header, trailer, |_| {
-            let m = message_v3(header_digest, &t.stream_digest, t.tail_start, &t.tail_digest);
+            let m = message_v3(
+                header_digest,
+                &t.stream_digest,
+                t.tail_start,
+                &t.tail_digest,
+            );
             Ok((m, t.signature.to_vec()))
         })
         .map_err(JobError::Signature)
@@ -301,12 +306,7 @@ pub fn verify_keyless<R: Read>(mut input: R, trust: &Trust) -> Result<KeylessSum
         segments += 1;
     }
     let digest = framer.stream_digest();
-    let signature = trust.check(
-        &header,
-        &framer.prelude_digest(),
-        digest,
-        framer.trailer(),
-    )?;
+    let signature = trust.check(&header, &framer.prelude_digest(), digest, framer.trailer())?;
     Ok(KeylessSummary {
         archive_id: header.archive_id_hex(),
         kind: header.kind.name(),
@@ -369,7 +369,10 @@ mod tests {
         let h = header(Some(pk.key_id()));
         let mut trust = Trust::new();
         trust.add(other.clone(), "other");
-        let e = trust.check(&h, &[0; 32], Some(digest), sig.as_ref()).err().unwrap();
+        let e = trust
+            .check(&h, &[0; 32], Some(digest), sig.as_ref())
+            .err()
+            .unwrap();
         assert_eq!(
             e.to_string(),
             format!(
@@ -381,18 +384,28 @@ mod tests {
         assert_eq!(e.exit_code(), 3);
         trust.add(pk.clone(), "--public-key k.pem");
         assert_eq!(
-            trust.check(&h, &[0; 32], Some(digest), sig.as_ref()).unwrap(),
+            trust
+                .check(&h, &[0; 32], Some(digest), sig.as_ref())
+                .unwrap(),
             SignatureStatus::Verified {
                 key: hex(&pk.key_id()),
                 trusted_as: "--public-key k.pem".into()
             }
         );
-        let e = trust.check(&h, &[0; 32], Some([8; 32]), sig.as_ref()).err().unwrap();
+        let e = trust
+            .check(&h, &[0; 32], Some([8; 32]), sig.as_ref())
+            .err()
+            .unwrap();
         assert!(matches!(e, JobError::Signature(SignatureError::Invalid)));
-        let e = trust.check(&header(None), &[0; 32], Some(digest), &[]).err().unwrap();
+        let e = trust
+            .check(&header(None), &[0; 32], Some(digest), &[])
+            .err()
+            .unwrap();
         assert!(matches!(e, JobError::Signature(SignatureError::Unsigned)));
         trust.accept_forged();
-        let s = trust.check(&header(None), &[0; 32], Some(digest), &[]).unwrap();
+        let s = trust
+            .check(&header(None), &[0; 32], Some(digest), &[])
+            .unwrap();
         assert!(s.to_string().starts_with("NOT VERIFIED"), "{s}");
     }
 }

@@ -29,7 +29,11 @@ pub(crate) struct Sink<W: Write> {
 
 impl<W: Write> Sink<W> {
     /// A sink over `enc`, compressing at `level` with `threads` workers, or storing (`None`).
-    pub(crate) fn new(enc: EncryptWriter<W>, level: Option<i32>, threads: u32) -> Result<Self, JobError> {
+    pub(crate) fn new(
+        enc: EncryptWriter<W>,
+        level: Option<i32>,
+        threads: u32,
+    ) -> Result<Self, JobError> {
         let state = match level {
             Some(l) => State::Zstd(super::backup::compressor(enc, l, threads)?),
             None => State::Raw(enc),

@@ -91,13 +91,31 @@ pub fn backup_to(
     meter: Arc<Meter>,
     lock: &RunLock,
 ) -> Result<(BackupSummary, Published), JobError> {
+    let name = ArchiveName::new(
+        &opts.appliance_id,
+        opts.kind.name(),
+        now_unix(),
+        &opts.archive_id_hex(),
+    )
+    .to_string();
+    backup_to_as(target, device, others, opts, meter, lock, name)
+}
+
+/// [`backup_to`] under a name chosen by the caller (a video archive's manifest names
+/// itself).
+pub(crate) fn backup_to_as(
+    target: &mut dyn Target,
+    device: &mut dyn Device,
+    others: &mut [&mut dyn SlotRecipient],
+    opts: BackupOptions,
+    meter: Arc<Meter>,
+    lock: &RunLock,
+    name: String,
+) -> Result<(BackupSummary, Published), JobError> {
     let appliance = opts.appliance_id.clone();
-    let kind = opts.kind.name();
-    let created = now_unix();
     let cleanup = remove_stale_temporaries(target, &appliance, lock)
         .map_err(|e| target_err("removing leftovers of earlier uploads", e))?;
-    // The name is known before the first byte: the archive id is chosen here.
-    let name = ArchiveName::new(&appliance, kind, created, &opts.archive_id_hex()).to_string();
+    // The name is known before the first byte: the archive id was chosen in advance.
     let upload = target
         .begin_named(&appliance, &name)
         .map_err(|e| target_err("starting the upload", e))?;
@@ -255,7 +273,9 @@ pub(crate) fn prune_kind(
     _held: &RunLock,
 ) -> Result<PrunePlan, JobError> {
     let (mut archives, _) = list(target, Some(appliance))?;
-    archives.retain(|a| kind.is_none_or(|k| a.info.kind == k));
+    // Video archives form chains: only `videos::prune` deletes them, keeping what kept
+    // restore points need.
+    archives.retain(|a| a.info.kind != "videos" && kind.is_none_or(|k| a.info.kind == k));
     let mut plan = plan_prune(&archives, appliance, rules, now_unix())?;
     if let Some(bad) = plan
         .delete

@@ -48,7 +48,11 @@ impl<R: Read> Framer<R> {
         for p in prelude {
             pd.update(p);
         }
-        let prelude_digest = pd.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let prelude_digest = pd
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
         let digest = (trailer_len > 0).then(|| {
             let mut ctx = digest::Context::new(&digest::SHA256);
             for p in prelude {

@@ -49,12 +49,7 @@ impl<R: Read> DecryptReader<R> {
     /// Like [`DecryptReader::new`], for a stream that starts at segment `first` of the body
     /// (a tail read from a target at its offset, see `crate::format::trailer`). The stream
     /// digest then covers only the segments read: the tail digest.
-    pub fn new_at(
-        inner: R,
-        head: ArchiveHead,
-        dek: &Dek,
-        first: u64,
-    ) -> Result<Self, FormatError> {
+    pub fn new_at(inner: R, head: ArchiveHead, dek: &Dek, first: u64) -> Result<Self, FormatError> {
         let keys = ArchiveKeys::derive(dek, &head.header.salt);
         keys.check_header_mac(&head.encoded, &head.mac)?;
         let mut prelude = digest::Context::new(&digest::SHA256);

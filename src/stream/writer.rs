@@ -69,7 +69,11 @@ impl<W: Write> EncryptWriter<W> {
         let mut hd = digest::Context::new(&digest::SHA256);
         hd.update(&encoded);
         hd.update(&mac);
-        let header_digest = hd.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let header_digest = hd
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
         let segment_size = header.segment_size as usize;
         Ok(EncryptWriter {
             inner,

@@ -96,14 +96,15 @@ pub trait Target {
     /// (a file, SFTP, an S3 range) starts there.
     fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
         let mut r = self.open(name)?;
-        let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(|e| {
-            TargetError::Io {
-                target: self.url(),
-                op: format!("reading {name}"),
-                detail: e.to_string(),
-                retry: Retry::Temporary,
-            }
-        })?;
+        let skipped =
+            std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(|e| {
+                TargetError::Io {
+                    target: self.url(),
+                    op: format!("reading {name}"),
+                    detail: e.to_string(),
+                    retry: Retry::Temporary,
+                }
+            })?;
         if skipped < offset {
             return Err(TargetError::Io {
                 target: self.url(),

@@ -119,8 +119,7 @@ impl Manifest {
         if m.records.windows(2).any(|w| w[0].path >= w[1].path) {
             return Err(ManifestError::Invalid("paths are not sorted and unique"));
         }
-        if m
-            .records
+        if m.records
             .iter()
             .any(|r| r.archive as usize >= m.archives.len() || !safe_path(&r.path))
         {

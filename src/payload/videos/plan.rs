@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::hash::hash_file;
 use super::manifest::{ArchiveRef, Manifest, Record};
 use super::scan::Scan;
-use super::hash::hash_file;
 use crate::payload::Notice;
 
 /// One recording of the new restore point.
@@ -52,7 +52,7 @@ pub struct Plan {
 pub fn plan(
     scan: Scan,
     previous: Option<Manifest>,
-    present: &dyn Fn(&[u8; 16]) -> bool,
+    present: &dyn Fn(&ArchiveRef) -> bool,
     settle_before: i64,
     rehash: bool,
 ) -> Plan {
@@ -68,7 +68,7 @@ pub fn plan(
     let mut remap: HashMap<u32, u32> = HashMap::new();
     let mut keep_ref = |r: &Record, p: &mut Plan| -> Option<Record> {
         let a = &old_archives[r.archive as usize];
-        if !present(&a.id) {
+        if !present(a) {
             return None;
         }
         let idx = *remap.entry(r.archive).or_insert_with(|| {

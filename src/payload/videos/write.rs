@@ -65,7 +65,11 @@ pub fn write(
                         path: format!("/{}", now.path),
                         what: format!(
                             "{what}; not part of this point{}; the next run sends it",
-                            if kept { " (its previous version is)" } else { "" }
+                            if kept {
+                                " (its previous version is)"
+                            } else {
+                                ""
+                            }
                         ),
                     });
                     records.extend(previous);

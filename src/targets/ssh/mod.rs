@@ -101,13 +101,21 @@ impl Target for SshTarget {
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.url, name)?;
         let path = self.dir.join(name);
-        Ok(Box::new(self.ch.read(&path, &format!("archive {name}"), 0)?))
+        Ok(Box::new(self.ch.read(
+            &path,
+            &format!("archive {name}"),
+            0,
+        )?))
     }
 
     fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
         super::check_plain(&self.url, name)?;
         let path = self.dir.join(name);
-        Ok(Box::new(self.ch.read(&path, &format!("archive {name}"), offset)?))
+        Ok(Box::new(self.ch.read(
+            &path,
+            &format!("archive {name}"),
+            offset,
+        )?))
     }
 
     fn delete(&mut self, name: &str) -> Result<(), TargetError> {
