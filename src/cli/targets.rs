@@ -420,12 +420,18 @@ pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), Job
     for (n, until) in &plan.locked {
         println!("locked\t{n}\tuntil {until}");
     }
+    let (vk, vd) = videos.as_ref().map_or((0, 0), |v| {
+        (
+            v.keep.len() + v.needed.len() + v.unreadable.len() + v.locked.len(),
+            v.delete.len(),
+        )
+    });
     eprintln!(
         "offbox: prune{} on {}: {} kept, {} {}{}",
         if a.dry_run { " (dry run)" } else { "" },
         t.url(),
-        plan.keep.len(),
-        plan.delete.len(),
+        plan.keep.len() + vk,
+        plan.delete.len() + vd,
         if a.dry_run { "to delete" } else { "deleted" },
         if plan.locked.is_empty() {
             String::new()

@@ -59,7 +59,7 @@ pub fn create(
         "offbox: video backup complete: {} {} of chain {} ({}): {} recording(s), {} stored ({}), {} unchanged, {} deleted since, {} skipped (still being written{}), archive {} out, {} device operations, catalogue: {}",
         if s.full { "full" } else { "increment" },
         s.chain_seq,
-        &s.backup.archive_id[..8],
+        &s.base[..8],
         s.full_reason.as_deref().unwrap_or("continues the chain"),
         s.recordings,
         s.stored,

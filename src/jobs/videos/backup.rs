@@ -48,6 +48,8 @@ pub struct VideoSummary {
     pub full_reason: Option<String>,
     /// Position in the chain (0 for a full).
     pub chain_seq: u32,
+    /// The chain's full (archive id, hex).
+    pub base: String,
     /// Recordings in the new restore point.
     pub recordings: u64,
     /// Recordings whose bytes this archive stores.
@@ -126,7 +128,9 @@ pub fn run(
     let points = list_points(target, &appliance)?;
     let cat_path = catalogue::path(&cfg.state_dir(), target_name);
     let prev = previous(&cat_path, target, &points, device, &signing_key);
-    let now = now_unix();
+    // Points are ordered by the time in their names, to the second: a run in the same
+    // second as the newest point takes the next second, so the order stays the chain's.
+    let now = now_unix().max(points.last().map_or(i64::MIN, |p| p.created_unix + 1));
     let full_reason = match (&prev.catalogue, opts.full) {
         (_, true) => Some("--full was given".to_string()),
         (None, _) => Some("there is no earlier restore point to build on".into()),
@@ -216,6 +220,7 @@ pub fn run(
             full: chain.seq == 0,
             full_reason,
             chain_seq: chain.seq,
+            base: hex(&chain.base),
             recordings,
             stored: written.stored,
             stored_bytes: written.stored_bytes,
