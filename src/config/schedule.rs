@@ -16,9 +16,9 @@
 //! ```
 //!
 //! The kinds `offbox run` knows are data, [`RUN_KINDS`], in the order a run takes them
-//! (secrets first, the most valuable). A kind whose feature this build lacks (videos, until
-//! the video backup lands) is refused when the config is parsed, with a message naming the
-//! feature; making it available is one change in that table.
+//! (secrets first, the most valuable). A kind whose feature a build lacks is refused when
+//! the config is parsed, with a message naming the feature. Video archives form chains:
+//! `[schedule.videos]` takes no keep rule, their retention is `[videos] keep_days`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -210,7 +210,15 @@ fn validate_kind(
             );
         }
     }
-    if k.keep_last.is_none() && k.keep_within_days.is_none() {
+    if known.kind == ArchiveKind::Videos {
+        if k.keep_last.is_some() || k.keep_within_days.is_some() {
+            return bad(
+                key(if k.keep_last.is_some() { "keep_last" } else { "keep_within_days" }),
+                "a value".into(),
+                "video archives form chains: their retention is [videos] keep_days, which keeps whatever a kept restore point needs; remove this key".into(),
+            );
+        }
+    } else if k.keep_last.is_none() && k.keep_within_days.is_none() {
         return bad(
             key("keep_last"),
             "(not set)".into(),
@@ -285,7 +293,7 @@ mod tests {
             ("[schedule.system]\nkeep_last = 0", "schedule.system.keep_last = 0 is not allowed"),
             ("[schedule.secrets]\nkeep_last = 1\ntargets = [\"dr\"]", "schedule.secrets.targets = \"dr\" is not allowed; each entry must name a [targets.NAME] table (configured: nas)"),
             ("[schedule.photos]\nkeep_last = 1", "schedule.photos = a table is not allowed; the kinds are secrets, system, videos"),
-            ("[schedule.videos]\nkeep_last = 1", "videos backups need the video backup ([videos] enabled"),
+            ("[schedule.videos]\nkeep_last = 1", "schedule.videos.keep_last = a value is not allowed; video archives form chains"),
             ("[capacity]\nratio = -1", "capacity.ratio = -1 is not allowed"),
             ("[capacity]\nmeasured_path = \"var\"", "capacity.measured_path = \"var\" is not allowed"),
         ];
@@ -298,8 +306,8 @@ mod tests {
             e.contains("unknown field `evry_hours`") && e.contains("[schedule.system]"),
             "{e}"
         );
-        // A disabled videos table waits for the feature without failing the config.
-        parse("[schedule.videos]\nenabled = false\nkeep_last = 1").unwrap();
+        // Videos keep by [videos] keep_days.
+        parse("[schedule.videos]\nevery_hours = 24").unwrap();
     }
 
     #[test]

@@ -33,13 +33,16 @@ pub struct VideoChain {
     pub bytes: u64,
 }
 
+/// Archives whose header could not be checked: (name, why).
+pub type Unreadable = Vec<(String, String)>;
+
 /// The chains of `appliance`, oldest first, and the archives whose header could not be
-/// checked (name, why).
+/// checked.
 pub fn chains(
     target: &mut dyn Target,
     appliance: &str,
     trust: &Trust,
-) -> Result<(Vec<VideoChain>, Vec<(String, String)>), JobError> {
+) -> Result<(Vec<VideoChain>, Unreadable), JobError> {
     let points = list_points(target, appliance)?;
     let mut chains: Vec<VideoChain> = Vec::new();
     let mut bad = Vec::new();
