@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 
 use offbox::format::header::hex;
 use offbox::format::schedule::{hkdf32, ArchiveKeys};
-use offbox::format::{ArchiveKind, Compression, Header, KeySlot, SignerInfo};
+use offbox::format::trailer::{message_v3, tail_segment, TrailerV3};
+use offbox::format::{ArchiveKind, Chain, Compression, Header, KeySlot, SignerInfo};
 use offbox::keys::recovery::{RecoveryIdentity, RecoveryRecipient, RecoverySecret};
 use offbox::keys::{SlotContext, SlotIdentity, SlotRecipient};
 use offbox::secret::Key32;
-use offbox::stream::{ArchiveHead, DecryptReader, EncryptWriter};
+use offbox::stream::{ArchiveHead, DecryptReader, EncryptWriter, Finished};
 
 fn unhex(s: &str) -> Vec<u8> {
     data_encoding::HEXLOWER.decode(s.as_bytes()).unwrap()
@@ -42,7 +43,10 @@ fn vectors() -> BTreeMap<String, BTreeMap<String, String>> {
 fn vector_header(v: &BTreeMap<String, String>) -> Header {
     Header {
         version: v.get("version").map_or(1, |x| x.parse().unwrap()),
-        kind: ArchiveKind::System,
+        kind: match v.get("kind").map(String::as_str) {
+            Some("videos") => ArchiveKind::Videos,
+            _ => ArchiveKind::System,
+        },
         created_unix: v["created_unix"].parse().unwrap(),
         appliance_id: v["appliance_id"].clone(),
         archive_id: unhex(&v["archive_id"]).try_into().unwrap(),
@@ -60,7 +64,20 @@ fn vector_header(v: &BTreeMap<String, String>) -> Header {
         signer: v.get("signer_key_id").map(|k| SignerInfo {
             key_id: unhex(k).try_into().unwrap(),
         }),
-        chain: None,
+        chain: v.get("chain_base").map(|b| Chain {
+            base: unhex(b).try_into().unwrap(),
+            parent: v.get("chain_parent").map(|p| unhex(p).try_into().unwrap()),
+            seq: v["chain_seq"].parse().unwrap(),
+            depends_on: v
+                .get("chain_depends_on")
+                .map(|d| {
+                    unhex(d)
+                        .chunks(16)
+                        .map(|c| c.try_into().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
     }
 }
 
@@ -74,16 +91,36 @@ fn plaintext(v: &BTreeMap<String, String>) -> Vec<u8> {
 }
 
 fn build(v: &BTreeMap<String, String>) -> (Vec<u8>, Option<[u8; 32]>) {
+    let (a, f) = build_full(v);
+    (a, f.stream_digest)
+}
+
+/// The archive bytes (trailer from the vector) and what the writer handed back.
+fn build_full(v: &BTreeMap<String, String>) -> (Vec<u8>, Finished<()>) {
     let dek = Key32::from_slice(&unhex(&v["dek"])).unwrap();
     let h = vector_header(v);
     let mut w = EncryptWriter::new(Vec::new(), &h, &dek).unwrap();
-    w.write_all(&plaintext(v)).unwrap();
+    let p = plaintext(v);
+    let split = v.get("tail_start").map_or(p.len(), |t| t.parse().unwrap());
+    w.write_all(&p[..split]).unwrap();
+    if v.contains_key("tail_start") {
+        w.mark_tail();
+    }
+    w.write_all(&p[split..]).unwrap();
     let f = w.finish().unwrap();
     let mut a = f.inner;
     if let Some(t) = v.get("trailer") {
         a.extend_from_slice(&unhex(t));
     }
-    (a, f.stream_digest)
+    let rest = Finished {
+        inner: (),
+        bytes_in: f.bytes_in,
+        bytes_out: f.bytes_out,
+        stream_digest: f.stream_digest,
+        header_digest: f.header_digest,
+        tail: f.tail,
+    };
+    (a, rest)
 }
 
 #[test]
@@ -129,6 +166,45 @@ fn archive_vectors_match_byte_for_byte() {
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, plaintext(v), "{name}: plaintext");
     }
+}
+
+/// The version-3 vector: the chain in the header, the tail's start and digest, the trailer
+/// fields and the signed message (docs/format.md §5); and the tail read on its own from its
+/// first segment.
+#[test]
+fn chained_vector_tail_and_trailer() {
+    let all = vectors();
+    let v = &all["v3-chained"];
+    let (a, f) = build_full(v);
+    let h = vector_header(v);
+    let (tail_start, tail_digest) = f.tail.unwrap();
+    assert_eq!(tail_start.to_string(), v["tail_start"]);
+    assert_eq!(hex(&tail_digest), v["tail_digest"], "tail_digest");
+    assert_eq!(hex(&f.header_digest), v["header_digest"], "header_digest");
+    let stream = f.stream_digest.unwrap();
+    let msg = message_v3(&f.header_digest, &stream, tail_start, &tail_digest);
+    let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &msg);
+    assert_eq!(hex(sha.as_ref()), v["message_sha256"], "message_sha256");
+    let trailer = TrailerV3::decode(&unhex(&v["trailer"])).unwrap();
+    assert_eq!(trailer.stream_digest, stream);
+    assert_eq!(trailer.tail_start, tail_start);
+    assert_eq!(trailer.tail_digest, tail_digest);
+    // The tail, from its segment's offset to the end of the final segment, hashes to the
+    // tail digest, and decrypts on its own.
+    let encoded = h.encode().unwrap();
+    let (index, offset) = tail_segment(encoded.len(), h.segment_size, tail_start);
+    assert_eq!(format!("{index} {offset}"), v["tail_segment"], "tail_segment");
+    let end = a.len() - 136;
+    let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &a[offset as usize..end]);
+    assert_eq!(sha.as_ref(), tail_digest);
+    let dek = Key32::from_slice(&unhex(&v["dek"])).unwrap();
+    let head = ArchiveHead::read_from(&mut std::io::Cursor::new(&a[..])).ok().unwrap();
+    let mut r = DecryptReader::new_at(&a[offset as usize..], head, &dek, index).unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    let p = plaintext(v);
+    assert_eq!(out, p[(index * u64::from(h.segment_size)) as usize..]);
+    assert_eq!(r.stream_digest().unwrap(), tail_digest);
 }
 
 #[test]
