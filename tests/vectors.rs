@@ -70,12 +70,7 @@ fn vector_header(v: &BTreeMap<String, String>) -> Header {
             seq: v["chain_seq"].parse().unwrap(),
             depends_on: v
                 .get("chain_depends_on")
-                .map(|d| {
-                    unhex(d)
-                        .chunks(16)
-                        .map(|c| c.try_into().unwrap())
-                        .collect()
-                })
+                .map(|d| unhex(d).chunks(16).map(|c| c.try_into().unwrap()).collect())
                 .unwrap_or_default(),
         }),
     }
@@ -193,12 +188,18 @@ fn chained_vector_tail_and_trailer() {
     // tail digest, and decrypts on its own.
     let encoded = h.encode().unwrap();
     let (index, offset) = tail_segment(encoded.len(), h.segment_size, tail_start);
-    assert_eq!(format!("{index} {offset}"), v["tail_segment"], "tail_segment");
+    assert_eq!(
+        format!("{index} {offset}"),
+        v["tail_segment"],
+        "tail_segment"
+    );
     let end = a.len() - 136;
     let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &a[offset as usize..end]);
     assert_eq!(sha.as_ref(), tail_digest);
     let dek = Key32::from_slice(&unhex(&v["dek"])).unwrap();
-    let head = ArchiveHead::read_from(&mut std::io::Cursor::new(&a[..])).ok().unwrap();
+    let head = ArchiveHead::read_from(&mut std::io::Cursor::new(&a[..]))
+        .ok()
+        .unwrap();
     let mut r = DecryptReader::new_at(&a[offset as usize..], head, &dek, index).unwrap();
     let mut out = Vec::new();
     r.read_to_end(&mut out).unwrap();

@@ -422,7 +422,7 @@ pub fn prune_cmd(config_path: &Path, a: PruneArgs, json: bool) -> Result<(), Job
     }
     let (vk, vd) = videos.as_ref().map_or((0, 0), |v| {
         (
-            v.keep.len() + v.needed.len() + v.unreadable.len() + v.locked.len(),
+            v.keep.len() + v.needed.len() + v.unreadable.len() + v.held_back.len() + v.locked.len(),
             v.delete.len(),
         )
     });

@@ -225,6 +225,9 @@ pub fn print_prune(plan: &VideoPrunePlan, dry_run: bool) {
     for (n, why) in &plan.unreadable {
         println!("keep\t{n}\t(header not checked: {why})");
     }
+    for n in &plan.held_back {
+        println!("keep\t{n}\t(held back: a video header could not be checked, so what it needs is unknown; fix or remove that archive)");
+    }
     for (n, until) in &plan.locked {
         println!("locked\t{n}\tuntil {until}");
     }

@@ -19,6 +19,9 @@ use serde::Deserialize;
 pub(crate) const DEFAULT_SETTLE_SECS: u64 = 300;
 /// Default chain length, in runs.
 pub(crate) const DEFAULT_FULL_EVERY_RUNS: u32 = 30;
+/// The longest chain: a full after this many archives whatever `full_every` says, so that a
+/// header's dependency list stays small.
+pub(crate) const MAX_CHAIN_RUNS: u32 = 1000;
 /// Default retention of restore points, in days.
 pub(crate) const DEFAULT_KEEP_DAYS: u32 = 90;
 
@@ -41,11 +44,11 @@ impl<'de> Deserialize<'de> for FullEvery {
         }
         let bad = || {
             serde::de::Error::custom(
-                "videos.full_every must be a number of runs from 1 to 10000 (full_every = 30) or days as \"14d\" (1d to 3650d)",
+                "videos.full_every must be a number of runs from 1 to 1000 (full_every = 30) or days as \"14d\" (1d to 3650d)",
             )
         };
         match Raw::deserialize(d)? {
-            Raw::N(n) if (1..=10_000).contains(&n) => Ok(FullEvery::Runs(n as u32)),
+            Raw::N(n) if (1..=MAX_CHAIN_RUNS as i64).contains(&n) => Ok(FullEvery::Runs(n as u32)),
             Raw::S(s) => match s.strip_suffix('d').and_then(|n| n.parse::<u32>().ok()) {
                 Some(n) if (1..=3650).contains(&n) => Ok(FullEvery::Days(n)),
                 _ => Err(bad()),

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use super::catalogue::{self, Catalogue};
 use super::{list_points, Point};
+use crate::config::videos::MAX_CHAIN_RUNS;
 use crate::config::{Config, FullEvery};
-use crate::format::signature::PublicKey;
 use crate::format::{ArchiveKind, Chain};
 use crate::jobs::backup::{BackupOptions, BackupSummary, ChainedPayload, Payload, TailWrite};
 use crate::jobs::error::Policy;
@@ -124,10 +124,20 @@ pub fn run(
     let v = &cfg.videos;
     let mut prepared = publish::prepare(cfg, ArchiveKind::Videos, &[])?;
     let appliance = cfg.appliance_id();
-    let signing_key = device.signing_key()?;
+    // One device operation for every signing key, current first: the current one signs,
+    // all of them are trusted when the previous point is read back from the target.
+    let keys = device.signing_keys()?;
+    let signing_key = match keys.first() {
+        Some(k) => k.clone(),
+        None => device.signing_key()?,
+    };
+    let mut trust = Trust::new();
+    for k in keys {
+        trust.add(k, "this appliance's signing key");
+    }
     let points = list_points(target, &appliance)?;
     let cat_path = catalogue::path(&cfg.state_dir(), target_name);
-    let prev = previous(&cat_path, target, &points, device, &signing_key);
+    let prev = previous(&cat_path, target, &points, device, &trust);
     // Points are ordered by the time in their names, to the second: a run in the same
     // second as the newest point takes the next second, so the order stays the chain's.
     let now = now_unix().max(points.last().map_or(i64::MIN, |p| p.created_unix + 1));
@@ -236,6 +246,11 @@ pub fn run(
 
 /// Why the next archive must start a new chain, if it must.
 fn chain_full(c: &Catalogue, points: &[Point], every: FullEvery, now: i64) -> Option<String> {
+    if c.chain.seq + 1 >= MAX_CHAIN_RUNS {
+        return Some(format!(
+            "the chain has {MAX_CHAIN_RUNS} archives, the most a chain may have"
+        ));
+    }
     match every {
         FullEvery::Runs(n) if c.chain.seq + 1 >= n => Some(format!(
             "the chain has {} archives (videos.full_every = {n})",
@@ -259,7 +274,7 @@ fn previous(
     target: &mut dyn Target,
     points: &[Point],
     device: &mut dyn Device,
-    signing_key: &PublicKey,
+    trust: &Trust,
 ) -> Previous {
     let mut notices = Vec::new();
     let Some(newest) = points.last() else {
@@ -286,14 +301,12 @@ fn previous(
         Ok(None) => "there is no catalogue".into(),
         Err(why) => format!("the catalogue {why}"),
     };
-    let mut trust = Trust::new();
-    trust.add(signing_key.clone(), "this appliance's signing key");
     let r = super::tail::read_manifest(
         target,
         &newest.name,
         newest.size,
         &mut [device as &mut dyn SlotIdentity],
-        &trust,
+        trust,
     );
     match r {
         Ok((h, manifest)) => Previous {

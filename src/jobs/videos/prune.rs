@@ -3,7 +3,7 @@
 //! of its bytes: the dependencies recorded in each kept header (authenticated by the
 //! signature, read without the recordings or any key) are kept too, and theirs, so no kept
 //! manifest ever names a deleted archive. An archive whose header cannot be read or
-//! checked is kept and reported, never deleted blind.
+//! checked is kept and reported, and then nothing is deleted: what it needs is unknown.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -38,6 +38,9 @@ pub struct VideoPrunePlan {
     pub delete: Vec<Deletion>,
     /// Archives kept because their header could not be checked, with why.
     pub unreadable: Vec<(String, String)>,
+    /// Archives the rule would delete, kept because some header could not be checked: an
+    /// unreadable archive's dependencies are unknown, so nothing is deleted blind.
+    pub held_back: Vec<String>,
     /// Archives to delete that Object Lock still protects (name, until).
     pub locked: Vec<(String, String)>,
 }
@@ -102,6 +105,12 @@ pub fn prune(
         }
         plan.delete
             .push(deletion(p, full.get(&p.name).copied().unwrap_or(false)));
+    }
+    if !plan.unreadable.is_empty() {
+        plan.held_back = std::mem::take(&mut plan.delete)
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
     }
     if !dry_run {
         let mut deleted = Vec::with_capacity(plan.delete.len());
