@@ -47,7 +47,7 @@ pub struct Plan {
 
 /// Compares the scan with the previous point. `present` says whether an archive still exists
 /// on the target: a record whose archive is gone is sent again. `settle_before`: files with
-/// an mtime at or after this Unix time are still being written. `rehash`: hash unchanged
+/// an mtime after this Unix time (now less `settle_secs`) are still being written. `rehash`: hash unchanged
 /// files and send those whose content differs.
 pub fn plan(
     scan: Scan,
@@ -90,7 +90,7 @@ pub fn plan(
         let prev = old
             .next_if(|o| o.path == now.path)
             .and_then(|o| keep_ref(&o, &mut p));
-        if now.mtime >= settle_before {
+        if now.mtime > settle_before {
             match prev {
                 Some(r) => {
                     p.settling_kept += 1;
@@ -147,5 +147,96 @@ impl Plan {
             .iter()
             .filter(|i| matches!(i, Item::Send { .. }))
             .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::videos::manifest::MANIFEST_FORMAT;
+
+    fn rec(path: &str, size: u64, mtime: i64, archive: u32) -> Record {
+        Record {
+            path: path.into(),
+            size,
+            mtime,
+            mtime_nsec: 0,
+            ctime: mtime,
+            ctime_nsec: 0,
+            dev: 1,
+            ino: size,
+            mode: 0o640,
+            uid: 0,
+            gid: 0,
+            sha256: [size as u8; 32],
+            archive,
+        }
+    }
+
+    fn aref(n: u8) -> ArchiveRef {
+        ArchiveRef {
+            id: [n; 16],
+            name: format!("a{n}"),
+        }
+    }
+
+    #[test]
+    fn carries_sends_counts_and_remaps() {
+        let previous = Manifest {
+            format: MANIFEST_FORMAT,
+            archive_id: [2; 16],
+            archives: vec![aref(1), aref(2), aref(3)],
+            records: vec![
+                rec("a", 10, 100, 0),    // unchanged: carried from a1
+                rec("b", 20, 100, 1),    // modified: sent, previous kept aside
+                rec("c", 30, 100, 2),    // deleted on the appliance
+                rec("d", 40, 100, 2),    // being written again: previous stays
+                rec("gone", 50, 100, 2), // its archive was pruned: sent again
+            ],
+        };
+        let scan = Scan {
+            files: vec![
+                rec("a", 10, 100, 0),
+                rec("b", 21, 150, 0),
+                rec("d", 41, 1000, 0),
+                rec("e", 5, 1000, 0), // new, being written: skipped
+                rec("f", 6, 100, 0),  // new
+                rec("gone", 50, 100, 0),
+            ],
+            notices: vec![],
+        };
+        // a3 is no longer on the target.
+        let present = |a: &ArchiveRef| a.id != [3; 16];
+        let p = plan(scan, Some(previous), &present, 900, false);
+        let shape: Vec<String> = p
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Carry(r) => format!("carry {} @{}", r.path, r.archive),
+                Item::Send { now, previous } => {
+                    format!(
+                        "send {} prev={:?}",
+                        now.path,
+                        previous.as_ref().map(|r| r.archive)
+                    )
+                }
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "carry a @0",
+                "send b prev=Some(1)",
+                "send f prev=None",
+                "send gone prev=None"
+            ]
+        );
+        // d's previous archive (a3) is gone, so d is neither carried nor kept: it is new
+        // and still being written.
+        assert_eq!((p.settling_new, p.settling_kept, p.deleted), (2, 0, 1));
+        assert_eq!(p.archives, vec![aref(1), aref(2)]);
+        assert_eq!(p.depends_on(), vec![[1; 16], [2; 16]]);
+        assert_eq!(p.send_bytes, 21 + 6 + 50);
+        assert_eq!(p.send_count(), 3);
     }
 }

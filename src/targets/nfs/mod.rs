@@ -173,6 +173,10 @@ impl Target for NfsTarget {
     }
 
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
+        self.open_at(name, 0)
+    }
+
+    fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
         check_plain(&self.url, name)?;
         let file = match self.lookup(name)? {
             Ok(fh) => fh,
@@ -192,7 +196,7 @@ impl Target for NfsTarget {
                 file,
                 name: name.to_string(),
                 url: self.url.clone(),
-                offset: 0,
+                offset,
                 max: self.sizes.read,
                 eof: false,
             },

@@ -125,6 +125,10 @@ impl Target for SmbTarget {
     }
 
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + Send>, TargetError> {
+        self.open_at(name, 0)
+    }
+
+    fn open_at(&mut self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, TargetError> {
         check_plain(self.inner.url(), name)?;
         let args = FileCreateArgs::make_open_existing(
             FileAccessMask::new()
@@ -139,7 +143,7 @@ impl Target for SmbTarget {
             SmbReader {
                 inner: self.inner.clone(),
                 file: Some(file),
-                pos: 0,
+                pos: offset,
             },
         )))
     }
