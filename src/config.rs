@@ -337,6 +337,12 @@ impl Config {
                 path: path.display().to_string(),
                 detail,
             })?;
+        if !self.videos.enabled && self.schedule.get("videos").is_some_and(|k| k.enabled) {
+            return Err(ConfigError::Parse {
+                path: path.display().to_string(),
+                detail: "[schedule.videos] needs the video backup switched on: [videos] enabled = true with its sources (or set schedule.videos.enabled = false)".into(),
+            });
+        }
         let names: Vec<String> = self.targets.named.keys().cloned().collect();
         let has_default = self.targets.default.is_some() || names.len() == 1;
         schedule::validate(&self.schedule, &self.capacity, &names, has_default).map_err(

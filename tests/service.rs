@@ -519,3 +519,57 @@ fn a_tpm_lost_during_the_run_publishes_nothing() {
     assert!(finals(&files).is_empty(), "published: {files:?}");
     assert!(temps(&files).is_empty(), "left behind: {files:?}");
 }
+
+/// `offbox run` takes the session videos last, incrementally: the second forced run sends
+/// nothing, verifies what it published, and prunes by `[videos] keep_days` only what no
+/// kept point needs.
+#[test]
+fn run_backs_up_videos_last_and_incrementally() {
+    let (sim, tb, src) = setup(
+        "[schedule.system]\ntargets = [\"testbed-ssh\"]\nkeep_last = 2\n[schedule.videos]\ntargets = [\"testbed-ssh\"]\nverify_after = true\n",
+        false,
+    );
+    let rec = sim.dir.path().join("recordings");
+    std::fs::create_dir_all(&rec).unwrap();
+    std::fs::write(rec.join("s1.mp4"), common::pattern(100_000, 9)).unwrap();
+    sim.edit_config(|c| {
+        format!(
+            "{c}\n[videos]\nenabled = true\nsources = [{rec:?}]\nsettle_secs = 0\nkeep_days = 1\n"
+        )
+    });
+    let _ = src;
+    let mut archives = Vec::new();
+    for round in 0..2 {
+        let out = sim.run(&["--json", "run", "--now"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let run = json_of(&out, "run");
+        let results = run["results"].as_array().unwrap();
+        let kinds: Vec<&str> = results
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["system", "videos"], "{run}");
+        let v = &results[1];
+        assert_eq!(v["outcome"], "succeeded", "{v}");
+        assert_eq!(v["verified"], true, "{v}");
+        let name = v["archive"].as_str().unwrap().to_string();
+        assert!(name.contains("-videos-"), "{v}");
+        if round == 1 {
+            // Nothing changed: a small archive, the manifest alone.
+            assert!(v["bytes"].as_u64().unwrap() < 10_000, "{v}");
+        }
+        archives.push(name);
+    }
+    // Both points are younger than keep_days: both kept.
+    let files = tb.files("SSH_DATA_DIR");
+    assert!(archives.iter().all(|a| files.contains(a)), "{files:?}");
+    // The disabled switch refuses the scheduled kind when the config is read.
+    sim.edit_config(|c| c.replace("[videos]\nenabled = true", "[videos]\nenabled = false"));
+    let out = sim.run(&["run", "--now"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[schedule.videos] needs the video backup switched on"),
+        "{}",
+        stderr(&out)
+    );
+}
