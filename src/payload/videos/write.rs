@@ -214,3 +214,114 @@ impl<R: Read> Read for Exact<'_, R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::exclude::Excludes;
+    use crate::payload::videos::plan::plan;
+    use crate::payload::videos::scan::scan;
+
+    /// An in-memory output that records where the tail starts.
+    #[derive(Default)]
+    struct Buf {
+        bytes: Vec<u8>,
+        tail: Option<usize>,
+    }
+
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.bytes.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TailWrite for Buf {
+        fn start_tail(&mut self) -> io::Result<()> {
+            self.tail = Some(self.bytes.len());
+            Ok(())
+        }
+    }
+
+    fn this() -> ArchiveRef {
+        ArchiveRef {
+            id: [9; 16],
+            name: "this.obx".into(),
+        }
+    }
+
+    #[test]
+    fn vanished_and_replaced_files_are_left_out_and_the_tail_is_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rec");
+        std::fs::create_dir_all(&root).unwrap();
+        for n in ["keep", "vanish", "replace"] {
+            std::fs::write(root.join(n), n.repeat(1000)).unwrap();
+        }
+        let s = scan(std::slice::from_ref(&root), &Excludes::new(&[])).unwrap();
+        let p = plan(s, None, &|_| true, i64::MAX, false);
+        std::fs::remove_file(root.join("vanish")).unwrap();
+        std::fs::remove_file(root.join("replace")).unwrap();
+        std::fs::write(root.join("replace-tmp"), b"other").unwrap();
+        std::fs::rename(root.join("replace-tmp"), root.join("replace")).unwrap();
+        let mut out = Buf::default();
+        let w = write(p, this(), &mut out, &Meter::default()).unwrap();
+        let names: Vec<&str> = w
+            .manifest
+            .records
+            .iter()
+            .map(|r| r.path.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names, ["keep"]);
+        assert_eq!(w.stored, 1);
+        let what: Vec<String> = w.notices.iter().map(|n| n.what.clone()).collect();
+        assert_eq!(
+            what,
+            [
+                "replaced by another file; not part of this point; the next run sends it",
+                "vanished; not part of this point; the next run sends it"
+            ]
+        );
+        let keep = &w.manifest.records[0];
+        assert_eq!(keep.size, 4000);
+        assert_eq!(
+            keep.sha256,
+            <[u8; 32]>::try_from(
+                aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    "keep".repeat(1000).as_bytes()
+                )
+                .as_ref()
+            )
+            .unwrap()
+        );
+        assert_eq!(w.manifest.archives, vec![this()]);
+        // The tail starts with the manifest's tar entry and decodes on its own.
+        let tail = &out.bytes[out.tail.unwrap()..];
+        let mut ar = tar::Archive::new(tail);
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(e.path().unwrap().to_str(), Some(MANIFEST_ENTRY));
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        assert_eq!(Manifest::decode(&b).unwrap(), w.manifest);
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_read_is_padded_and_flagged() {
+        let meter = Meter::default();
+        let mut r = Exact {
+            inner: Hashing::new(&b"abc"[..]),
+            left: 5,
+            short: false,
+            failed: None,
+            meter: &meter,
+        };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc\0\0");
+        assert!(r.short);
+    }
+}
