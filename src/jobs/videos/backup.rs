@@ -151,19 +151,24 @@ pub fn run(
         err: std::io::Error::other(e.to_string()),
     })?;
     let present = |a: &ArchiveRef| points.iter().any(|p| p.name == a.name);
-    let old = match (&full_reason, prev.catalogue.clone()) {
-        (None, Some(c)) => Some(c.manifest),
-        _ => None,
+    // The previous manifest is moved into the plan, not copied: with 100,000 recordings it
+    // is the largest thing a run holds.
+    let (old, parent) = match (&full_reason, prev.catalogue) {
+        (None, Some(c)) => {
+            let parent = (c.chain.base, c.manifest.archive_id, c.chain.seq);
+            (Some(c.manifest), Some(parent))
+        }
+        _ => (None, None),
     };
     let settle_before = now - v.settle_secs as i64;
     let mut p = plan(scanned, old, &present, settle_before, opts.rehash);
     p.notices.extend(prev.notices);
     let id = BackupOptions::new_archive_id();
-    let chain = match (&full_reason, &prev.catalogue) {
-        (None, Some(c)) => Chain {
-            base: c.chain.base,
-            parent: Some(c.manifest.archive_id),
-            seq: c.chain.seq + 1,
+    let chain = match parent {
+        Some((base, parent, seq)) => Chain {
+            base,
+            parent: Some(parent),
+            seq: seq + 1,
             depends_on: p.depends_on(),
         },
         _ => Chain {
