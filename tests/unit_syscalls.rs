@@ -163,8 +163,15 @@ fn the_units_filters_allow_what_offbox_does() {
     ] {
         let text = unit(service);
         let allow = allowed(&text);
-        let trace = traced(&sim, args);
-        let used = calls(&trace);
+        let mut trace = traced(&sim, args);
+        let mut used = calls(&trace);
+        // A number with no name (`syscall_0x2b4a`, beyond the kernel's table) showed up once
+        // in CI under load and in none of the reruns; a real call of that number would fail
+        // with ENOSYS everywhere. Trace once more, and fail if it comes back.
+        if used.difference(&allow).any(|c| c.starts_with("syscall_0x")) {
+            trace = traced(&sim, args);
+            used = calls(&trace);
+        }
         assert!(used.len() > 30, "{service}: too few calls traced: {used:?}");
         let refused: Vec<&String> = used.difference(&allow).collect();
         assert!(
