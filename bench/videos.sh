@@ -77,7 +77,7 @@ timed() {
 }
 
 offbox_run() { timed "$OFFBOX_BIN" --config "$cfg" --json backup create --kind videos --to testbed-ssh "$@"; }
-field() { jq -r ".summary.$1" "$work/out"; }
+field() { jq -r ".summary.$1" "$work/out"; }   # the backup summary is flattened into it
 remote_bytes() { du -sb "$SSH_DATA_DIR/$1" 2>/dev/null | cut -f1; }
 
 # gen DIR COUNT MAX_MB SEED: sparse recordings in date folders.
@@ -105,18 +105,18 @@ row() { printf '%-40s %9s %9s %9s %12s %s\n' "$@"; }
 if [[ $parts == *1* ]]; then
   store="$work/store"; mkdir -p "$store"
   gen "$store" "$count" "${BENCH_MAX_MB:-50}" 1
-  apparent=$(du -sb --apparent-size "$store" | cut -f1)
+  apparent=$(find "$store" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
   configure "$store" true
   echo "== 1. $count recordings, $(echo "$apparent / 1000000000" | bc) GB apparent (sparse), offbox to ssh://, restic to sftp: and to a local repository"
   row "run" "wall s" "RSS MiB" "CPU s" "sent bytes" "notes"
   read -r w r c < <(offbox_run)
-  row "offbox first run (full)" "$w" "$r" "$c" "$(field backup.bytes_out)" "device ops $(field backup.device_operations)"
+  row "offbox first run (full)" "$w" "$r" "$c" "$(field bytes_out)" "device ops $(field device_operations)"
   read -r w r c < <(offbox_run)
   o2=$w
-  row "offbox second run (nothing changed)" "$w" "$r" "$c" "$(field backup.bytes_out)" "stored $(field stored), device ops $(field backup.device_operations)"
+  row "offbox second run (nothing changed)" "$w" "$r" "$c" "$(field bytes_out)" "stored $(field stored), device ops $(field device_operations)"
   rm -f "$OFFBOX_STATE_DIR"/videos/*.catalogue
   read -r w r c < <(offbox_run)
-  row "offbox run without catalogue" "$w" "$r" "$c" "$(field backup.bytes_out)" "stored $(field stored), device ops $(field backup.device_operations)"
+  row "offbox run without catalogue" "$w" "$r" "$c" "$(field bytes_out)" "stored $(field stored), device ops $(field device_operations)"
   timed restic -o sftp.command="$restic_ssh" -r "$restic_sftp" init >/dev/null
   before=$(remote_bytes restic)
   read -r w r c < <(timed restic -o sftp.command="$restic_ssh" -r "$restic_sftp" backup -q "$store")
@@ -131,10 +131,10 @@ if [[ $parts == *1* ]]; then
   row "restic local second run" "$w" "$r" "$c" "" ""
   printf 'second run: offbox %.2f s, restic (sftp) %.2f s: offbox takes %.2fx restic'"'"'s time\n' "$o2" "$r2" "$(echo "$o2 / $r2" | bc -l)"
   mkdir -p "$work/add"; gen "$work/add" 100 "${BENCH_MAX_MB:-50}" 2
-  added=$(du -sb --apparent-size "$work/add" | cut -f1)
+  added=$(find "$work/add" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
   cp -a --sparse=always "$work/add/." "$store/"
   read -r w r c < <(offbox_run)
-  row "offbox third run (+100 recordings)" "$w" "$r" "$c" "$(field backup.bytes_out)" "stored $(field stored) = $(field stored_bytes) bytes; added $added bytes: moved/added = $(echo "$(field stored_bytes) / $added" | bc -l | xargs printf '%.3f')"
+  row "offbox third run (+100 recordings)" "$w" "$r" "$c" "$(field bytes_out)" "stored $(field stored) = $(field stored_bytes) bytes of $added added: recording bytes moved/added = $(echo "$(field stored_bytes) / $added" | bc -l | xargs printf '%.3f'), archive/added = $(echo "$(field bytes_out) / $added" | bc -l | xargs printf '%.5f')"
   before=$(remote_bytes restic)
   read -r w r c < <(timed restic -o sftp.command="$restic_ssh" -r "$restic_sftp" backup -q "$store")
   row "restic sftp third run" "$w" "$r" "$c" "$(( $(remote_bytes restic) - before ))" ""
@@ -159,9 +159,9 @@ PY
   echo "== 2. $n recordings in the catalogue"
   row "run" "wall s" "RSS MiB" "CPU s" "sent bytes" "notes"
   read -r w r c < <(offbox_run)
-  row "offbox first run" "$w" "$r" "$c" "$(field backup.bytes_out)" ""
+  row "offbox first run" "$w" "$r" "$c" "$(field bytes_out)" ""
   read -r w r c < <(offbox_run)
-  row "offbox second run" "$w" "$r" "$c" "$(field backup.bytes_out)" "catalogue $(du -b "$OFFBOX_STATE_DIR"/videos/*.catalogue | cut -f1) bytes"
+  row "offbox second run" "$w" "$r" "$c" "$(field bytes_out)" "catalogue $(du -b "$OFFBOX_STATE_DIR"/videos/*.catalogue | cut -f1) bytes"
   timed restic -o sftp.command="$restic_ssh" -r "$restic_sftp" init >/dev/null
   timed restic -o sftp.command="$restic_ssh" -r "$restic_sftp" backup -q "$store" >/dev/null
   read -r w r c < <(timed restic -o sftp.command="$restic_ssh" -r "$restic_sftp" backup -q "$store")
@@ -179,7 +179,7 @@ if [[ $parts == *3* ]]; then
     configure "$store" $mode
     rm -rf "$OFFBOX_STATE_DIR/videos"
     read -r w r c < <(offbox_run --full)
-    row "compress = $mode" "$w" "$r" "$(echo "$c / $gib" | bc -l | xargs printf '%.2f')" "$(field backup.bytes_out)" ""
+    row "compress = $mode" "$w" "$r" "$(echo "$c / $gib" | bc -l | xargs printf '%.2f')" "$(field bytes_out)" ""
     rm -f "$SSH_DATA_DIR"/offbox-*
   done
 fi
