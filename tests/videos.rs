@@ -257,6 +257,20 @@ fn chain_of_runs_restores_every_point_and_survives_lost_catalogue() {
     );
     let got = restore(&sim, None, &rec).unwrap();
     assert_eq!(&snapshot(&got), &points[4].1);
+    // The archives kept because a kept point needs them are whole points too: their own
+    // dependencies were kept with them.
+    for (name, snap) in points.iter().take(3) {
+        let got = restore(&sim, Some(name), &rec).unwrap_or_else(|o| panic!("{}", stderr(&o)));
+        assert_eq!(&snapshot(&got), snap, "point {name} after prune");
+    }
+    // The pruned point is gone, and said so.
+    let out = restore(&sim, Some(&points[3].0), &rec).unwrap_err();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is neither a video archive on the target"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

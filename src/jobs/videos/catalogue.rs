@@ -9,7 +9,7 @@
 //! the body being the postcard encoding of [`Catalogue`].
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -41,45 +41,98 @@ pub(crate) fn path(state_dir: &Path, target_name: &str) -> PathBuf {
     ))
 }
 
-/// Reads the catalogue: `Ok(None)` when there is none, `Err(why)` when it is corrupt.
+/// Reads the catalogue: `Ok(None)` when there is none, `Err(why)` when it is corrupt. It is
+/// decoded as it is read (no copy of the file in memory), and its checksum checked over
+/// every byte before the result is used.
 pub(crate) fn load(path: &Path) -> Result<Option<Catalogue>, String> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot be read ({e})")),
     };
-    let body = bytes
-        .strip_prefix(MAGIC)
-        .filter(|b| b.len() >= 32)
-        .ok_or("does not start like a catalogue")?;
-    let (sum, body) = body.split_at(32);
-    if aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body).as_ref() != sum {
+    let mut r = io::BufReader::with_capacity(1 << 20, f);
+    let mut head = vec![0u8; MAGIC.len() + 32];
+    if r.read_exact(&mut head).is_err() || !head.starts_with(MAGIC) {
+        return Err("does not start like a catalogue".into());
+    }
+    let mut hr = HashingReader {
+        inner: r,
+        ctx: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+    };
+    // Room for the longest path or name.
+    let mut scratch = vec![0u8; 64 * 1024];
+    let decoded = postcard::from_io::<Catalogue, _>((&mut hr, &mut scratch[..]))
+        .map(|(c, _)| c)
+        .map_err(|e| format!("cannot be decoded ({e})"));
+    let rest = io::copy(&mut hr, &mut io::sink()).map_err(|e| format!("cannot be read ({e})"))?;
+    if hr.ctx.finish().as_ref() != &head[MAGIC.len()..] {
         return Err("its checksum does not match (the file is damaged)".into());
     }
-    postcard::from_bytes(body)
-        .map(Some)
-        .map_err(|e| format!("cannot be decoded ({e})"))
+    if rest > 0 {
+        return Err("has bytes after its end".into());
+    }
+    decoded.map(Some)
+}
+
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    ctx: aws_lc_rs::digest::Context,
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.ctx.update(&b[..n]);
+        Ok(n)
+    }
 }
 
 /// Writes the catalogue atomically.
 pub(crate) fn save(path: &Path, c: &Catalogue) -> io::Result<()> {
     let dir = path.parent().expect("catalogue paths have a directory");
     fs::create_dir_all(dir)?;
-    let body = postcard::to_stdvec(c).map_err(io::Error::other)?;
     let tmp = path.with_extension("catalogue.tmp");
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(MAGIC)?;
-    f.write_all(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body).as_ref())?;
-    f.write_all(&body)?;
+    // The body is encoded straight to the file (no copy of it in memory), hashed on the
+    // way; the checksum in front of it is written last.
+    let mut w = HashingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, f),
+        ctx: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+    };
+    w.inner.write_all(MAGIC)?;
+    w.inner.write_all(&[0; 32])?;
+    postcard::to_io(c, &mut w).map_err(io::Error::other)?;
+    let sum = w.ctx.finish();
+    let mut f = w.inner.into_inner().map_err(|e| e.into_error())?;
+    f.seek(io::SeekFrom::Start(MAGIC.len() as u64))?;
+    f.write_all(sum.as_ref())?;
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Hashes what it writes.
+struct HashingWriter<W> {
+    inner: W,
+    ctx: aws_lc_rs::digest::Context,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.ctx.update(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]

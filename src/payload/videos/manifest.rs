@@ -108,6 +108,18 @@ impl Manifest {
         postcard::to_stdvec(self).expect("a manifest encodes")
     }
 
+    /// The length of [`Manifest::encode`], without encoding into memory.
+    pub fn encoded_len(&self) -> u64 {
+        postcard::experimental::serialized_size(self).expect("a manifest encodes") as u64
+    }
+
+    /// Writes the encoding to `w` as it is produced.
+    pub fn encode_to<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
+        postcard::to_io(self, w)
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(format!("encoding the manifest: {e}")))
+    }
+
     /// Decodes and checks a manifest: format, sorted unique paths, safe paths, archive
     /// indexes in range.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
@@ -179,6 +191,10 @@ mod tests {
             records: vec![rec("var/a", 0), rec("var/b", 0)],
         };
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        assert_eq!(m.encoded_len(), m.encode().len() as u64);
+        let mut streamed = Vec::new();
+        m.encode_to(&mut streamed).unwrap();
+        assert_eq!(streamed, m.encode());
         let mut bad = m.clone();
         bad.records.swap(0, 1);
         assert!(Manifest::decode(&bad.encode()).is_err());

@@ -9,26 +9,29 @@ use super::manifest::{ArchiveRef, Manifest, Record};
 use super::scan::Scan;
 use crate::payload::Notice;
 
-/// One recording of the new restore point.
-#[derive(Debug)]
-pub enum Item {
-    /// Unchanged: its bytes stay where they are (`archive` indexes [`Plan::archives`]).
-    Carry(Record),
-    /// New or changed: read and stored in this archive; `previous` is the last stored
-    /// version, kept for this point if the file changes while it is read.
-    Send {
-        /// The fresh metadata.
-        now: Record,
-        /// The previous point's record of this path (remapped), if any.
-        previous: Option<Record>,
-    },
+/// What a run does with one recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Unchanged: its record is the previous point's, and its bytes stay where they are.
+    Carry,
+    /// New or changed: read and stored in this archive.
+    Send,
+    /// New and still being written: not part of this point.
+    Skip,
 }
 
-/// The plan of one run.
+/// The plan of one run. It works in place on the walk's records, so that a run holds one
+/// record per recording, not several: `records[i]` is the previous point's record when
+/// `actions[i]` is [`Action::Carry`], the fresh metadata otherwise.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Every recording of the new point, sorted by path.
-    pub items: Vec<Item>,
+    /// Every recording found, sorted by path.
+    pub records: Vec<Record>,
+    /// What to do with each.
+    pub actions: Vec<Action>,
+    /// The previous point's version of a recording to send (by index), kept for this
+    /// point if the file changes while it is read.
+    pub previous: HashMap<usize, Record>,
     /// The archives that carried records (and previous versions) need; the new archive is
     /// appended by the writer.
     pub archives: Vec<ArchiveRef>,
@@ -47,8 +50,8 @@ pub struct Plan {
 
 /// Compares the scan with the previous point. `present` says whether an archive still exists
 /// on the target: a record whose archive is gone is sent again. `settle_before`: files with
-/// an mtime after this Unix time (now less `settle_secs`) are still being written. `rehash`: hash unchanged
-/// files and send those whose content differs.
+/// an mtime after this Unix time (now less `settle_secs`) are still being written. `rehash`:
+/// hash unchanged files and send those whose content differs.
 pub fn plan(
     scan: Scan,
     previous: Option<Manifest>,
@@ -58,6 +61,8 @@ pub fn plan(
 ) -> Plan {
     let mut p = Plan {
         notices: scan.notices,
+        actions: Vec::with_capacity(scan.files.len()),
+        records: scan.files,
         ..Plan::default()
     };
     let (old_archives, old_records) = match previous {
@@ -66,55 +71,59 @@ pub fn plan(
     };
     // Old archive index -> new index, for the archives kept.
     let mut remap: HashMap<u32, u32> = HashMap::new();
-    let mut keep_ref = |r: &Record, p: &mut Plan| -> Option<Record> {
+    let mut archives = Vec::new();
+    let mut keep_ref = |mut r: Record| -> Option<Record> {
         let a = &old_archives[r.archive as usize];
         if !present(a) {
             return None;
         }
-        let idx = *remap.entry(r.archive).or_insert_with(|| {
-            p.archives.push(a.clone());
-            (p.archives.len() - 1) as u32
+        r.archive = *remap.entry(r.archive).or_insert_with(|| {
+            archives.push(a.clone());
+            (archives.len() - 1) as u32
         });
-        Some(Record {
-            archive: idx,
-            ..r.clone()
-        })
+        Some(r)
     };
     let mut old = old_records.into_iter().peekable();
-    for now in scan.files {
+    for i in 0..p.records.len() {
+        let now = &p.records[i];
         // Old records before this path are deleted on the appliance.
         while old.peek().is_some_and(|o| o.path < now.path) {
             old.next();
             p.deleted += 1;
         }
-        let prev = old
-            .next_if(|o| o.path == now.path)
-            .and_then(|o| keep_ref(&o, &mut p));
-        if now.mtime > settle_before {
+        let prev = old.next_if(|o| o.path == now.path).and_then(&mut keep_ref);
+        let action = if now.mtime > settle_before {
+            if prev.is_some() {
+                p.settling_kept += 1;
+            } else {
+                p.settling_new += 1;
+            }
+            prev.map_or(Action::Skip, |r| {
+                p.records[i] = r;
+                Action::Carry
+            })
+        } else {
             match prev {
-                Some(r) => {
-                    p.settling_kept += 1;
-                    p.items.push(Item::Carry(r));
+                Some(r)
+                    if r.same_metadata(now)
+                        && (!rehash || same_content(now, &r, &mut p.notices)) =>
+                {
+                    p.records[i] = r;
+                    Action::Carry
                 }
-                None => p.settling_new += 1,
+                prev => {
+                    p.send_bytes += now.size;
+                    if let Some(r) = prev {
+                        p.previous.insert(i, r);
+                    }
+                    Action::Send
+                }
             }
-            continue;
-        }
-        match prev {
-            Some(r) if r.same_metadata(&now) && !rehash => p.items.push(Item::Carry(r)),
-            Some(r) if r.same_metadata(&now) && same_content(&now, &r, &mut p.notices) => {
-                p.items.push(Item::Carry(r))
-            }
-            prev => {
-                p.send_bytes += now.size;
-                p.items.push(Item::Send {
-                    now,
-                    previous: prev,
-                })
-            }
-        }
+        };
+        p.actions.push(action);
     }
     p.deleted += old.count() as u64;
+    p.archives = archives;
     p
 }
 
@@ -143,10 +152,7 @@ impl Plan {
 
     /// Recordings whose bytes this run stores.
     pub fn send_count(&self) -> u64 {
-        self.items
-            .iter()
-            .filter(|i| matches!(i, Item::Send { .. }))
-            .count() as u64
+        self.actions.iter().filter(|a| **a == Action::Send).count() as u64
     }
 }
 
@@ -209,17 +215,18 @@ mod tests {
         let present = |a: &ArchiveRef| a.id != [3; 16];
         let p = plan(scan, Some(previous), &present, 900, false);
         let shape: Vec<String> = p
-            .items
+            .records
             .iter()
-            .map(|i| match i {
-                Item::Carry(r) => format!("carry {} @{}", r.path, r.archive),
-                Item::Send { now, previous } => {
-                    format!(
-                        "send {} prev={:?}",
-                        now.path,
-                        previous.as_ref().map(|r| r.archive)
-                    )
-                }
+            .zip(&p.actions)
+            .enumerate()
+            .map(|(i, (r, a))| match a {
+                Action::Carry => format!("carry {} @{}", r.path, r.archive),
+                Action::Send => format!(
+                    "send {} prev={:?}",
+                    r.path,
+                    p.previous.get(&i).map(|r| r.archive)
+                ),
+                Action::Skip => format!("skip {}", r.path),
             })
             .collect();
         assert_eq!(
@@ -227,6 +234,8 @@ mod tests {
             [
                 "carry a @0",
                 "send b prev=Some(1)",
+                "skip d",
+                "skip e",
                 "send f prev=None",
                 "send gone prev=None"
             ]

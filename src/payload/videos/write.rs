@@ -8,14 +8,14 @@
 //! half-written recording, and the next run sends it again.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use tar::{Builder, EntryType, Header};
 
 use super::hash::Hashing;
 use super::manifest::{ArchiveRef, Manifest, Record, MANIFEST_ENTRY, MANIFEST_FORMAT};
-use super::plan::{Item, Plan};
+use super::plan::{Action, Plan};
 use super::scan::record_of;
 use crate::payload::{Notice, TailWrite};
 use crate::progress::Meter;
@@ -41,42 +41,54 @@ pub fn write(
     out: &mut dyn TailWrite,
     meter: &Meter,
 ) -> io::Result<Written> {
-    let mut archives = plan.archives;
+    let Plan {
+        mut records,
+        mut actions,
+        mut previous,
+        mut archives,
+        mut notices,
+        ..
+    } = plan;
     let archive_id = this.id;
     archives.push(this);
     let own = (archives.len() - 1) as u32;
-    let mut notices = plan.notices;
-    let mut records = Vec::with_capacity(plan.items.len());
     let mut b = Builder::new(out);
     let (mut stored, mut stored_bytes) = (0, 0);
-    for item in plan.items {
-        match item {
-            Item::Carry(r) => records.push(r),
-            Item::Send { now, previous } => match store(&mut b, &now, meter)? {
-                Ok(mut r) => {
-                    stored += 1;
-                    stored_bytes += r.size;
-                    r.archive = own;
-                    records.push(r);
+    for (i, action) in actions.iter_mut().enumerate() {
+        if *action != Action::Send {
+            continue;
+        }
+        match store(&mut b, &records[i], meter)? {
+            Ok(mut r) => {
+                stored += 1;
+                stored_bytes += r.size;
+                r.archive = own;
+                records[i] = r;
+            }
+            Err(what) => {
+                let prev = previous.remove(&i);
+                notices.push(Notice {
+                    path: format!("/{}", records[i].path),
+                    what: format!(
+                        "{what}; not part of this point{}; the next run sends it",
+                        if prev.is_some() {
+                            " (its previous version is)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+                match prev {
+                    Some(r) => records[i] = r,
+                    None => *action = Action::Skip,
                 }
-                Err(what) => {
-                    let kept = previous.is_some();
-                    notices.push(Notice {
-                        path: format!("/{}", now.path),
-                        what: format!(
-                            "{what}; not part of this point{}; the next run sends it",
-                            if kept {
-                                " (its previous version is)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    });
-                    records.extend(previous);
-                }
-            },
+            }
         }
     }
+    // The manifest's records are the plan's, in place, without the skipped ones.
+    let mut keep = actions.iter().map(|a| *a != Action::Skip);
+    records.retain(|_| keep.next().unwrap_or(false));
+    drop(actions);
     b.get_mut().start_tail()?;
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -84,13 +96,21 @@ pub fn write(
         archives,
         records,
     };
-    let bytes = manifest.encode();
+    // Encoded straight into the tar entry: with 100,000 recordings a copy of the encoding
+    // would be a fifth of the run's memory.
+    let len = manifest.encoded_len();
     let mut h = Header::new_gnu();
     h.set_entry_type(EntryType::Regular);
     h.set_mode(0o600);
-    h.set_size(bytes.len() as u64);
+    h.set_size(len);
     h.set_mtime(0);
-    b.append_data(&mut h, MANIFEST_ENTRY, &bytes[..])?;
+    h.set_path(MANIFEST_ENTRY)?;
+    h.set_cksum();
+    let out = b.get_mut();
+    out.write_all(h.as_bytes())?;
+    manifest.encode_to(&mut *out)?;
+    let pad = (512 - len % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])?;
     b.into_inner()?;
     Ok(Written {
         manifest,
