@@ -105,7 +105,7 @@ row() { printf '%-40s %9s %9s %9s %12s %s\n' "$@"; }
 if [[ $parts == *1* ]]; then
   store="$work/store"; mkdir -p "$store"
   gen "$store" "$count" "${BENCH_MAX_MB:-50}" 1
-  apparent=$(find "$store" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')
+  apparent=$(find "$store" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
   configure "$store" true
   echo "== 1. $count recordings, $(echo "$apparent / 1000000000" | bc) GB apparent (sparse), offbox to ssh://, restic to sftp: and to a local repository"
   row "run" "wall s" "RSS MiB" "CPU s" "sent bytes" "notes"
@@ -131,7 +131,7 @@ if [[ $parts == *1* ]]; then
   row "restic local second run" "$w" "$r" "$c" "" ""
   printf 'second run: offbox %.2f s, restic (sftp) %.2f s: offbox takes %.2fx restic'"'"'s time\n' "$o2" "$r2" "$(echo "$o2 / $r2" | bc -l)"
   mkdir -p "$work/add"; gen "$work/add" 100 "${BENCH_MAX_MB:-50}" 2
-  added=$(find "$work/add" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')
+  added=$(find "$work/add" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
   cp -a --sparse=always "$work/add/." "$store/"
   read -r w r c < <(offbox_run)
   row "offbox third run (+100 recordings)" "$w" "$r" "$c" "$(field bytes_out)" "stored $(field stored) = $(field stored_bytes) bytes of $added added: recording bytes moved/added = $(echo "$(field stored_bytes) / $added" | bc -l | xargs printf '%.3f'), archive/added = $(echo "$(field bytes_out) / $added" | bc -l | xargs printf '%.5f')"
