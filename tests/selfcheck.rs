@@ -518,3 +518,27 @@ fn an_unreadable_config_fails_with_exit_1() {
         "{c}"
     );
 }
+
+/// With the video backup switched on, an unreadable recording directory fails the boot
+/// check (every video run would fail), and a readable one passes.
+#[test]
+fn video_sources_are_checked_when_the_video_backup_is_on() {
+    let (sim, _tb) = healthy(Backend::Pkcs11, false);
+    let rec = sim.dir.path().join("recordings");
+    sim.edit_config(|c| format!("{c}\n[videos]\nenabled = true\nsources = [{rec:?}]\n"));
+    let (code, r, _) = selfcheck(&sim);
+    assert_eq!(code, 1, "{r}");
+    let c = check(&r, "videos.sources");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains(&format!(
+            "the recording directory {} cannot be listed",
+            rec.display()
+        )),
+        "{c}"
+    );
+    std::fs::create_dir_all(&rec).unwrap();
+    let (code, r, _) = selfcheck(&sim);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(check(&r, "videos.sources")["status"], "ok", "{r}");
+}

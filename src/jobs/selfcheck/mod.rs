@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `config` | no `[targets.NAME]`; a scheduled kind has nothing to back up (1) | no kind is scheduled |
 //! | `state_dir` | cannot be written or created (1) | missing (the first run creates it), corrupt state file |
+//! | `videos.sources` (with `[videos] enabled`) | a recording directory cannot be listed (1) | |
 //! | `keys.device_access` | a device node, module or token directory the service needs cannot be opened (4) | |
 //! | `keys.pin_file` | missing, unreadable, empty, or writable by others (4) | readable by others, foreign owner |
 //! | `keys.device`, `keys.kek`, `keys.signing_key` | the HSM or TPM unreachable, PIN refused, KEK or signing key missing (4) | |
@@ -224,6 +225,7 @@ impl Report {
 pub fn selfcheck(cfg: &Config, config_path: &Path, notices: &mut dyn Notices) -> Report {
     let now = now_unix();
     let mut checks = vec![setup::config(cfg, config_path), setup::state_dir(cfg)];
+    checks.extend(setup::videos(cfg));
     let keys = keys::check(&cfg.keys);
     checks.extend(keys.checks);
     checks.extend(recovery::check(cfg, config_path, keys.signing.as_deref()));

@@ -1,5 +1,6 @@
-//! The checks of the appliance's own setup: the config is complete (`config`), and the state
-//! directory takes writes (`state_dir`).
+//! The checks of the appliance's own setup: the config is complete (`config`), the state
+//! directory takes writes (`state_dir`), and the recording directories can be read
+//! (`videos.sources`, when the video backup is on).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -191,4 +192,32 @@ fn write_probe(dir: &Path) -> io::Result<()> {
     let removed = fs::remove_file(&path);
     written?;
     removed
+}
+
+/// `videos.sources`: with the video backup switched on, every recording directory can be
+/// listed; otherwise every video run fails (none: the check is left out).
+pub(super) fn videos(cfg: &Config) -> Option<Check> {
+    const NAME: &str = "videos.sources";
+    let v = &cfg.videos;
+    if !v.enabled {
+        return None;
+    }
+    for src in &v.sources {
+        if let Err(e) = fs::read_dir(src) {
+            return Some(Check::fail(
+                NAME,
+                "config",
+                1,
+                format!(
+                    "the recording directory {} cannot be listed ({e}), so every video run fails",
+                    src.display()
+                ),
+                "fix [videos] sources in the config, or give the service user read access to the directory",
+            ));
+        }
+    }
+    Some(Check::ok(
+        NAME,
+        format!("{} recording directory(ies) readable", v.sources.len()),
+    ))
 }
