@@ -337,12 +337,6 @@ impl Config {
                 path: path.display().to_string(),
                 detail,
             })?;
-        if !self.videos.enabled && self.schedule.get("videos").is_some_and(|k| k.enabled) {
-            return Err(ConfigError::Parse {
-                path: path.display().to_string(),
-                detail: "[schedule.videos] needs the video backup switched on: [videos] enabled = true with its sources (or set schedule.videos.enabled = false)".into(),
-            });
-        }
         let names: Vec<String> = self.targets.named.keys().cloned().collect();
         let has_default = self.targets.default.is_some() || names.len() == 1;
         schedule::validate(&self.schedule, &self.capacity, &names, has_default).map_err(
@@ -353,6 +347,13 @@ impl Config {
                 allowed,
             },
         )?;
+        // After the schedule's own keys, so that a wrong key there is named first.
+        if !self.videos.enabled && self.schedule.get("videos").is_some_and(|k| k.enabled) {
+            return Err(ConfigError::Parse {
+                path: path.display().to_string(),
+                detail: "[schedule.videos] needs the video backup switched on: [videos] enabled = true with its sources (or set schedule.videos.enabled = false)".into(),
+            });
+        }
         Ok(())
     }
 

@@ -306,8 +306,14 @@ mod tests {
             e.contains("unknown field `evry_hours`") && e.contains("[schedule.system]"),
             "{e}"
         );
-        // Videos keep by [videos] keep_days.
-        parse("[schedule.videos]\nevery_hours = 24").unwrap();
+        // Videos keep by [videos] keep_days, and need the video backup switched on.
+        let e = parse("[schedule.videos]\nevery_hours = 24").unwrap_err();
+        assert!(
+            e.contains("[schedule.videos] needs the video backup switched on"),
+            "{e}"
+        );
+        parse("[schedule.videos]\nevery_hours = 24\n[videos]\nenabled = true\nsources = [\"/r\"]")
+            .unwrap();
     }
 
     #[test]
