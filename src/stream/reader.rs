@@ -25,44 +25,38 @@ pub struct DecryptReader<R> {
 impl<R: Read> DecryptReader<R> {
     /// Checks the header MAC with the data key and prepares to read the body.
     pub fn new(inner: R, head: ArchiveHead, dek: &Dek) -> Result<Self, FormatError> {
-        let keys = ArchiveKeys::derive(dek, &head.header.salt);
-        keys.check_header_mac(&head.encoded, &head.mac)?;
-        let framer = Framer::new(
-            inner,
-            head.header.segment_size,
-            head.header.trailer_len(),
-            &[&head.encoded, &head.mac],
-        );
-        Ok(DecryptReader {
-            header_digest: framer.prelude_digest(),
-            framer,
-            keys,
-            prefix: head.header.nonce_prefix,
-            mac: head.mac,
-            header: head.header,
-            pos: 0,
-            end: 0,
-            plain_total: 0,
-        })
+        Self::open(inner, head, dek, None)
     }
 
     /// Like [`DecryptReader::new`], for a stream that starts at segment `first` of the body
     /// (a tail read from a target at its offset, see `crate::format::trailer`). The stream
     /// digest then covers only the segments read: the tail digest.
     pub fn new_at(inner: R, head: ArchiveHead, dek: &Dek, first: u64) -> Result<Self, FormatError> {
+        Self::open(inner, head, dek, Some(first))
+    }
+
+    fn open(
+        inner: R,
+        head: ArchiveHead,
+        dek: &Dek,
+        first: Option<u64>,
+    ) -> Result<Self, FormatError> {
         let keys = ArchiveKeys::derive(dek, &head.header.salt);
         keys.check_header_mac(&head.encoded, &head.mac)?;
-        let mut prelude = digest::Context::new(&digest::SHA256);
-        prelude.update(&head.encoded);
-        prelude.update(&head.mac);
+        let block: [&[u8]; 2] = [&head.encoded, &head.mac];
+        // A full read hashes the header block into the stream digest; a tail read does not.
+        let prelude: &[&[u8]] = if first.is_some() { &[] } else { &block };
         let framer = Framer::new(
             inner,
             head.header.segment_size,
             head.header.trailer_len(),
-            &[],
+            prelude,
         )
-        .starting_at(first);
+        .starting_at(first.unwrap_or(0));
+        let mut d = digest::Context::new(&digest::SHA256);
+        block.iter().for_each(|b| d.update(b));
         Ok(DecryptReader {
+            header_digest: d.finish().as_ref().try_into().expect("32 bytes"),
             framer,
             keys,
             prefix: head.header.nonce_prefix,
@@ -71,7 +65,6 @@ impl<R: Read> DecryptReader<R> {
             pos: 0,
             end: 0,
             plain_total: 0,
-            header_digest: prelude.finish().as_ref().try_into().expect("32 bytes"),
         })
     }
 
