@@ -130,8 +130,28 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     }
     // One backup or prune of this appliance at a time; exit 75 when another run holds it.
     let lock = super::targets::run_lock(&cfg, a.wait)?;
-    // An off-box target is connected (and guarded) before any key or payload is touched.
-    let mut target = super::targets::connect_to(&cfg, a.to.as_deref())?;
+    // An off-box target is connected (and guarded) on a thread of its own while the key
+    // device opens, as `ssh` connects beside offbox in a pipe; its failure is reported
+    // before the device's, and the payload (a secrets export runs a command) is opened
+    // only once both are ready.
+    let mut opened = None;
+    let mut target = match a.to.as_deref() {
+        None => None,
+        Some(to) => {
+            let (target, device) = std::thread::scope(|s| {
+                let connecting = s.spawn(|| super::targets::connect_to(&cfg, Some(to)));
+                let device = open_device(&cfg.keys);
+                (connecting.join(), device)
+            });
+            opened = Some(device);
+            target.unwrap_or_else(|_| {
+                Err(JobError::io(
+                    "connecting the target",
+                    io::Error::other("the connecting thread panicked"),
+                ))
+            })?
+        }
+    };
     if target.is_none() && a.output.as_deref() != Some(Path::new("-")) {
         return Err(JobError::refused(
             format!(
@@ -151,7 +171,10 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
         ));
     }
     let mut prepared = publish::prepare(&cfg, archive_kind(a.kind), &a.sources)?;
-    let mut device = open_device(&cfg.keys)?;
+    let mut device = match opened {
+        Some(device) => device?,
+        None => open_device(&cfg.keys)?,
+    };
     let meter = Arc::new(Meter::default());
     let ticker = Ticker::start("backup", meter.clone(), progress_total(&prepared, &a));
     if let Some(t) = target.as_mut() {

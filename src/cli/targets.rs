@@ -103,7 +103,7 @@ pub fn run_lock(cfg: &Config, wait_secs: u64) -> Result<RunLock, JobError> {
     })
 }
 
-/// For `backup create --to`: connects (and guards) before any key or payload is touched.
+/// For `backup create --to`: connects (and guards) the target, before any payload is opened.
 pub fn connect_to(cfg: &Config, to: Option<&str>) -> Result<Option<Box<dyn Target>>, JobError> {
     to.map(|t| connect(cfg, Some(t))).transpose()
 }

@@ -1,6 +1,6 @@
 //! Reading the payload of an opened archive to its authenticated end: verify and decrypt.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 
 use crate::format::{ArchiveKind, Compression};
 use crate::stream::DecryptReader;
@@ -43,10 +43,10 @@ pub(crate) fn with_payload<R: Read, T>(
     consume: impl FnOnce(&mut dyn Read) -> io::Result<T>,
 ) -> Result<(DecryptReader<R>, T), JobError> {
     let compression = reader.header().compression;
-    let buffered = BufReader::with_capacity(256 * 1024, reader);
+    // The reader is its own buffer: zstd reads each authenticated segment in place.
     let (mut buffered, value) = match compression {
         Compression::Zstd { .. } => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(buffered)
+            let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
                 .map_err(|e| JobError::io("starting zstd", e))?;
             let v = consume(&mut dec).map_err(|e| JobError::io("reading the payload", e))?;
             io::copy(&mut dec, &mut io::sink())
@@ -54,13 +54,13 @@ pub(crate) fn with_payload<R: Read, T>(
             (dec.finish(), v)
         }
         Compression::None => {
-            let mut b = buffered;
+            let mut b = reader;
             let v = consume(&mut b).map_err(|e| JobError::io("reading the payload", e))?;
             (b, v)
         }
     };
     io::copy(&mut buffered, &mut io::sink()).map_err(|e| JobError::io("reading the archive", e))?;
-    let reader = buffered.into_inner();
+    let reader = buffered;
     if !reader.is_complete() {
         return Err(JobError::Integrity(crate::format::FormatError::Truncated(
             0,

@@ -24,6 +24,7 @@ use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -191,7 +192,8 @@ impl Writers {
     /// in archive order, as in a serial restore; then, if `claim`, counts `rel` in flight
     /// until a writer finishes it. Returns the first writer failure instead, if any.
     pub(super) fn settle(&self, rel: &Path, claim: bool) -> io::Result<()> {
-        let related = |p: &PathBuf| p.starts_with(rel) || rel.starts_with(p);
+        let rel_bytes = rel.as_os_str().as_bytes();
+        let related = |p: &PathBuf| paths_meet(p.as_os_str().as_bytes(), rel_bytes);
         let mut list = self
             .shared
             .inflight
@@ -293,6 +295,15 @@ impl Drop for Writers {
             self.join();
         }
     }
+}
+
+/// Whether one of two checked relative paths (normal components joined by single `/`, as
+/// the restore builds them) is the other or beneath it: `a` and `a/b` meet, `a` and `ab`
+/// do not. Compares bytes, not components: this runs for every entry against every file
+/// in flight.
+fn paths_meet(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long.starts_with(short) && (long.len() == short.len() || long[short.len()] == b'/')
 }
 
 /// A writer: runs jobs until the queue closes, handing every buffer back.

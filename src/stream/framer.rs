@@ -9,6 +9,7 @@ use std::io::{self, Read};
 
 use aws_lc_rs::digest;
 
+use super::hasher::StreamHasher;
 use super::io_error;
 use crate::format::{FormatError, TAG_LEN};
 
@@ -33,7 +34,9 @@ pub struct Framer<R> {
     trailer_len: usize,
     next_index: u64,
     done: bool,
-    digest: Option<digest::Context>,
+    digest: Option<StreamHasher>,
+    /// The stream digest, once the final segment was reached.
+    stream_digest: Option<[u8; 32]>,
     trailer: Vec<u8>,
     bytes_read: u64,
     prelude_digest: [u8; 32],
@@ -58,7 +61,7 @@ impl<R: Read> Framer<R> {
             for p in prelude {
                 ctx.update(p);
             }
-            ctx
+            StreamHasher::Inline(ctx)
         });
         Framer {
             inner,
@@ -70,6 +73,7 @@ impl<R: Read> Framer<R> {
             next_index: 0,
             done: false,
             digest,
+            stream_digest: None,
             trailer: Vec::new(),
             bytes_read: prelude.iter().map(|p| p.len() as u64).sum(),
             prelude_digest,
@@ -81,6 +85,25 @@ impl<R: Read> Framer<R> {
     pub fn starting_at(mut self, index: u64) -> Self {
         self.next_index = index;
         self
+    }
+
+    /// Like [`Framer::new`], hashing the stream (of a signed archive) on a thread of its
+    /// own, so that a long read does not spend its own thread on it; the digest is the
+    /// same. (Should the thread fail to take the prelude, the framer hashes inline.)
+    pub fn hashing_on_thread(
+        inner: R,
+        segment_size: u32,
+        trailer_len: usize,
+        prelude: &[&[u8]],
+    ) -> Self {
+        let mut framer = Framer::new(inner, segment_size, trailer_len, prelude);
+        if framer.digest.is_some() {
+            let mut threaded = StreamHasher::threaded();
+            if prelude.iter().all(|p| threaded.update(p).is_ok()) {
+                framer.digest = Some(threaded);
+            }
+        }
+        framer
     }
 
     /// SHA-256 of the prelude (the header block).
@@ -125,7 +148,10 @@ impl<R: Read> Framer<R> {
             (len, true)
         };
         if let Some(d) = self.digest.as_mut() {
-            d.update(&self.raw[..len]);
+            d.update(&self.raw[..len])?;
+            if last {
+                self.stream_digest = Some(d.finish()?);
+            }
         }
         self.consumed = if last { self.filled } else { len };
         self.next_index += 1;
@@ -154,16 +180,7 @@ impl<R: Read> Framer<R> {
 
     /// SHA-256 of the header block and all segments, once done, for signed archives.
     pub fn stream_digest(&self) -> Option<[u8; 32]> {
-        if !self.done {
-            return None;
-        }
-        self.digest.as_ref().map(|d| {
-            d.clone()
-                .finish()
-                .as_ref()
-                .try_into()
-                .expect("SHA-256 is 32 bytes")
-        })
+        self.stream_digest.filter(|_| self.done)
     }
 
     /// Bytes read from the archive so far, header block included.

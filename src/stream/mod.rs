@@ -6,6 +6,7 @@
 //! the final segment did. Memory use is a few segments, whatever the archive size.
 
 pub mod framer;
+mod hasher;
 pub mod head;
 pub mod reader;
 pub mod writer;

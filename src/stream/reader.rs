@@ -1,6 +1,6 @@
 //! The decrypting reader: authenticated plaintext out of an archive stream.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use super::{io_error, ArchiveHead, Framer};
 use crate::format::{segment, ArchiveKeys, FormatError, Header};
@@ -45,14 +45,22 @@ impl<R: Read> DecryptReader<R> {
         keys.check_header_mac(&head.encoded, &head.mac)?;
         let block: [&[u8]; 2] = [&head.encoded, &head.mac];
         // A full read hashes the header block into the stream digest; a tail read does not.
-        let prelude: &[&[u8]] = if first.is_some() { &[] } else { &block };
-        let framer = Framer::new(
-            inner,
-            head.header.segment_size,
-            head.header.trailer_len(),
-            prelude,
-        )
-        .starting_at(first.unwrap_or(0));
+        let framer = match first {
+            // A whole archive: its digest is hashed beside the decryption.
+            None => Framer::hashing_on_thread(
+                inner,
+                head.header.segment_size,
+                head.header.trailer_len(),
+                &block,
+            ),
+            Some(first) => Framer::new(
+                inner,
+                head.header.segment_size,
+                head.header.trailer_len(),
+                &[],
+            )
+            .starting_at(first),
+        };
         let mut d = digest::Context::new(&digest::SHA256);
         block.iter().for_each(|b| d.update(b));
         Ok(DecryptReader {
@@ -109,11 +117,12 @@ impl<R: Read> DecryptReader<R> {
     }
 }
 
-impl<R: Read> Read for DecryptReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl<R: Read> DecryptReader<R> {
+    /// Opens the next segment once the current one is used up; false at the end.
+    fn next_segment(&mut self) -> io::Result<bool> {
         while self.pos == self.end {
             let Some(seg) = self.framer.advance()? else {
-                return Ok(0);
+                return Ok(false);
             };
             let counter =
                 u32::try_from(seg.index).map_err(|_| io_error(FormatError::TooManySegments))?;
@@ -130,10 +139,36 @@ impl<R: Read> Read for DecryptReader<R> {
             self.pos = 0;
             self.end = n;
         }
-        let n = out.len().min(self.end - self.pos);
-        out[..n].copy_from_slice(&self.framer.segment(self.end)[self.pos..self.pos + n]);
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for DecryptReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = out.len().min(avail.len());
+            out[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The authenticated plaintext of the current segment, in place: a decompressor reads it
+/// without a copy into a buffer of its own.
+impl<R: Read> BufRead for DecryptReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if !self.next_segment()? {
+            return Ok(&[]);
+        }
+        Ok(&self.framer.segment(self.end)[self.pos..self.end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.end - self.pos);
         self.pos += n;
         self.plain_total += n as u64;
-        Ok(n)
     }
 }

@@ -73,8 +73,8 @@ pub trait Upload: Write + Send {
     fn temp_name(&self) -> &str;
 }
 
-/// A connected, guarded target directory.
-pub trait Target {
+/// A connected, guarded target directory (connected on one thread, used on another).
+pub trait Target: Send {
     /// The URL (no secrets), for messages.
     fn url(&self) -> String;
     /// Starts an upload under a fresh temporary name belonging to `appliance`.

@@ -231,3 +231,22 @@ fn a_full_file_system_fails_cleanly() {
     assert!(!dest.exists());
     assert!(names(&mnt).is_empty(), "left behind: {:?}", names(&mnt));
 }
+
+/// The byte comparison of in-flight paths agrees with `Path::starts_with` both ways on
+/// checked paths: a path meets itself, its ancestors and what lies beneath it, never a
+/// sibling that shares a prefix of its name.
+#[test]
+fn paths_meet_as_components_do() {
+    use std::os::unix::ffi::OsStrExt;
+    let paths = [
+        "a", "ab", "a/b", "a/bc", "a/b/c", "b", "ab/c", "a/b c", "é/x",
+    ];
+    for x in paths {
+        for y in paths {
+            let (px, py) = (Path::new(x), Path::new(y));
+            let want = px.starts_with(py) || py.starts_with(px);
+            let got = super::paths_meet(px.as_os_str().as_bytes(), py.as_os_str().as_bytes());
+            assert_eq!(got, want, "{x} and {y}");
+        }
+    }
+}
