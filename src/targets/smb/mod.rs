@@ -92,7 +92,7 @@ impl Target for SmbTarget {
             inner: self.inner.clone(),
             file: Some(file),
             temp,
-            buf: Vec::with_capacity(self.inner.chunk * upload::IN_FLIGHT),
+            buf: Vec::with_capacity(self.inner.chunk),
             pos: 0,
         }))
     }

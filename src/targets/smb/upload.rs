@@ -1,7 +1,6 @@
 //! An SMB upload: CREATE of the temporary name (disposition `Create`, so never an existing
-//! file), WRITEs of up to the negotiated size ([`IN_FLIGHT`] at a time), FLUSH, then a
-//! rename on the open handle with `ReplaceIfExists = false`. A dropped upload sets
-//! delete-on-close on its handle.
+//! file), WRITEs of up to the negotiated size, FLUSH, then a rename on the open handle with
+//! `ReplaceIfExists = false`. A dropped upload sets delete-on-close on its handle.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -11,9 +10,6 @@ use smb::{FileRenameInformation, Resource};
 use super::conn::Inner;
 use super::status::{map_err, map_io, nt_status, STATUS_OBJECT_NAME_COLLISION};
 use crate::targets::{check_plain, Retry, TargetError, Upload};
-
-/// WRITE requests sent before waiting for their answers.
-pub(super) const IN_FLIGHT: usize = 4;
 
 /// An upload in progress: the open temporary file, and the bytes not sent yet. After a
 /// failed write the upload pipeline (`targets::pipeline`) sends nothing more.
@@ -33,9 +29,7 @@ impl SmbUpload {
         }
     }
 
-    /// Writes the buffer out at `pos`, as [`IN_FLIGHT`] WRITE requests of at most the
-    /// negotiated size sent together: the client encrypts the next request while the
-    /// server decrypts and writes the previous one.
+    /// Writes the buffer out at `pos`.
     fn send(&mut self) -> Result<(), TargetError> {
         if self.buf.is_empty() {
             return Ok(());
@@ -43,14 +37,26 @@ impl SmbUpload {
         let url = self.inner.url().to_string();
         let inner = self.inner.clone();
         let file = self.file();
+        let buf = &self.buf;
         let pos = self.pos;
-        let writes = self
-            .buf
-            .chunks(inner.chunk)
-            .enumerate()
-            .map(|(i, piece)| write_at(file, &url, piece, pos + (i * inner.chunk) as u64));
         inner.rt.run("writing the archive", async move {
-            futures_util::future::try_join_all(writes).await.map(drop)
+            let mut done = 0usize;
+            while done < buf.len() {
+                let n = file
+                    .write_block(&buf[done..], pos + done as u64, None)
+                    .await
+                    .map_err(|e| map_io(&url, "writing the archive", e))?;
+                if n == 0 {
+                    return Err(TargetError::Io {
+                        target: url.clone(),
+                        op: "writing the archive".into(),
+                        detail: "the server accepted 0 bytes".into(),
+                        retry: Retry::Temporary,
+                    });
+                }
+                done += n;
+            }
+            Ok(())
         })?;
         self.pos += self.buf.len() as u64;
         self.buf.clear();
@@ -58,33 +64,12 @@ impl SmbUpload {
     }
 }
 
-/// Writes all of `data` at `pos` (one WRITE unless the server takes less).
-async fn write_at(file: &smb::File, url: &str, data: &[u8], pos: u64) -> Result<(), TargetError> {
-    let mut done = 0usize;
-    while done < data.len() {
-        let n = file
-            .write_block(&data[done..], pos + done as u64, None)
-            .await
-            .map_err(|e| map_io(url, "writing the archive", e))?;
-        if n == 0 {
-            return Err(TargetError::Io {
-                target: url.to_string(),
-                op: "writing the archive".into(),
-                detail: "the server accepted 0 bytes".into(),
-                retry: Retry::Temporary,
-            });
-        }
-        done += n;
-    }
-    Ok(())
-}
-
 impl Write for SmbUpload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = self.inner.chunk * IN_FLIGHT - self.buf.len();
+        let room = self.inner.chunk - self.buf.len();
         let n = room.min(data.len());
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= self.inner.chunk * IN_FLIGHT {
+        if self.buf.len() >= self.inner.chunk {
             self.send().map_err(TargetError::into_io)?;
         }
         Ok(n)
