@@ -23,7 +23,8 @@
 #   BENCH_BACKUP_REPEAT  rounds of the backups alone (default BENCH_REPEAT), for
 #                    runs that repeat the restores more than the backups
 #   BENCH_RESTORE_FS ext4 (default): restore onto a new ext4 file system (journal
-#                    on) on a loop device, made for the run; none: into the run
+#                    on) on a loop device, made for the run (needs root, as the
+#                    rest of the bench: losetup, mount); none: into the run
 #                    directory (see RESTORE_ROOT below for why)
 #
 # What it measures (wall seconds, peak RSS, user and system CPU seconds via
