@@ -44,7 +44,7 @@ pub(crate) fn with_payload<R: Read, T>(
 ) -> Result<(DecryptReader<R>, T), JobError> {
     let compression = reader.header().compression;
     // The reader is its own buffer: zstd reads each authenticated segment in place.
-    let (mut buffered, value) = match compression {
+    let (mut reader, value) = match compression {
         Compression::Zstd { .. } => {
             let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
                 .map_err(|e| JobError::io("starting zstd", e))?;
@@ -59,8 +59,7 @@ pub(crate) fn with_payload<R: Read, T>(
             (b, v)
         }
     };
-    io::copy(&mut buffered, &mut io::sink()).map_err(|e| JobError::io("reading the archive", e))?;
-    let reader = buffered;
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| JobError::io("reading the archive", e))?;
     if !reader.is_complete() {
         return Err(JobError::Integrity(crate::format::FormatError::Truncated(
             0,
