@@ -89,7 +89,7 @@ impl<R: Read> Framer<R> {
 
     /// Like [`Framer::new`], hashing the stream (of a signed archive) on a thread of its
     /// own, so that a long read does not spend its own thread on it; the digest is the
-    /// same. (Should the thread fail to take the prelude, the framer hashes inline.)
+    /// same. The thread goes on from the prelude hashed here.
     pub fn hashing_on_thread(
         inner: R,
         segment_size: u32,
@@ -97,11 +97,8 @@ impl<R: Read> Framer<R> {
         prelude: &[&[u8]],
     ) -> Self {
         let mut framer = Framer::new(inner, segment_size, trailer_len, prelude);
-        if framer.digest.is_some() {
-            let mut threaded = StreamHasher::threaded();
-            if prelude.iter().all(|p| threaded.update(p).is_ok()) {
-                framer.digest = Some(threaded);
-            }
+        if let Some(StreamHasher::Inline(ctx)) = framer.digest.take() {
+            framer.digest = Some(StreamHasher::threaded_from(ctx));
         }
         framer
     }

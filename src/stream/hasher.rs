@@ -35,18 +35,28 @@ pub(crate) struct Worker {
 
 impl StreamHasher {
     /// A hasher that hashes in the caller's thread.
+    #[cfg(test)]
     pub(crate) fn inline() -> StreamHasher {
         StreamHasher::Inline(digest::Context::new(&digest::SHA256))
     }
 
     /// A hasher with a thread of its own; inline when no thread can be started.
+    #[cfg(test)]
     pub(crate) fn threaded() -> StreamHasher {
+        StreamHasher::threaded_from(digest::Context::new(&digest::SHA256))
+    }
+
+    /// A hasher with a thread of its own that goes on from `ctx` (which may hold a prelude
+    /// hashed already); inline from `ctx` when no thread can be started.
+    pub(crate) fn threaded_from(ctx: digest::Context) -> StreamHasher {
         let (queue, jobs) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
         let (give_back, free) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        // The thread gets a copy: on a failed spawn the closure, and `ctx` with it, is gone.
+        let start = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("archive-digest".into())
             .spawn(move || {
-                let mut ctx = digest::Context::new(&digest::SHA256);
+                let mut ctx = start;
                 for buf in jobs {
                     ctx.update(&buf);
                     // Never blocks: at most BUFFERS buffers exist. The reader may be gone.
@@ -61,7 +71,7 @@ impl StreamHasher {
                 spare: BUFFERS,
                 handle,
             })),
-            Err(_) => StreamHasher::inline(),
+            Err(_) => StreamHasher::Inline(ctx),
         }
     }
 
@@ -137,6 +147,17 @@ mod tests {
         // Finished: a threaded hasher takes nothing more.
         assert!(threaded.update(b"more").is_err());
         assert!(threaded.finish().is_err());
+        // Going on from a context that holds a prelude already.
+        let mut pre = digest::Context::new(&digest::SHA256);
+        pre.update(b"prelude");
+        let mut from = StreamHasher::threaded_from(pre);
+        pieces.iter().for_each(|p| from.update(p).unwrap());
+        let mut with_prelude = b"prelude".to_vec();
+        with_prelude.extend_from_slice(&all);
+        assert_eq!(
+            from.finish().unwrap(),
+            digest::digest(&digest::SHA256, &with_prelude).as_ref()
+        );
         // The empty stream.
         assert_eq!(
             StreamHasher::threaded().finish().unwrap(),
