@@ -304,7 +304,9 @@ pub(super) fn input(path: &Path) -> Result<Box<dyn Read>, JobError> {
         what: format!("opening archive {}", path.display()),
         err,
     })?;
-    Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+    // A small buffer for the header's few reads: the segment reads (1 MiB) are larger than
+    // it and bypass it, where a buffer of a segment's size would copy every byte once more.
+    Ok(Box::new(io::BufReader::with_capacity(64 << 10, f)))
 }
 
 /// `offbox ssh-fdpass SOCKET` (started by `ssh`, never by hand).

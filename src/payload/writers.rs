@@ -4,11 +4,11 @@
 //! Memory is bounded whatever the archive's size: file data travels in at most [`BUFFERS`]
 //! buffers of at most [`CHUNK`] bytes each, which circulate between the parsing thread and
 //! the writers (a writer hands a buffer back once its bytes are written, and the parsing
-//! thread waits for a free one). The files of one directory go to the same writer, in
-//! archive order, so that two entries of one path are written in the order of the archive
-//! and the writer keeps that directory's descriptor open across them; the chunks of a large
-//! file go to any writer, each written at its offset, and the writer that completes the
-//! last one applies the file's metadata.
+//! thread waits for a free one). Small files go to the writers in turn (a directory of many
+//! small files would otherwise keep one writer busy while the others wait, as measured),
+//! and each writer keeps the descriptor of the directory it wrote to last; the chunks of a
+//! large file go to the writers in turn too, each written at its offset, and the writer that
+//! completes the last one applies the file's metadata.
 //!
 //! Entries whose paths meet (`a` and `a/b`, or one path twice) are never in flight
 //! together: the parsing thread waits for the earlier to be finished ([`Writers::settle`]),
@@ -19,9 +19,7 @@
 //! and every thread is joined before the staging directory is removed. Dropping the pool
 //! without [`Writers::finish`] (the parsing thread failed) also stops and joins them.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -237,12 +235,10 @@ impl Writers {
         }
     }
 
-    /// Hands a whole small file to the writer of its directory.
+    /// Hands a whole small file to the next writer.
     pub(super) fn small(&mut self, head: FileHead, data: Vec<u8>) -> io::Result<()> {
-        let mut h = DefaultHasher::new();
-        head.rel.parent().hash(&mut h);
-        let i = (h.finish() % self.queues.len() as u64) as usize;
-        self.send(i, Job::Whole(Box::new(head), data))
+        self.next = (self.next + 1) % self.queues.len();
+        self.send(self.next, Job::Whole(Box::new(head), data))
     }
 
     /// Hands a chunk of a large file to the next writer.

@@ -9,7 +9,6 @@ use std::io::{self, Read};
 
 use aws_lc_rs::digest;
 
-use super::hasher::StreamHasher;
 use super::io_error;
 use crate::format::{FormatError, TAG_LEN};
 
@@ -34,7 +33,7 @@ pub struct Framer<R> {
     trailer_len: usize,
     next_index: u64,
     done: bool,
-    digest: Option<StreamHasher>,
+    digest: Option<digest::Context>,
     /// The stream digest, once the final segment was reached.
     stream_digest: Option<[u8; 32]>,
     trailer: Vec<u8>,
@@ -61,7 +60,7 @@ impl<R: Read> Framer<R> {
             for p in prelude {
                 ctx.update(p);
             }
-            StreamHasher::Inline(ctx)
+            ctx
         });
         Framer {
             inner,
@@ -87,20 +86,11 @@ impl<R: Read> Framer<R> {
         self
     }
 
-    /// Like [`Framer::new`], hashing the stream (of a signed archive) on a thread of its
-    /// own, so that a long read does not spend its own thread on it; the digest is the
-    /// same. The thread goes on from the prelude hashed here.
-    pub fn hashing_on_thread(
-        inner: R,
-        segment_size: u32,
-        trailer_len: usize,
-        prelude: &[&[u8]],
-    ) -> Self {
-        let mut framer = Framer::new(inner, segment_size, trailer_len, prelude);
-        if let Some(StreamHasher::Inline(ctx)) = framer.digest.take() {
-            framer.digest = Some(StreamHasher::threaded_from(ctx));
-        }
-        framer
+    /// Takes the stream digest (of a signed archive) away from the framer, holding the
+    /// prelude hashed so far: whoever takes it hashes every segment in order instead, and
+    /// the framer's [`Framer::stream_digest`] stays `None`.
+    pub(crate) fn take_digest(&mut self) -> Option<digest::Context> {
+        self.digest.take()
     }
 
     /// SHA-256 of the prelude (the header block).
@@ -145,9 +135,10 @@ impl<R: Read> Framer<R> {
             (len, true)
         };
         if let Some(d) = self.digest.as_mut() {
-            d.update(&self.raw[..len])?;
+            d.update(&self.raw[..len]);
             if last {
-                self.stream_digest = Some(d.finish()?);
+                let done = d.clone().finish();
+                self.stream_digest = Some(done.as_ref().try_into().expect("SHA-256 is 32 bytes"));
             }
         }
         self.consumed = if last { self.filled } else { len };
@@ -158,6 +149,23 @@ impl<R: Read> Framer<R> {
     /// The first `len` bytes of the current segment, mutable so that it can be opened in place.
     pub(crate) fn segment_mut(&mut self, len: usize) -> &mut [u8] {
         &mut self.raw[..len]
+    }
+
+    /// Gives the framer back a digest taken with [`Framer::take_digest`] before any segment.
+    pub(crate) fn put_digest(&mut self, ctx: digest::Context) {
+        self.digest = Some(ctx);
+    }
+
+    /// Takes the buffer that holds the current segment (at its front), for the caller to
+    /// keep, and goes on in `spare` (which gets the look-ahead bytes): the segment leaves the
+    /// framer without a copy. Call it after [`Framer::advance`] and before the next one.
+    pub(crate) fn take_segment(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.resize(self.raw.len(), 0);
+        let rest = self.filled - self.consumed;
+        spare[..rest].copy_from_slice(&self.raw[self.consumed..self.filled]);
+        self.filled = rest;
+        self.consumed = 0;
+        std::mem::replace(&mut self.raw, spare)
     }
 
     /// The first `len` bytes of the current segment.

@@ -6,8 +6,8 @@
 //! the final segment did. Memory use is a few segments, whatever the archive size.
 
 pub mod framer;
-mod hasher;
 pub mod head;
+mod opener;
 pub mod reader;
 pub mod writer;
 
@@ -36,8 +36,7 @@ pub(crate) fn io_error(e: FormatError) -> std::io::Error {
 }
 
 /// The format error inside an `io::Error` made by [`io_error`], if any.
-#[cfg(test)]
-pub(crate) fn format_error_of(e: &std::io::Error) -> Option<&FormatError> {
+pub(crate) fn format_error_in(e: &std::io::Error) -> Option<&FormatError> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<FormatError>())
 }

@@ -60,7 +60,7 @@ fn open(archive: &[u8]) -> Result<Vec<u8>, FormatError> {
             assert!(r.is_complete());
             Ok(out)
         }
-        Err(e) => Err(format_error_of(&e).cloned().expect("a format error")),
+        Err(e) => Err(format_error_in(&e).cloned().expect("a format error")),
     }
 }
 
@@ -243,4 +243,81 @@ fn a_failed_inner_write_poisons_the_writer() {
         .to_string()
         .starts_with("an earlier write of this archive failed"));
     assert!(w.finish().is_err());
+}
+
+/// Reads `data`, then fails with "link down" instead of reaching its end.
+struct ReadThenFail<'a> {
+    data: &'a [u8],
+}
+
+impl Read for ReadThenFail<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.data.is_empty() {
+            return Err(std::io::Error::other("link down"));
+        }
+        let n = buf.len().min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Segments are opened ahead on threads: a read error of a later segment still comes only
+/// after the plaintext of every segment before it, exactly as an inline reader gives it.
+#[test]
+fn a_read_error_comes_after_the_segments_before_it() {
+    let plain: Vec<u8> = (0..8 * SEG as usize)
+        .map(|i| (i * 13 % 256) as u8)
+        .collect();
+    for signed in [false, true] {
+        let a = seal(&plain, signed);
+        let (h, n) = (header_len(&a), SEG as usize + 16);
+        // The link fails in the middle of segment 5.
+        let mut cur = ReadThenFail {
+            data: &a[..h + 5 * n + 100],
+        };
+        let head = ArchiveHead::read_from(&mut cur).ok().unwrap();
+        let mut r = DecryptReader::new(cur, head, &dek()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1000];
+        let err = loop {
+            match r.read(&mut buf) {
+                Ok(0) => panic!("end of file on a failed link"),
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.to_string(), "link down");
+        assert_eq!(got, plain[..5 * SEG as usize], "signed {signed}");
+        assert!(!r.is_complete());
+        assert_eq!(r.stream_digest(), None);
+        // The reader stays failed, with the same error.
+        assert_eq!(r.read(&mut buf).unwrap_err().to_string(), "link down");
+    }
+}
+
+/// A forged segment is reported as such, even when the stream also ends too early a few
+/// segments later (the truncation is read ahead, but errors come in stream order).
+#[test]
+fn errors_come_in_stream_order() {
+    let plain = vec![4u8; 8 * SEG as usize];
+    let a = seal(&plain, true);
+    let (h, n) = (header_len(&a), SEG as usize + 16);
+    // Segment 4 is 70 bytes long: less than a tag and the signature.
+    let cut = h + 4 * n + 70;
+    let mut b = a[..cut].to_vec();
+    b[h + n + 7] ^= 0x40;
+    assert_eq!(open(&b), Err(FormatError::SegmentAuth(1)));
+    // Read again after the failure: the same error, and no plaintext of a later segment.
+    let mut cur = std::io::Cursor::new(&b[..]);
+    let head = ArchiveHead::read_from(&mut cur).ok().unwrap();
+    let mut r = DecryptReader::new(cur, head, &dek()).unwrap();
+    let mut buf = vec![0u8; SEG as usize];
+    assert_eq!(r.read(&mut buf).unwrap(), SEG as usize);
+    for _ in 0..3 {
+        let e = r.read(&mut buf).unwrap_err();
+        assert_eq!(format_error_in(&e), Some(&FormatError::SegmentAuth(1)));
+    }
+    // Without the forgery, the truncation itself.
+    assert_eq!(open(&a[..cut]), Err(FormatError::Truncated(4)));
 }
