@@ -12,8 +12,9 @@ use aws_lc_rs::digest;
 /// bytes are returned, and `Ok(0)` (end of file) comes only after the final segment
 /// authenticated, so a reader that reached end of file has seen the whole, untouched payload.
 ///
-/// A whole archive is read with its segments opened (and hashed) on a thread of its own
-/// (`super::opener`); a tail read opens them inline.
+/// A whole archive is read with its segments hashed and opened on two threads of a pipeline
+/// (`super::opener`); a tail read opens them inline. After a failure, every later read
+/// returns it again and releases nothing more.
 pub struct DecryptReader<R> {
     framer: Framer<R>,
     mode: Mode,
@@ -59,7 +60,7 @@ impl Failure {
 enum Mode {
     /// In the framer's buffer, by the reading thread.
     Inline(Box<Opening>),
-    /// By the worker thread.
+    /// By the pipeline's threads.
     Ahead(Opener),
 }
 
