@@ -9,7 +9,7 @@ use std::io::{self, Read};
 
 use aws_lc_rs::digest;
 
-use super::io_error;
+use super::{io_error, sha256_of};
 use crate::format::{FormatError, TAG_LEN};
 
 /// Where the current segment is: its index and whether it is the final one.
@@ -50,11 +50,7 @@ impl<R: Read> Framer<R> {
         for p in prelude {
             pd.update(p);
         }
-        let prelude_digest = pd
-            .finish()
-            .as_ref()
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
+        let prelude_digest = sha256_of(pd);
         let digest = (trailer_len > 0).then(|| {
             let mut ctx = digest::Context::new(&digest::SHA256);
             for p in prelude {
@@ -137,8 +133,7 @@ impl<R: Read> Framer<R> {
         if let Some(d) = self.digest.as_mut() {
             d.update(&self.raw[..len]);
             if last {
-                let done = d.clone().finish();
-                self.stream_digest = Some(done.as_ref().try_into().expect("SHA-256 is 32 bytes"));
+                self.stream_digest = Some(sha256_of(d.clone()));
             }
         }
         self.consumed = if last { self.filled } else { len };

@@ -29,6 +29,14 @@ pub fn signed_message(stream_digest: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+/// The SHA-256 a finished context holds, as the 32 bytes the format stores.
+pub(crate) fn sha256_of(ctx: aws_lc_rs::digest::Context) -> [u8; 32] {
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
 /// Maps a format error into an `io::Error` that keeps it as the source, so that callers
 /// reading through `Read` can still recover the precise cause (`jobs::error::find_format_error`).
 pub(crate) fn io_error(e: FormatError) -> std::io::Error {

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use aws_lc_rs::digest;
 
-use super::{io_error, SegmentRef};
+use super::{io_error, sha256_of, SegmentRef};
 use crate::format::{segment, ArchiveKeys, FormatError};
 
 /// Sealed segments in flight between the reading thread and the worker, at most.
@@ -235,7 +235,7 @@ fn hash_all(mut ctx: digest::Context, jobs: Receiver<Job>, next: SyncSender<Job>
         };
         ctx.update(sealed);
         if job.seg.last {
-            job.digest = Some(to_array(ctx.clone()));
+            job.digest = Some(sha256_of(ctx.clone()));
         }
         if next.send(job).is_err() {
             return;
@@ -278,7 +278,7 @@ fn open_one(
     if let Some(ctx) = o.digest.as_mut() {
         ctx.update(sealed);
         if seg.last {
-            digest = Some(to_array(o.digest.take().expect("present")));
+            digest = Some(sha256_of(o.digest.take().expect("present")));
         }
     }
     let counter = u32::try_from(seg.index).map_err(|_| FormatError::TooManySegments)?;
@@ -291,13 +291,6 @@ fn open_one(
         sealed,
     )?;
     Ok((n, digest))
-}
-
-fn to_array(ctx: digest::Context) -> [u8; 32] {
-    ctx.finish()
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 is 32 bytes")
 }
 
 fn stopped() -> io::Error {

@@ -3,7 +3,7 @@
 use std::io::{self, BufRead, Read};
 
 use super::opener::{Opener, Opening};
-use super::{io_error, ArchiveHead, Framer};
+use super::{io_error, sha256_of, ArchiveHead, Framer};
 use crate::format::{segment, ArchiveKeys, FormatError, Header};
 use crate::secret::Dek;
 use aws_lc_rs::digest;
@@ -122,7 +122,7 @@ impl<R: Read> DecryptReader<R> {
         let mut d = digest::Context::new(&digest::SHA256);
         block.iter().for_each(|b| d.update(b));
         Ok(DecryptReader {
-            header_digest: d.finish().as_ref().try_into().expect("32 bytes"),
+            header_digest: sha256_of(d),
             framer,
             mode,
             header: head.header,

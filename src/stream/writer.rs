@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use aws_lc_rs::digest;
 
+use super::sha256_of;
 use crate::format::{segment, ArchiveKeys, FormatError, Header, HEADER_MAC_LEN, TAG_LEN};
 use crate::secret::Dek;
 
@@ -130,10 +131,7 @@ impl<W: Write> EncryptWriter<W> {
         self.seal_and_write(true)?;
         self.inner.flush()?;
         Ok(Finished {
-            stream_digest: self
-                .digest
-                .take()
-                .map(|d| d.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")),
+            stream_digest: self.digest.take().map(sha256_of),
             header_digest: self.header_digest,
             tail: self.tail.take().map(|t| {
                 let d = t.digest.finish();
