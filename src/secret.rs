@@ -48,6 +48,14 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// Draws once from the crypto provider's generator and discards the bytes, so that its
+/// seeding on first use (from CPU jitter: tens of milliseconds of CPU in every process) is
+/// done now, while something else waits (`backup create --to` does it while its target
+/// connects), and not later on a path that something else waits for.
+pub(crate) fn seed_generator() {
+    let _ = random_bytes::<1>();
+}
+
 /// A secret text (a PIN or a password), zeroized on drop. Like [`Key32`] it has no `Debug`,
 /// `Clone` or `Copy`: it is borrowed with [`SecretText::expose`] only where it is used.
 pub struct SecretText(secrecy::SecretString);

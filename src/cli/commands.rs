@@ -131,7 +131,8 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
     // One backup or prune of this appliance at a time; exit 75 when another run holds it.
     let lock = super::targets::run_lock(&cfg, a.wait)?;
     // An off-box target is connected (and guarded) on a thread of its own while the key
-    // device opens, as `ssh` connects beside offbox in a pipe; its failure is reported
+    // device opens and the random generator seeds itself, as `ssh` connects beside offbox
+    // in a pipe; its failure is reported
     // before the device's, and the payload (a secrets export runs a command) is opened
     // only once both are ready.
     let mut opened = None;
@@ -141,6 +142,7 @@ fn backup_create(config_path: &Path, a: CreateArgs, json: bool) -> Result<(), Jo
             let (target, device) = std::thread::scope(|s| {
                 let connecting = s.spawn(|| super::targets::connect_to(&cfg, Some(to)));
                 let device = open_device(&cfg.keys);
+                crate::secret::seed_generator();
                 (connecting.join(), device)
             });
             opened = Some(device);

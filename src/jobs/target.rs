@@ -119,11 +119,18 @@ pub(crate) fn backup_to_as(
     let upload = target
         .begin_named(&appliance, &name)
         .map_err(|e| target_err("starting the upload", e))?;
-    // Packing and encryption go on here while a writer thread sends the previous chunks.
-    let out = Pipelined::new(upload, &target.url())
-        .map_err(|e| JobError::io("starting the upload thread", e))?;
+    // Packing and encryption go on here while a writer thread sends the previous chunks
+    // (or, for an upload with requests of its own in flight, while they travel).
+    let out: Box<dyn Upload> = if upload.queues_writes() {
+        upload
+    } else {
+        Box::new(
+            Pipelined::new(upload, &target.url())
+                .map_err(|e| JobError::io("starting the upload thread", e))?,
+        )
+    };
     let (upload, summary) = backup::create(device, others, opts, out, meter)?;
-    Box::new(upload)
+    upload
         .commit(&name)
         .map_err(|e| target_err("publishing the archive", e))?;
     Ok((

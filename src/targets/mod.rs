@@ -71,6 +71,12 @@ pub trait Upload: Write + Send {
     fn commit(self: Box<Self>, name: &str) -> Result<(), TargetError>;
     /// The temporary name in use.
     fn temp_name(&self) -> &str;
+    /// Whether a write returns before the data has travelled (the upload keeps its own
+    /// requests in flight, as SFTP does): then a writer thread in front of it
+    /// ([`pipeline::Pipelined`]) would only add a copy and a hand-over per chunk.
+    fn queues_writes(&self) -> bool {
+        false
+    }
 }
 
 /// A connected, guarded target directory (connected on one thread, used on another).

@@ -29,8 +29,17 @@ pub(super) struct Handoff {
 
 impl Handoff {
     /// A fresh private directory under the temporary directory, and the socket in it.
+    ///
+    /// Its name is unpredictable (so that no other user can take it first) but no secret,
+    /// so it comes from the kernel's generator: the first draw from the crypto provider's
+    /// generator seeds it from CPU jitter, tens of milliseconds that would delay the start
+    /// of `ssh` (the main thread pays them meanwhile, while `ssh` connects).
     pub(super) fn new() -> io::Result<Handoff> {
-        let r = crate::secret::random_bytes::<8>();
+        let mut r = [0u8; 8];
+        let mut got = 0;
+        while got < r.len() {
+            got += rustix::rand::getrandom(&mut r[got..], rustix::rand::GetRandomFlags::empty())?;
+        }
         let dir =
             std::env::temp_dir().join(format!("offbox-ssh.{}", data_encoding::HEXLOWER.encode(&r)));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;

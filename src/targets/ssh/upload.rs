@@ -18,23 +18,28 @@ pub(super) struct SshUpload {
     pub(super) url: String,
 }
 
+impl SshUpload {
+    /// A failed write as the target's state explains it: OpenSSH reports ENOSPC and EDQUOT
+    /// as a plain "failure", so statvfs is asked whether the directory is (nearly) full.
+    fn write_error(&self, e: TargetError) -> TargetError {
+        if let TargetError::Io { detail, .. } = &e {
+            let free = self.ch.free_space(&self.dir);
+            if let Some(free) = free.filter(|&free| free < 1 << 20) {
+                return TargetError::NoSpace {
+                    target: self.url.clone(),
+                    detail: format!("SFTP write failed ({detail}) with {free} bytes free"),
+                };
+            }
+        }
+        e
+    }
+}
+
 impl Write for SshUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let f = self.file.as_mut().expect("open until commit");
-        f.write(buf).map_err(|e| {
-            // OpenSSH reports ENOSPC and EDQUOT as a plain "failure": ask statvfs.
-            if let TargetError::Io { detail, .. } = &e {
-                let free = self.ch.free_space(&self.dir);
-                if let Some(free) = free.filter(|&free| free < (buf.len() as u64).max(1 << 20)) {
-                    return TargetError::NoSpace {
-                        target: self.url.clone(),
-                        detail: format!("SFTP write failed ({detail}) with {free} bytes free"),
-                    }
-                    .into_io();
-                }
-            }
-            e.into_io()
-        })
+        let r = f.write(buf);
+        r.map_err(|e| self.write_error(e).into_io())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -44,17 +49,21 @@ impl Write for SshUpload {
 impl Upload for SshUpload {
     fn commit(mut self: Box<Self>, name: &str) -> Result<(), TargetError> {
         let file = self.file.take().expect("open until commit");
-        let r = file.finish().and_then(|()| {
-            let fin = self.dir.join(name);
-            if self.ch.exists(&fin) {
-                return Err(TargetError::Exists {
-                    target: self.url.clone(),
-                    name: name.into(),
-                });
-            }
-            let op = format!("publishing {name}");
-            self.ch.rename(&self.dir.join(&self.temp), &fin, &op)
-        });
+        // The last requests go out here, so a full target may first show now.
+        let r = file
+            .finish()
+            .map_err(|e| self.write_error(e))
+            .and_then(|()| {
+                let fin = self.dir.join(name);
+                if self.ch.exists(&fin) {
+                    return Err(TargetError::Exists {
+                        target: self.url.clone(),
+                        name: name.into(),
+                    });
+                }
+                let op = format!("publishing {name}");
+                self.ch.rename(&self.dir.join(&self.temp), &fin, &op)
+            });
         if r.is_err() {
             let _ = self
                 .ch
@@ -65,6 +74,10 @@ impl Upload for SshUpload {
 
     fn temp_name(&self) -> &str {
         &self.temp
+    }
+
+    fn queues_writes(&self) -> bool {
+        true
     }
 }
 
