@@ -18,6 +18,8 @@
 #                       fork) to CPU 1 and the client side (offbox, ssh, the peers) to CPU 0,
 #                       so that a client's figures are its own and not the server's share of
 #                       the two cores
+#   BENCH_SSH_ROUNDS=N  then N more backups to ssh:// and through the OpenSSH pipe,
+#                       alternating, with their medians, ranges and ratio
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -167,4 +169,40 @@ s3.upload_file(os.environ["FILE"], os.environ["BUCKET"], "bench/boto3-%d.obx" % 
            "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$(cat "$work/rss")" "$(cat "$work/cpu")" ;;
     esac
   done
+fi
+
+# BENCH_SSH_ROUNDS=N: N more backups to ssh:// and through the OpenSSH pipe, alternating,
+# and their medians and ranges (one run of ~1 s varies by ±15 % on this machine; the
+# ratio of the medians is the figure to quote).
+rounds=${BENCH_SSH_ROUNDS:-0}
+if [[ "$rounds" -gt 0 ]] && grep -q '^\[targets\.testbed-ssh\]' "$work/bed/offbox-targets.toml"; then
+  # shellcheck disable=SC1091
+  source "$work/bed/targets.env"
+  hostpart=${SSH_URL#ssh://}; userhost=${hostpart%%/*}; rdir=/${hostpart#*/}
+  sshc="ssh -F none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$SSH_KNOWN_HOSTS -o IdentitiesOnly=yes -i $SSH_IDENTITY -c aes128-gcm@openssh.com $userhost"
+  : > "$work/rounds"
+  for _ in $(seq "$rounds"); do
+    s=$(timed "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to testbed-ssh)
+    echo "ssh $s $(cat "$work/cpu")" >> "$work/rounds"
+    $sshc "rm -f $rdir/*.obx" || true
+    s=$(timed bash -c "set -o pipefail; \"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - | $sshc 'cat > $rdir/pipe.obx'")
+    echo "pipe $s $(cat "$work/cpu")" >> "$work/rounds"
+    $sshc "rm -f $rdir/pipe.obx" || true
+  done
+  python3 - "$work/rounds" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    who, wall, cpu = line.split()[:3]
+    if wall.startswith("FAILED"):
+        print(who, "FAILED"); continue
+    rows.setdefault(who, ([], []))
+    rows[who][0].append(float(wall)); rows[who][1].append(float(cpu))
+for who, (w, c) in rows.items():
+    print(f"{who:5} backup, {len(w)} rounds: median {statistics.median(w):.3f} s ({min(w):.3f}-{max(w):.3f}), CPU median {statistics.median(c):.2f} s/GiB ({min(c):.2f}-{max(c):.2f})")
+if "ssh" in rows and "pipe" in rows:
+    ws, cs = statistics.median(rows["ssh"][0]), statistics.median(rows["ssh"][1])
+    wp, cp = statistics.median(rows["pipe"][0]), statistics.median(rows["pipe"][1])
+    print(f"ssh:// backup vs the OpenSSH pipe: {wp / ws:.2f}x its speed at {cs / cp:.2f}x its CPU (medians)")
+PY
 fi
