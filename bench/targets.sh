@@ -139,7 +139,7 @@ if grep -q '^\[targets\.testbed-ssh\]' "$work/bed/offbox-targets.toml" && [[ tes
         *) rr=$(printf '%10s %10.1f %10.2f %8s' "$r" "$(echo "$size / $r" | bc -l)" "$(echo "$local_r / $r" | bc -l)" "$(cat "$work/cpu")") ;;
       esac
       printf '%-22s %10s %10.1f %10.2f %8s %8s   %s\n' "OpenSSH pipe" "$s" "$(echo "$size / $s" | bc -l)" "$(echo "$local_s / $s" | bc -l)" "$rss" "$cpu" "$rr"
-      $sshc "rm -f $rdir/pipe.obx" || true
+      $sshc "rm -f $rdir/pipe.obx" 2>/dev/null || true
       ;;
   esac
 fi
@@ -184,10 +184,10 @@ if [[ "$rounds" -gt 0 ]] && grep -q '^\[targets\.testbed-ssh\]' "$work/bed/offbo
   for _ in $(seq "$rounds"); do
     s=$(timed "$OFFBOX_BIN" --config "$cfg" backup create --kind system --source "$data" --to testbed-ssh)
     echo "ssh $s $(cat "$work/cpu")" >> "$work/rounds"
-    $sshc "rm -f $rdir/*.obx" || true
+    $sshc "rm -f $rdir/*.obx" 2>/dev/null || true
     s=$(timed bash -c "set -o pipefail; \"$OFFBOX_BIN\" --config \"$cfg\" backup create --kind system --source \"$data\" --output - | $sshc 'cat > $rdir/pipe.obx'")
     echo "pipe $s $(cat "$work/cpu")" >> "$work/rounds"
-    $sshc "rm -f $rdir/pipe.obx" || true
+    $sshc "rm -f $rdir/pipe.obx" 2>/dev/null || true
   done
   python3 - "$work/rounds" <<'PY'
 import statistics, sys
