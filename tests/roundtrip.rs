@@ -334,6 +334,67 @@ fn vanished_sources_are_reported_not_fatal(backend: Backend) {
     sim.ok(&["verify", archive.to_str().unwrap()]);
 }
 
+/// Every mode (setuid and setgid kept) and owner comes back whatever the umask of the
+/// restore: files whose mode and owner creation already gives skip the chmod and chown,
+/// the others get them.
+#[test]
+fn modes_and_owners_survive_any_umask() {
+    let sim = Sim::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    let modes = [
+        0o644, 0o664, 0o666, 0o640, 0o600, 0o444, 0o400, 0o000, 0o755, 0o700, 0o2755, 0o4711,
+        0o1644,
+    ];
+    let owners = [(0, 0), (1234, 0), (0, 5678), (1234, 5678)];
+    for (i, mode) in modes.iter().enumerate() {
+        for (j, &(uid, gid)) in owners.iter().enumerate() {
+            // Small files (written whole) and one over 1 MiB (written in chunks).
+            let size = if i == 0 && j == 3 {
+                (1 << 20) + 7
+            } else {
+                i * 100 + j
+            };
+            let f = src.join(format!("d/f{mode:o}-{uid}-{gid}"));
+            fs::write(&f, pattern(size, (i * 4 + j) as u64)).unwrap();
+            std::os::unix::fs::chown(&f, Some(uid), Some(gid)).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).unwrap();
+        }
+    }
+    let archive = work.path().join("a.obx");
+    sim.backup("system", &src, &archive);
+    for umask in ["077", "022", "000", "027"] {
+        let dest = work.path().join(format!("restored-{umask}"));
+        let offbox = sim.cmd(&[
+            "restore",
+            archive.to_str().unwrap(),
+            "--to",
+            dest.to_str().unwrap(),
+            "--keep-setid",
+        ]);
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(offbox.get_program())
+            .args(offbox.get_args())
+            .stdin(Stdio::null());
+        for (k, v) in offbox.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "umask {umask}: {}",
+            common::stderr(&out)
+        );
+        assert_same_tree(&src, &dest.join(src.strip_prefix("/").unwrap()));
+    }
+}
+
 on_both_backends!(
     system_backup_restores_byte_for_byte,
     decrypt_pipes_into_standard_tar,

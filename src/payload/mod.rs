@@ -6,6 +6,7 @@
 mod acl;
 pub mod exclude;
 mod extract;
+mod fresh;
 mod fsat;
 mod make;
 pub mod pack;

@@ -26,6 +26,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::Entry;
 
 use super::extract::entry_error;
+use super::fresh::Fresh;
 use super::fsat;
 use super::make::Meta;
 use super::sparse::{self, Extent};
@@ -81,7 +82,9 @@ pub(super) fn dispatch<R: Read>(
         None => (vec![(0, size)], size),
     };
     let (dir, name) = head.split()?;
-    let file = create_in(parents.get(writers.root(), dir).map_err(err)?, name).map_err(err)?;
+    let mode = writers.fresh().create_mode(head.meta.perm);
+    let file =
+        create_in(parents.get(writers.root(), dir).map_err(err)?, name, mode).map_err(err)?;
     if sparse.is_some() {
         file.set_len(real_size).map_err(err)?;
     } else {
@@ -91,13 +94,7 @@ pub(super) fn dispatch<R: Read>(
     if chunks == 0 {
         // Nothing to write (an empty sparse file): finished here.
         let mut failures = XattrFailures::default();
-        let fin = finish(
-            &file,
-            &head,
-            writers.as_root(),
-            writers.skip(),
-            &mut failures,
-        );
+        let fin = finish(&file, &head, writers.policy(), &mut failures);
         writers.add_xattr_failures(failures);
         writers.release(&head.rel);
         return fin.map_err(err);
@@ -147,33 +144,43 @@ fn preallocate(file: &File, size: u64) -> io::Result<()> {
     }
 }
 
-/// Creates `name` in `dir` for writing, never through a symlink; whatever non-directory
-/// was at that name is replaced (a later entry of the same name wins, as in tar). The
-/// common case, a new name, takes one system call.
-pub(super) fn create_in(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
+/// Creates `name` in `dir` for writing with `mode` ([`Fresh::create_mode`]), never through
+/// a symlink; whatever non-directory was at that name is replaced (a later entry of the
+/// same name wins, as in tar). The common case, a new name, takes one system call.
+pub(super) fn create_in(dir: &OwnedFd, name: &OsStr, mode: Mode) -> io::Result<File> {
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let private = Mode::from_bits_truncate(0o600);
-    match openat(dir, name, flags, private) {
+    match openat(dir, name, flags, mode) {
         Ok(fd) => Ok(File::from(fd)),
         Err(Errno::EEXIST) => {
             match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
                 Ok(()) | Err(Errno::ENOENT) => {}
                 Err(e) => return Err(e.into()),
             }
-            Ok(File::from(openat(dir, name, flags, private)?))
+            Ok(File::from(openat(dir, name, flags, mode)?))
         }
         Err(e) => Err(e.into()),
     }
 }
 
+/// How the files of one restore are finished.
+pub(super) struct Policy {
+    /// Whether owners are restored (root).
+    pub(super) as_root: bool,
+    /// The extended attribute namespaces left out.
+    pub(super) skip: Vec<String>,
+    /// What a new file already has.
+    pub(super) fresh: Fresh,
+}
+
 /// Gives a fully written file its owner (as root), mode, extended attributes (those that
-/// cannot be set are counted in `failures`) and times, through its own descriptor.
+/// cannot be set are counted in `failures`) and times, through its own descriptor. The
+/// owner and mode only where the file, created with [`Fresh::create_mode`], does not have
+/// them already.
 pub(super) fn finish(
     file: &File,
     head: &FileHead,
-    as_root: bool,
-    skip: &[String],
+    policy: &Policy,
     failures: &mut XattrFailures,
 ) -> io::Result<()> {
     let Meta {
@@ -182,16 +189,19 @@ pub(super) fn finish(
         gid,
         mtime,
     } = head.meta;
-    if as_root {
+    let (chown, chmod) = policy.fresh.needs(policy.as_root, uid, gid, perm);
+    if chown {
         nix::unistd::fchown(
             file,
             Some(Uid::from_raw(uid as u32)),
             Some(Gid::from_raw(gid as u32)),
         )?;
     }
-    // After the chown, which clears setuid/setgid bits.
-    stat::fchmod(file, Mode::from_bits_truncate(perm))?;
-    failures.apply(Target::File(file), &head.name, &head.attrs, skip);
+    // After the chown, which clears setuid/setgid bits (a mode given at creation has none).
+    if chmod {
+        stat::fchmod(file, Mode::from_bits_truncate(perm))?;
+    }
+    failures.apply(Target::File(file), &head.name, &head.attrs, &policy.skip);
     let t = TimeSpec::new(i64::try_from(mtime).unwrap_or(i64::MAX), 0);
     stat::futimens(file, &t, &t)?;
     Ok(())

@@ -32,7 +32,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::extract::entry_error;
-use super::write_file::{create_in, finish, FileHead, Parents};
+use super::fresh::Fresh;
+use super::write_file::{create_in, finish, FileHead, Parents, Policy};
 use super::xattr::XattrFailures;
 
 /// The largest piece of file data handed to a writer at once (and the largest file that
@@ -68,8 +69,7 @@ enum Job {
 struct Shared {
     root: OwnedFd,
     root_path: PathBuf,
-    as_root: bool,
-    skip: Vec<String>,
+    policy: Policy,
     /// Set on the first failure, or when the parsing thread gives up: queued work is
     /// skipped.
     stop: AtomicBool,
@@ -130,8 +130,11 @@ impl Writers {
         let shared = Arc::new(Shared {
             root: root.try_clone()?,
             root_path: root_path.to_path_buf(),
-            as_root,
-            skip: skip.to_vec(),
+            policy: Policy {
+                as_root,
+                skip: skip.to_vec(),
+                fresh: Fresh::probe(root, root_path),
+            },
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
             inflight: Mutex::new(Vec::new()),
@@ -170,14 +173,14 @@ impl Writers {
         &self.shared.root
     }
 
-    /// Whether owners are restored.
-    pub(super) fn as_root(&self) -> bool {
-        self.shared.as_root
+    /// How files are finished.
+    pub(super) fn policy(&self) -> &Policy {
+        &self.shared.policy
     }
 
-    /// The extended attribute namespaces left out.
-    pub(super) fn skip(&self) -> &[String] {
-        &self.shared.skip
+    /// What a new file already has.
+    pub(super) fn fresh(&self) -> &Fresh {
+        &self.shared.policy.fresh
     }
 
     /// Counts attribute failures of a file finished on the parsing thread.
@@ -342,9 +345,10 @@ fn whole(
     failures: &mut XattrFailures,
 ) -> io::Result<()> {
     let (dir, name) = head.split()?;
-    let mut file = create_in(parents.get(&shared.root, dir)?, name)?;
+    let mode = shared.policy.fresh.create_mode(head.meta.perm);
+    let mut file = create_in(parents.get(&shared.root, dir)?, name, mode)?;
     file.write_all(data)?;
-    finish(&file, head, shared.as_root, &shared.skip, failures)
+    finish(&file, head, &shared.policy, failures)
 }
 
 /// Writes a chunk of a large file; the last chunk finishes it.
@@ -357,7 +361,7 @@ fn chunk(
 ) -> io::Result<()> {
     big.file.write_all_at(data, offset)?;
     if big.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        let fin = finish(&big.file, &big.head, shared.as_root, &shared.skip, failures);
+        let fin = finish(&big.file, &big.head, &shared.policy, failures);
         shared.release(&big.head.rel);
         fin?;
     }
