@@ -82,7 +82,7 @@ pub(super) fn dispatch<R: Read>(
         None => (vec![(0, size)], size),
     };
     let (dir, name) = head.split()?;
-    let mode = writers.fresh().create_mode(head.meta.perm);
+    let mode = writers.policy().fresh.create_mode(head.meta.perm);
     let file =
         create_in(parents.get(writers.root(), dir).map_err(err)?, name, mode).map_err(err)?;
     if sparse.is_some() {

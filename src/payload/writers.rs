@@ -178,11 +178,6 @@ impl Writers {
         &self.shared.policy
     }
 
-    /// What a new file already has.
-    pub(super) fn fresh(&self) -> &Fresh {
-        &self.shared.policy.fresh
-    }
-
     /// Counts attribute failures of a file finished on the parsing thread.
     pub(super) fn add_xattr_failures(&mut self, f: XattrFailures) {
         self.own.merge(f);
