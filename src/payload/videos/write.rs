@@ -1,9 +1,10 @@
 //! Writing a video archive's payload: the tar entries of the recordings the plan sends, then
 //! the tail: the manifest of the new restore point.
 //!
-//! A recording is read through a descriptor opened without following symlinks, whose device
-//! and inode must be the walk's; its content is hashed as it is stored. One that vanishes,
-//! is replaced, shrinks, grows or changes while it is read gets a notice and is left out of
+//! A recording is read through a descriptor opened without following symlinks, whose device,
+//! inode, size, mtime and ctime must be the walk's; its content is hashed as it is stored. One
+//! that vanishes, is replaced or changed after the walk, or shrinks, grows or changes while it
+//! is read gets a notice and is left out of
 //! the manifest (the point keeps its previous version, if any), so no restore ever yields a
 //! half-written recording, and the next run sends it again.
 
@@ -134,8 +135,8 @@ fn store<W: io::Write>(
         Err(e) => return Ok(Err(format!("cannot be read ({e})"))),
     };
     let before = file.metadata()?;
-    if !before.is_file() || before.dev() != now.dev || before.ino() != now.ino {
-        return Ok(Err("replaced by another file".into()));
+    if !same_as_scanned(&before, now) {
+        return Ok(Err("replaced or changed since it was scanned".into()));
     }
     let size = before.len();
     let mut h = Header::new_gnu();
@@ -173,6 +174,21 @@ fn store<W: io::Write>(
     let mut r = record_of(now.path.clone(), &before);
     r.sha256 = reader.inner.finish();
     Ok(Ok(r))
+}
+
+/// Whether the opened file is the one the walk saw, unchanged. Device and inode alone do
+/// not say it: a file system reuses a freed inode number at once, so a recording deleted and
+/// replaced between the walk and this read can come back with the same number. Size, mtime
+/// and ctime (set anew on every write, rename or inode reuse) must match too.
+fn same_as_scanned(m: &std::fs::Metadata, now: &Record) -> bool {
+    m.is_file()
+        && m.dev() == now.dev
+        && m.ino() == now.ino
+        && m.len() == now.size
+        && m.mtime() == now.mtime
+        && m.mtime_nsec() == i64::from(now.mtime_nsec)
+        && m.ctime() == now.ctime
+        && m.ctime_nsec() == i64::from(now.ctime_nsec)
 }
 
 fn open(path: &str) -> io::Result<File> {
@@ -278,15 +294,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("rec");
         std::fs::create_dir_all(&root).unwrap();
-        for n in ["keep", "vanish", "replace"] {
+        for n in ["keep", "vanish", "replace", "swap", "grow"] {
             std::fs::write(root.join(n), n.repeat(1000)).unwrap();
         }
         let s = scan(std::slice::from_ref(&root), &Excludes::new(&[])).unwrap();
         let p = plan(s, None, &|_| true, i64::MAX, false);
         std::fs::remove_file(root.join("vanish")).unwrap();
+        // Deleted, then a new file renamed over the name: the file system may give the new
+        // file the freed inode number, which must not make it pass for the scanned one.
         std::fs::remove_file(root.join("replace")).unwrap();
         std::fs::write(root.join("replace-tmp"), b"other").unwrap();
         std::fs::rename(root.join("replace-tmp"), root.join("replace")).unwrap();
+        // The old file kept alive elsewhere: the new one surely has another inode.
+        std::fs::rename(root.join("swap"), dir.path().join("old-swap")).unwrap();
+        std::fs::write(root.join("swap"), "swap".repeat(1000)).unwrap();
+        // Same inode, written to after the scan.
+        let mut g = OpenOptions::new()
+            .append(true)
+            .open(root.join("grow"))
+            .unwrap();
+        g.write_all(b"more").unwrap();
+        drop(g);
         let mut out = Buf::default();
         let w = write(p, this(), &mut out, &Meter::default()).unwrap();
         let names: Vec<&str> = w
@@ -301,10 +329,18 @@ mod tests {
         assert_eq!(
             what,
             [
-                "replaced by another file; not part of this point; the next run sends it",
+                "replaced or changed since it was scanned; not part of this point; the next run sends it",
+                "replaced or changed since it was scanned; not part of this point; the next run sends it",
+                "replaced or changed since it was scanned; not part of this point; the next run sends it",
                 "vanished; not part of this point; the next run sends it"
             ]
         );
+        let paths: Vec<&str> = w
+            .notices
+            .iter()
+            .map(|n| n.path.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(paths, ["grow", "replace", "swap", "vanish"]);
         let keep = &w.manifest.records[0];
         assert_eq!(keep.size, 4000);
         assert_eq!(
