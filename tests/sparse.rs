@@ -130,8 +130,10 @@ fn files_changed_while_read_are_summarised() {
         let (stop, log) = (stop.clone(), log.clone());
         std::thread::spawn(move || {
             let mut f = fs::OpenOptions::new().append(true).open(log).unwrap();
+            // Paced (about 8 MB/s): it grows all through the run, not by gigabytes.
             while !stop.load(Ordering::Relaxed) {
                 f.write_all(&[b'x'; 4096]).unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(500));
             }
         })
     };
@@ -182,8 +184,10 @@ impl ChangedLine {
             let (stop, log) = (stop.clone(), log.to_path_buf());
             std::thread::spawn(move || {
                 let mut f = fs::OpenOptions::new().append(true).open(log).unwrap();
+                // Paced (about 8 MB/s): it grows all through the run, not by gigabytes.
                 while !stop.load(Ordering::Relaxed) {
                     f.write_all(&[b'y'; 4096]).unwrap();
+                    std::thread::sleep(std::time::Duration::from_micros(500));
                 }
             })
         };

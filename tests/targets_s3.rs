@@ -161,6 +161,8 @@ fn locked_archives_resist_delete_and_overwrite_and_prune_waits_for_the_retention
     let src = source(&sim, 1);
     let t0 = std::time::Instant::now();
     assert!(backup_to(&sim, &src, T).status.success());
+    // The retention began at the upload, before this: it ends by done + 20 s.
+    let done = std::time::Instant::now();
     let first = list(&sim, T).remove(0);
     // With the appliance's own key: the locked version cannot be deleted, and the name
     // cannot be written over.
@@ -201,7 +203,7 @@ print(len(versions(k)))
     assert!(err.contains("1 locked (Object Lock) and kept"), "{err}");
     assert_eq!(list(&sim, T).len(), 2);
     // Once the retention has passed, prune deletes it: every version.
-    std::thread::sleep(Duration::from_secs(21).saturating_sub(t0.elapsed()));
+    std::thread::sleep(Duration::from_secs(21).saturating_sub(done.elapsed()));
     let out = sim.ok(&["prune", "--to", T, "--keep-last", "1"]);
     assert!(String::from_utf8_lossy(&out).contains(&format!("deleted\t{first}")));
     let left = list(&sim, T);

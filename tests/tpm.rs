@@ -641,11 +641,16 @@ impl Proxy {
                         std::thread::spawn(move || {
                             let mut buf = [0u8; 8192];
                             while let Ok(n) = from.read(&mut buf) {
-                                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                if n == 0 {
                                     break;
                                 }
+                                // Recorded before it goes on: by the time the other side
+                                // has it (and the client has its answer), it is in the log.
                                 if record {
                                     log.lock().unwrap().extend_from_slice(&buf[..n]);
+                                }
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
                                 }
                             }
                             let _ = to.shutdown(std::net::Shutdown::Write);
@@ -663,7 +668,6 @@ impl Proxy {
 
     /// Takes the recorded traffic: (command codes sent, bytes to the TPM, bytes from it).
     fn take(&self) -> (Vec<&'static str>, Vec<u8>, Vec<u8>) {
-        std::thread::sleep(Duration::from_millis(50));
         let up = std::mem::take(&mut *self.to_tpm.lock().unwrap());
         let down = std::mem::take(&mut *self.from_tpm.lock().unwrap());
         let mut codes = Vec::new();

@@ -238,6 +238,10 @@ fn chain_of_runs_restores_every_point_and_survives_lost_catalogue() {
     );
 
     // Prune keeping only the newest point keeps what it needs, and every kept point restores.
+    // "Within 0 days" keeps what is not older than now: first let the clock pass the
+    // points' stamps (a run in the same second as the one before it is stamped a second
+    // later, so on a fast machine the newest ones can be ahead of the clock).
+    wait_past(&points[4].0);
     let out = sim.ok(&["prune", "--to", TARGET, "--keep-within", "0", "--dry-run"]);
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("would delete"), "{text}");
@@ -382,4 +386,22 @@ fn disabled_video_backup_refuses_and_names_the_setting() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Waits until the UTC clock is past the stamp (`YYYYMMDDTHHMMSSZ`) in an archive's name.
+fn wait_past(name: &str) {
+    let stamp = name
+        .split(['-', '.'])
+        .find(|p| p.len() == 16 && p.as_bytes()[8] == b'T' && p.ends_with('Z'))
+        .unwrap_or_else(|| panic!("no time stamp in {name}"));
+    loop {
+        let out = std::process::Command::new("date")
+            .args(["-u", "+%Y%m%dT%H%M%SZ"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() > stamp {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -152,8 +152,10 @@ fn add_parents<W: Write>(w: &mut Walker<'_, W>, abs: &Path) -> Result<(), PackEr
     Ok(())
 }
 
-/// The stored name of every multiply-linked file seen, by (device, inode).
-type Links = HashMap<(u64, u64), PathBuf>;
+/// The stored name of every multiply-linked file seen, by device, inode and ctime: the
+/// names of one file share all three, while a file deleted during the walk can leave its
+/// inode number to a new one (whose ctime is its own), which must not become a link to it.
+type Links = HashMap<(u64, u64, i64, i64), PathBuf>;
 
 /// One packing run: the tar builder and what the walk accumulates.
 struct Walker<'a, W: Write> {
@@ -240,7 +242,7 @@ impl<W: Write> Walker<'_, W> {
         mut h: Header,
     ) -> Result<(), PackError> {
         let stored = rel(path);
-        let key = (meta.dev(), meta.ino());
+        let key = (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec());
         if let Some(first) = self.links.get(&key) {
             h.set_entry_type(EntryType::Link);
             h.set_size(0);

@@ -53,6 +53,8 @@ const STDERR_KEEP: usize = 4096;
 pub(super) struct Ssh {
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread that keeps `stderr`; it ends at the pipe's end.
+    reader: Option<std::thread::JoinHandle<()>>,
     url: String,
     user: String,
     identity: PathBuf,
@@ -176,9 +178,10 @@ impl Ssh {
             .spawn()
             .map_err(|e| io(&format!("starting {}", ssh.display()), e))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = None;
         if let Some(mut err) = child.stderr.take() {
             let keep = stderr.clone();
-            std::thread::spawn(move || {
+            reader = Some(std::thread::spawn(move || {
                 let mut buf = [0u8; 1024];
                 while let Ok(n) = err.read(&mut buf) {
                     if n == 0 {
@@ -189,12 +192,13 @@ impl Ssh {
                     let excess = k.len().saturating_sub(STDERR_KEEP);
                     k.drain(..excess);
                 }
-            });
+            }));
         }
         let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
         let mut me = Ssh {
             child,
             stderr,
+            reader,
             url,
             user: a.target.user.clone(),
             identity: a.identity.clone(),
@@ -222,14 +226,20 @@ impl Ssh {
     /// The error of a failed `op` (`detail`: the client's own words), from what `ssh` said:
     /// authentication, host key, or a lost connection.
     pub(super) fn failure(&mut self, op: &str, detail: &str) -> TargetError {
-        // Give ssh a moment to say why it ended.
+        // Give ssh a moment to end, then read all it said: once it ended, its standard
+        // error reaches its end (bounded: a helper it started may hold the pipe a while).
         for _ in 0..50 {
             if !matches!(self.child.try_wait(), Ok(None)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            let until = Instant::now() + Duration::from_secs(2);
+            while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let said = self.said();
         let target = self.url.clone();
         if said.contains("Permission denied") {
